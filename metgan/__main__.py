@@ -1,0 +1,3 @@
+from metgan.cli import main
+
+main()

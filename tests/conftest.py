@@ -1,0 +1,112 @@
+"""Shared fixtures: a real PostgreSQL database per test session, isolated data folders.
+
+The database is a fresh one on the server at 127.0.0.1:5432 when it answers, else on the
+embedded server (set ``METGAN_TEST_SERVER=embedded`` to force that path). Every ``METGAN_*``
+variable the caller had is cleared first, so the developer's environment never leaks in.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+TEST_SERVER_MODE = os.environ.pop("METGAN_TEST_SERVER", "auto")
+for _name in [n for n in os.environ if n.startswith("METGAN_")]:
+    del os.environ[_name]
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def local_server_answers() -> bool:
+    try:
+        psycopg2.connect(LOCAL_ADMIN_URL, connect_timeout=3).close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
+def with_database(url: str, database: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+def create_database(admin_url: str, prefix: str = "metgan_test") -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(admin_url)
+    conn.autocommit = True
+    conn.cursor().execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return with_database(admin_url, name)
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    from metgan.store.engine import dispose_all
+
+    dispose_all()
+    name = make_url(url).database
+    conn = psycopg2.connect(admin_url)
+    conn.autocommit = True
+    conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory) -> str:
+    """URL of the ``postgres`` database on the server the tests use."""
+    if TEST_SERVER_MODE != "embedded" and local_server_answers():
+        yield LOCAL_ADMIN_URL
+        return
+    from metgan.store import embedded
+
+    data_dir = tmp_path_factory.mktemp("embedded-pg")
+    yield embedded.ensure_server(data_dir)
+    embedded.stop_server(data_dir)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url) -> str:
+    """A fresh, migrated database for this test session; METGAN_DATABASE_URL points at it."""
+    from metgan.store import get_engine, migrate
+
+    url = create_database(pg_admin_url)
+    os.environ["METGAN_DATABASE_URL"] = url
+    migrate(get_engine())
+    yield url
+    os.environ.pop("METGAN_DATABASE_URL", None)
+    drop_database(pg_admin_url, url)
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    """Settings with data and results under this test's tmp_path."""
+    from metgan.config import get_settings
+
+    monkeypatch.setenv("METGAN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("METGAN_RESULTS_DIR", str(tmp_path / "results"))
+    return get_settings()
+
+
+@pytest.fixture
+def db(database_url, settings):
+    """The session database, emptied of data before the test (the schema stays)."""
+    from sqlalchemy import text
+
+    from metgan.store import get_engine
+
+    engine = get_engine()
+    with engine.begin() as conn:
+        tables = conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'schema_migrations'")).scalars().all()
+        if tables:
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    return engine

@@ -1,0 +1,64 @@
+"""The embedded PostgreSQL server, used when METGAN_DATABASE_URL is unset."""
+
+import json
+import os
+import subprocess
+import sys
+
+import psycopg2
+import pytest
+
+from metgan.store import embedded
+
+WHO = ("import json, psycopg2; from metgan.store import engine;"
+       "url = engine.database_url();"
+       "c = psycopg2.connect(url); cur = c.cursor(); cur.execute('SELECT pg_postmaster_start_time()::text');"
+       "print(json.dumps({'url': url, 'started': cur.fetchone()[0]}))")
+
+
+@pytest.fixture
+def embedded_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METGAN_")}
+    env["METGAN_DATA_DIR"] = str(tmp_path / "data")
+    yield env, tmp_path / "data"
+    if (tmp_path / "data" / "postgres").exists():
+        embedded.stop_server(tmp_path / "data")
+
+
+def test_two_processes_get_one_server_and_data_survives_a_restart(embedded_env):
+    env, data_dir = embedded_env
+    procs = [subprocess.Popen([sys.executable, "-c", WHO], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    first, second = (json.loads(out) for out, _ in outs)
+    assert first == second  # same socket URL and the same postmaster start time: one server
+
+    conn = psycopg2.connect(first["url"])
+    conn.autocommit = True
+    conn.cursor().execute("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')")
+    conn.close()
+
+    assert embedded.stop_server(data_dir) is True
+    assert not embedded.is_running(data_dir)
+
+    again = subprocess.run([sys.executable, "-c", WHO], env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    url = json.loads(again.stdout)["url"]
+    conn = psycopg2.connect(url)
+    cur = conn.cursor()
+    cur.execute("SELECT v FROM kept")
+    assert cur.fetchall() == [("still here",)]
+    conn.close()
+
+
+def test_cli_migrates_the_embedded_server(embedded_env):
+    env, _ = embedded_env
+    first = subprocess.run([sys.executable, "-m", "metgan", "db", "migrate"], env=env,
+                           capture_output=True, text=True, timeout=180)
+    assert first.returncode == 0, first.stderr
+    assert "applied 0001_initial_schema.sql" in first.stdout
+    status = subprocess.run([sys.executable, "-m", "metgan", "db", "status"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert "PostgreSQL 16" in status.stdout
+    assert "pending" not in status.stdout

@@ -1,0 +1,91 @@
+import shutil
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from metgan.errors import MigrationError
+from metgan.store import migrations
+from tests.conftest import create_database, drop_database
+
+EXPECTED_TABLES = {
+    "met_objects", "met_constituents", "met_tags", "met_images", "scrape_runs", "csv_imports",
+    "csv_import_errors", "subsets", "subset_images", "searches", "trials", "trial_epochs",
+}
+
+
+@pytest.fixture
+def fresh_url(pg_admin_url):
+    url = create_database(pg_admin_url, prefix="metgan_migrate")
+    yield url
+    drop_database(pg_admin_url, url)
+
+
+def _engine(url):
+    return create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+
+
+def test_fresh_database_then_second_run_is_a_no_op(fresh_url):
+    engine = _engine(fresh_url)
+    applied = migrations.migrate(engine)
+    assert applied == [m.path.name for m in migrations.discover()]
+    with engine.connect() as conn:
+        tables = set(conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname='public'")).scalars())
+        recorded = conn.execute(text("SELECT count(*) FROM schema_migrations")).scalar_one()
+    assert EXPECTED_TABLES <= tables
+    assert recorded == len(applied)
+    assert migrations.migrate(engine) == []
+    assert all(s.applied and not s.changed for s in migrations.status(engine))
+    engine.dispose()
+
+
+def test_two_runners_at_once_apply_each_migration_once(fresh_url):
+    code = ("import sys; from metgan.store import migrations; from sqlalchemy import create_engine;"
+            "e = create_engine(sys.argv[1].replace('postgresql://', 'postgresql+psycopg2://', 1));"
+            "print(len(migrations.migrate(e)))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, fresh_url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [r[1] for r in results]
+    counts = sorted(int(out) for out, _ in results)
+    assert counts == [0, len(migrations.discover())]
+    engine = _engine(fresh_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT version, count(*) FROM schema_migrations GROUP BY version")).all()
+    assert all(count == 1 for _, count in rows) and len(rows) == len(migrations.discover())
+    engine.dispose()
+
+
+def test_an_edited_applied_migration_is_refused(fresh_url, tmp_path):
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(migrations.SQL_DIR, sql_dir, ignore=shutil.ignore_patterns("queries"))
+    engine = _engine(fresh_url)
+    migrations.migrate(engine, sql_dir)
+    first = sorted(sql_dir.glob("*.sql"))[0]
+    first.write_text(first.read_text() + "\n-- an innocent-looking edit\n")
+    with pytest.raises(MigrationError, match=f"{first.name} was changed after it was applied"):
+        migrations.migrate(engine, sql_dir)
+    assert [s.changed for s in migrations.status(engine, sql_dir)][0] is True
+    engine.dispose()
+
+
+def test_a_failing_migration_leaves_nothing_behind(fresh_url, tmp_path):
+    sql_dir = tmp_path / "sql"
+    sql_dir.mkdir()
+    (sql_dir / "0001_good.sql").write_text("CREATE TABLE good (id int);")
+    (sql_dir / "0002_bad.sql").write_text("CREATE TABLE half (id int); SELECT * FROM no_such_table;")
+    engine = _engine(fresh_url)
+    with pytest.raises(MigrationError, match="0002_bad.sql failed"):
+        migrations.migrate(engine, sql_dir)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT to_regclass('half')")).scalar() is None
+        assert conn.execute(text("SELECT array_agg(version) FROM schema_migrations")).scalar() == [1]
+    engine.dispose()
+
+
+def test_misnamed_migration_file_is_an_error(tmp_path):
+    (tmp_path / "1_init.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="NNNN_lower_case_name"):
+        migrations.discover(tmp_path)

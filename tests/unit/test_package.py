@@ -1,0 +1,24 @@
+import json
+import subprocess
+import sys
+
+
+def test_import_metgan_pulls_in_neither_tensorflow_nor_airflow():
+    code = (
+        "import json, sys, metgan, metgan.cli, metgan.store, metgan.config, metgan.errors;"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'airflow'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_cli_help_lists_commands_and_user_errors_have_no_traceback():
+    help_out = subprocess.run([sys.executable, "-m", "metgan", "--help"], capture_output=True, text=True)
+    assert help_out.returncode == 0
+    assert "db" in help_out.stdout
+    bad = subprocess.run([sys.executable, "-m", "metgan", "db", "status"], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "METGAN_MET_RATE": "fast"})
+    assert bad.returncode != 0
+    assert "METGAN_MET_RATE" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
