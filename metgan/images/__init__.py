@@ -1,0 +1,1 @@
+"""Images: download validation, resizing and training subset building."""
