@@ -8,6 +8,7 @@ variable the caller had is cleared first, so the developer's environment never l
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -20,6 +21,18 @@ for _name in [n for n in os.environ if n.startswith("METGAN_")]:
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+# Airflow reads its configuration when first imported, so its test home is set here, before any
+# test module can import it: a throwaway AIRFLOW_HOME (SQLite metadata) with the project's DAGs.
+os.environ.update({
+    "AIRFLOW_HOME": tempfile.mkdtemp(prefix="metgan-airflow-test-"),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+})
+
+pytest_plugins = ["tests.fakemet"] if (Path(__file__).parent / "fakemet.py").exists() else []
 LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

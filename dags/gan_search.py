@@ -1,0 +1,100 @@
+"""Grid-search GAN settings on a subset: one training task per combination.
+
+``plan_trials`` expands the grid (a dict of lists, or a list of such dicts, as scikit-learn's
+ParameterGrid) and validates every combination before anything trains; an invalid grid fails
+here with the message. ``train_trial`` is mapped over the trials in pool ``gpu`` (one slot per
+GPU) on queue ``gpu`` (the GPU Celery worker); a retried trial resumes from its last checkpoint.
+``render_gifs`` renders each trial's GIFs; ``publish_report`` writes the search's report and
+gallery, which the metgan page in the Airflow UI shows.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, get_current_context, task
+
+DEFAULT_GRID = {
+    "loss": ["non_saturating", "hinge"],
+    "g_filters": [64, 128],
+}
+
+
+@dag(
+    dag_id="gan_search",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["metgan", "gan"],
+    doc_md=__doc__,
+    params={
+        "search_name": Param("vases-search", type="string", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+                             title="Search name", description="results go to <results_dir>/<search name>/"),
+        "subset": Param("vases", type="string", title="Subset", description="a subset built by vase_subset"),
+        "grid": Param(DEFAULT_GRID, type=["object", "array"], title="Grid",
+                      description="GAN settings to try: a dict of lists, or a list of such dicts"),
+        "base": Param({}, type="object", title="Base settings",
+                      description="settings shared by every trial (e.g. image size, epochs)"),
+        "epochs": Param(25, type="integer", minimum=1, maximum=10000, title="Epochs", section="Budget"),
+        "time_budget_s": Param(3600, type="integer", minimum=10, title="Time budget per trial (s)",
+                               section="Budget"),
+        "objective": Param("swd", type="string", title="Objective", section="Ranking",
+                           description="metric the leaderboard ranks by"),
+        "direction": Param("min", enum=["min", "max"], title="Direction", section="Ranking"),
+    },
+)
+def gan_search():
+    @task
+    def plan_trials(params: dict | None = None) -> list[dict]:
+        from metgan.gan.search import plan_trials as plan
+
+        base = {**params["base"], "epochs": int(params["epochs"]),
+                "time_budget_s": float(params["time_budget_s"])}
+        return plan(params["search_name"], params["grid"], subset=params["subset"], base=base,
+                    objective=params["objective"], direction=params["direction"])
+
+    @task(
+        pool="gpu",
+        queue="gpu",
+        map_index_template="{{ trial_label }}",
+        retries=2,
+        retry_delay=timedelta(seconds=10),
+        retry_policy=ExceptionRetryPolicy(rules=[
+            RetryRule(exception="metgan.errors.GanConfigError", action=RetryAction.FAIL,
+                      reason="an invalid config does not become valid by retrying"),
+        ]),
+    )
+    def train_trial(trial: dict) -> dict:
+        import socket
+
+        from metgan.gan.search import train_trial as train
+
+        get_current_context()["trial_label"] = trial["label"]
+        result = train(trial["search_name"], trial["trial_id"])
+        return {**trial, **result, "worker": socket.gethostname()}
+
+    @task(map_index_template="{{ trial_label }}")
+    def render_gifs(trained: dict) -> dict:
+        from metgan.config import get_settings
+        from metgan.viz.render import render_trial
+
+        get_current_context()["trial_label"] = trained["label"]
+        trial_dir = get_settings().results_dir / trained["search_name"] / trained["trial_id"]
+        written = render_trial(trial_dir)
+        return {"trial_id": trained["trial_id"], "files": sorted(str(p) for p in written.values())}
+
+    @task
+    def publish_report(rendered, params: dict | None = None) -> dict:
+        from metgan.config import get_settings
+        from metgan.viz.report import publish_report as publish
+
+        search_dir = get_settings().results_dir / params["search_name"]
+        return {"trials": len(rendered[:]), **{k: str(v) for k, v in publish(search_dir).items()}}
+
+    trials = plan_trials()
+    trained = train_trial.expand(trial=trials)
+    publish_report(render_gifs.expand(trained=trained))
+
+
+gan_search()

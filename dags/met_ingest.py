@@ -1,0 +1,121 @@
+"""Scrape the Met: discover object ids, fetch their records and download their images.
+
+Runs daily on a data interval (incremental: objects whose metadata changed since the interval's
+start) and by hand from the trigger form (full, incremental from the stored watermark, search,
+department, or targeted at the subset's candidates after a CSV bootstrap). Record and image
+tasks are mapped over batches of ids, never single ids (Airflow maps at most 1024 items), and
+run in the ``met_api`` pool: its slots times each task's share of ``METGAN_MET_RATE`` bound the
+deployment's request rate.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+IMAGES_ASSET = Asset("metgan://met/images")
+
+API_RETRIES = {
+    "retries": 4,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+@dag(
+    dag_id="met_ingest",
+    schedule=CronDataIntervalTimetable("0 3 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["metgan", "ingest"],
+    doc_md=__doc__,
+    params={
+        "mode": Param("incremental", enum=["incremental", "full", "search", "department", "targeted"],
+                      title="Mode",
+                      description="incremental: records changed since the last successful run; "
+                                  "targeted: only the subset's candidates (after a CSV import)"),
+        "query": Param("", type="string", title="Search query",
+                       description="for mode 'search': /search?q=...&hasImages=true"),
+        "department_ids": Param([], type="array", items={"type": "integer"}, title="Department ids",
+                                description="for mode 'department' (e.g. 1, 3, 9)"),
+        "limit": Param(None, type=["null", "integer"], minimum=1, title="Limit",
+                       description="stop after this many object ids (empty: all)"),
+        "batch_size": Param(1000, type="integer", minimum=10, maximum=10000, title="Batch size",
+                            description="object ids per mapped task"),
+        "additional_images": Param(False, type="boolean", title="Additional images",
+                                   description="also download each object's additional images"),
+        "csv_source": Param("", type="string", title="Open Access CSV",
+                            description="path or URL of MetObjects.csv to import first (optional)",
+                            section="Bootstrap"),
+    },
+)
+def met_ingest():
+    @task
+    def import_csv(params: dict | None = None) -> dict:
+        source = (params or {}).get("csv_source") or ""
+        if not source:
+            return {"imported": False}
+        from metgan.met.csv_import import import_csv as run_import
+
+        return {"imported": True, **run_import(source)}
+
+    @task
+    def discover_object_ids(csv_summary: dict, params: dict | None = None) -> dict:
+        from metgan.met import ingest
+
+        context = get_current_context()
+        mode = params["mode"]
+        if mode == "targeted":
+            from metgan.met.targeted import discover_targeted
+
+            return discover_targeted(batch_size=int(params["batch_size"]))
+        metadata_date = None
+        if mode == "incremental" and context["dag_run"].run_type == "scheduled":
+            metadata_date = context["data_interval_start"].date().isoformat()
+        return ingest.discover_object_ids(
+            mode,
+            query=params["query"] or None,
+            department_ids=params["department_ids"] or None,
+            limit=params["limit"],
+            batch_size=int(params["batch_size"]),
+            metadata_date=metadata_date,
+        )
+
+    @task
+    def list_batches(discovery: dict) -> list[dict]:
+        return discovery["batches"]
+
+    @task(pool="met_api", map_index_template="{{ batch_label }}", **API_RETRIES)
+    def fetch_records(batch: dict) -> dict:
+        from metgan.met import ingest
+
+        get_current_context()["batch_label"] = batch["label"]
+        return {**batch, "records": ingest.fetch_records(batch)}
+
+    @task(pool="met_api", map_index_template="{{ batch_label }}", **API_RETRIES)
+    def download_images(fetched: dict, params: dict | None = None) -> dict:
+        from metgan.met import ingest
+
+        get_current_context()["batch_label"] = fetched["label"]
+        batch = {k: v for k, v in fetched.items() if k != "records"}
+        return {**fetched, "images": ingest.download_images(
+            batch, additional_images=bool(params["additional_images"]))}
+
+    @task(outlets=[IMAGES_ASSET])
+    def summarize(discovery: dict, results) -> dict:
+        from metgan.met import ingest
+
+        return ingest.finish_run(discovery["run_id"], list(results[:]))
+
+    discovery = discover_object_ids(import_csv())
+    fetched = fetch_records.expand(batch=list_batches(discovery))
+    downloaded = download_images.expand(fetched=fetched)
+    summarize(discovery, downloaded)
+
+
+met_ingest()

@@ -1,0 +1,51 @@
+"""Build a training subset (vases by default) whenever new images land, or by hand.
+
+Selects objects with the named SQL in ``sql/queries/``, resizes their images in parallel into
+``<data_dir>/subsets/<name>/`` and records them in ``subsets`` / ``subset_images``. Only images
+not built before with the same parameters are processed. Emits ``metgan://subsets/<name>``.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, AssetAlias, Param, dag, task
+
+IMAGES_ASSET = Asset("metgan://met/images")
+SUBSETS_ALIAS = AssetAlias("metgan-subsets")
+
+
+@dag(
+    dag_id="vase_subset",
+    schedule=[IMAGES_ASSET],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["metgan", "subset"],
+    doc_md=__doc__,
+    params={
+        "name": Param("vases", type="string", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", title="Subset name"),
+        "include": Param(["vase"], type="array", items={"type": "string"}, title="Include words",
+                         description="object name or classification contains one of these words"),
+        "exclude": Param(["fragment"], type="array", items={"type": "string"}, title="Exclude words"),
+        "size": Param("64x80", type="string", pattern=r"^\d+x\d+$", title="Size (WxH)"),
+        "policy": Param("pad", enum=["pad", "crop", "stretch"], title="Shape policy"),
+        "color_mode": Param("rgb", enum=["rgb", "grayscale"], title="Colour"),
+        "ratio": Param(1.25, type="number", exclusiveMinimum=0, title="Target height/width"),
+        "tolerance": Param(0.2, type="number", minimum=0, title="Ratio tolerance"),
+    },
+)
+def vase_subset():
+    @task(outlets=[SUBSETS_ALIAS])
+    def build_subset(params: dict | None = None, outlet_events=None) -> dict:
+        from metgan.images.subset import build_subset as build
+
+        name = params["name"]
+        summary = build(name, {key: params[key] for key in
+                               ("include", "exclude", "size", "policy", "color_mode", "ratio", "tolerance")})
+        outlet_events[SUBSETS_ALIAS].add(Asset(f"metgan://subsets/{name}"))
+        return summary
+
+    build_subset()
+
+
+vase_subset()

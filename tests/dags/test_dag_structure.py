@@ -1,0 +1,82 @@
+"""The DAG files parse fast, without import errors, and wire the tasks as designed."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO
+
+DAGS = REPO / "dags"
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS), known_pools={"default_pool", "met_api", "gpu"})
+
+
+def test_no_import_errors_and_every_dag_present(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == {"met_ingest", "vase_subset", "gan_search"}
+
+
+def test_dags_folder_parses_in_under_two_seconds():
+    code = ("import time, os; from airflow.dag_processing.dagbag import DagBag;"
+            f"t = time.perf_counter(); bag = DagBag(dag_folder={str(DAGS)!r});"
+            "assert not bag.import_errors, bag.import_errors; print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout.strip().splitlines()[-1]) < 2.0
+
+
+def test_dag_files_import_neither_tensorflow_nor_the_database():
+    code = ("import sys, runpy, glob;"
+            f"[runpy.run_path(p) for p in glob.glob({str(DAGS)!r} + '/*.py')];"
+            "print(sorted(m for m in ('tensorflow', 'keras', 'psycopg2', 'aiohttp') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _edges(dag):
+    return {(up, task.task_id) for task in dag.tasks for up in task.upstream_task_ids}
+
+
+def test_met_ingest_wiring(dagbag):
+    dag = dagbag.dags["met_ingest"]
+    assert _edges(dag) == {
+        ("import_csv", "discover_object_ids"),
+        ("discover_object_ids", "list_batches"),
+        ("list_batches", "fetch_records"),
+        ("fetch_records", "download_images"),
+        ("discover_object_ids", "summarize"),
+        ("download_images", "summarize"),
+    }
+    for task_id in ("fetch_records", "download_images"):
+        task = dag.get_task(task_id)
+        assert task.pool == "met_api"
+        assert task.retries >= 3 and task.retry_exponential_backoff == 2.0
+    assert dag.timetable.__class__.__name__ == "CronDataIntervalTimetable"
+    assert [o.uri for o in dag.get_task("summarize").outlets] == ["metgan://met/images"]
+    assert set(dag.params.keys()) >= {"mode", "query", "department_ids", "limit", "batch_size",
+                                      "additional_images"}
+
+
+def test_vase_subset_runs_when_images_update(dagbag):
+    dag = dagbag.dags["vase_subset"]
+    assert [t.task_id for t in dag.tasks] == ["build_subset"]
+    assert "metgan://met/images" in str(dag.timetable.asset_condition)
+
+
+def test_gan_search_wiring(dagbag):
+    dag = dagbag.dags["gan_search"]
+    assert _edges(dag) == {
+        ("plan_trials", "train_trial"),
+        ("train_trial", "render_gifs"),
+        ("render_gifs", "publish_report"),
+    }
+    train = dag.get_task("train_trial")
+    assert train.pool == "gpu" and train.queue == "gpu"
+    assert dag.get_task("plan_trials").queue != "gpu"
+    assert dag.schedule is None
