@@ -52,6 +52,31 @@ def check(engine: Engine) -> str:
         ) from exc
 
 
+def create_database_if_missing(url: str) -> bool:
+    """Create the database ``url`` names, connecting to the server's ``postgres`` database."""
+    import psycopg2
+    from psycopg2 import sql
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    try:
+        connection = psycopg2.connect(admin)
+    except psycopg2.OperationalError as exc:
+        raise StoreError(f"cannot reach PostgreSQL to create {target.database!r}: "
+                         f"{str(exc).strip().splitlines()[0]}") from exc
+    try:
+        connection.autocommit = True
+        cursor = connection.cursor()
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.database,))
+        if cursor.fetchone():
+            return False
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target.database)))
+        return True
+    finally:
+        connection.close()
+
+
 def dispose_all() -> None:
     """Close every pooled connection (for tests that drop databases, and for clean exits)."""
     with _lock:

@@ -89,3 +89,24 @@ def test_misnamed_migration_file_is_an_error(tmp_path):
     (tmp_path / "1_init.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match="NNNN_lower_case_name"):
         migrations.discover(tmp_path)
+
+
+def test_migrate_can_create_a_missing_database(pg_admin_url):
+    import os
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_admin_url).set(database=f"metgan_created_{uuid.uuid4().hex[:8]}").render_as_string(
+        hide_password=False)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("METGAN_")}, "METGAN_DATABASE_URL": url}
+    try:
+        first = subprocess.run([sys.executable, "-m", "metgan", "db", "migrate", "--create-database"],
+                               env=env, capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr
+        assert "created the database" in first.stdout and "applied 0001" in first.stdout
+        again = subprocess.run([sys.executable, "-m", "metgan", "db", "migrate", "--create-database"],
+                               env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0 and "created" not in again.stdout
+    finally:
+        drop_database(pg_admin_url, url)
