@@ -1,0 +1,215 @@
+"""The Open Access CSV import against real PostgreSQL, with the real sample files."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from metgan.met.csv_import import CSV_HEADER, import_csv
+from tests.conftest import SHARED
+
+SAMPLES = SHARED / "met-samples" / "csv"
+WELLFORMED = SAMPLES / "MetObjects_wellformed_rows_utf8_comma_CONVERTED.csv"
+VASES = SAMPLES / "MetObjects_vase_rows_UTF8_CONVERTED.csv"
+
+
+def sample_rows(path: Path = WELLFORMED) -> list[list[str]]:
+    if not path.exists():
+        pytest.skip(f"sample CSV {path} is absent (../shared/met-samples not available)")
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        assert next(reader) == list(CSV_HEADER)
+        return list(reader)
+
+
+def write_csv(path: Path, rows: list[list[str]], *, header=CSV_HEADER, bom: bool = True) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + buffer.getvalue().encode("utf-8"))
+    return path
+
+
+def column(name: str) -> int:
+    return CSV_HEADER.index(name)
+
+
+def one(db, sql: str, **params):
+    with db.connect() as conn:
+        return conn.execute(text(sql), params).one()
+
+
+def rows_of(db, sql: str, **params) -> list:
+    with db.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql), params).all()]
+
+
+@pytest.mark.parametrize("path", [WELLFORMED, VASES], ids=lambda p: p.name)
+def test_sample_files_import_every_row(db, settings, path):
+    rows = sample_rows(path)
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+
+    result = import_csv(path, settings=settings)
+
+    assert result["rows"] == result["imported"] == result["new"] == len(rows)
+    assert result["errors"] == 0
+    ids = {int(r[column("Object ID")]) for r in rows}
+    assert set(s for (s,) in rows_of(db, "SELECT object_id FROM met_objects")) == ids
+    # The BOM is not part of the first column's name: Object Number lands in accession_number.
+    first = rows[0]
+    number, raw = one(db, "SELECT accession_number, csv_raw FROM met_objects WHERE object_id = :id",
+                      id=int(first[column("Object ID")]))
+    assert number == first[column("Object Number")].strip()
+    assert "Object Number" in raw and not any(k.startswith("\ufeff") for k in raw)
+    status = one(db, "SELECT status, counts->>'new' FROM csv_imports WHERE import_id = :id",
+                 id=result["import_id"])
+    assert status == ("success", str(len(rows)))
+
+
+def test_sample_constituents_and_tags_split_in_matching_order(db, settings):
+    sample_rows()
+    import_csv(WELLFORMED, settings=settings)
+
+    # Object 120 (the sample's Tiffany vase): two constituents, dates space-padded in the file.
+    constituents = rows_of(db, """
+        SELECT seq, role, prefix, name, display_bio, suffix, alpha_sort, nationality, begin_date,
+               end_date, gender, ulan_url, wikidata_url
+        FROM met_constituents WHERE object_id = 120 ORDER BY seq""")
+    assert constituents == [
+        (0, "Designer", "Designed by", "Louis Comfort Tiffany", "American, New York 1848–1933 New York",
+         None, "Tiffany, Louis Comfort", "American", "1848", "1933", None,
+         "http://vocab.getty.edu/page/ulan/500030415", "https://www.wikidata.org/wiki/Q312950"),
+        (1, "Maker", None, "Tiffany Glass and Decorating Company", "American, 1892–1902",
+         None, "Tiffany Glass and Decorating Company", None, "1892", "1902", None,
+         "http://vocab.getty.edu/page/ulan/500331512", None),
+    ]
+    tags = rows_of(db, "SELECT seq, term, aat_url, wikidata_url FROM met_tags WHERE object_id = 7 ORDER BY seq")
+    assert tags == [
+        (0, "Birds", "http://vocab.getty.edu/page/aat/300266506", "https://www.wikidata.org/wiki/Q5113"),
+        (1, "Coins", "http://vocab.getty.edu/page/aat/300037222", "https://www.wikidata.org/wiki/Q41207"),
+    ]
+    # Object 1: one constituent whose id is a plain number; typed columns filled.
+    assert rows_of(db, "SELECT constituent_id, name FROM met_constituents WHERE object_id = 1") == [
+        (16429, "James Barton Longacre")]
+    assert one(db, """SELECT title, object_begin_date, object_end_date, is_public_domain, source, status
+                      FROM met_objects WHERE object_id = 1""") == (
+        "One-dollar Liberty Head Coin", 1853, 1853, False, "csv", "ok")
+
+
+def test_reimport_changes_nothing(db, settings):
+    rows = sample_rows()
+    import_csv(WELLFORMED, settings=settings)
+    before = rows_of(db, "SELECT object_id, updated_at, csv_imported_at FROM met_objects ORDER BY 1")
+
+    again = import_csv(WELLFORMED, settings=settings)
+
+    assert (again["new"], again["changed"], again["unchanged"], again["removed"]) == (0, 0, len(rows), 0)
+    assert rows_of(db, "SELECT object_id, updated_at, csv_imported_at FROM met_objects ORDER BY 1") == before
+
+
+def test_broken_rows_are_recorded_with_line_numbers_and_skipped(db, settings, tmp_path):
+    good = sample_rows()[:4]
+    multiline = list(good[3])
+    multiline[column("Object ID")] = "9001"
+    multiline[column("Title")] = "Two\nline title, with \"quotes\""
+    short = good[0][:10]
+    bad_id = list(good[1])
+    bad_id[column("Object ID")] = "abc"
+    bad_date = list(good[2])
+    bad_date[column("Object ID")] = "9002"
+    bad_date[column("Object Begin Date")] = "x"
+    bad_bool = list(good[2])
+    bad_bool[column("Object ID")] = "9003"
+    bad_bool[column("Is Public Domain")] = "maybe"
+    # line 1 is the header; the multi-line record takes lines 4-5
+    path = write_csv(tmp_path / "broken.csv",
+                     [good[0], good[1], multiline, short, bad_id, good[2], bad_date, bad_bool, good[3]])
+
+    result = import_csv(path, settings=settings)
+
+    assert result["rows"] == 9 and result["imported"] == 5 and result["errors"] == 4
+    landed = {r for (r,) in rows_of(db, "SELECT object_id FROM met_objects")}
+    assert landed == {int(r[column("Object ID")]) for r in good} | {9001}
+    assert one(db, "SELECT title FROM met_objects WHERE object_id = 9001") == ('Two\nline title, with "quotes"',)
+    errors = rows_of(db, "SELECT line_number, reason FROM csv_import_errors WHERE import_id = :id "
+                         "ORDER BY line_number", id=result["import_id"])
+    assert [line for line, _ in errors] == [6, 7, 9, 10]
+    assert "expected 54 columns, found 10" in errors[0][1]
+    assert "Object ID 'abc'" in errors[1][1]
+    assert "Object Begin Date 'x'" in errors[2][1]
+    assert "Is Public Domain 'maybe'" in errors[3][1]
+    raw_line = one(db, "SELECT raw_line FROM csv_import_errors WHERE line_number = 7")[0]
+    assert raw_line.split(",")[column("Object ID")] == "abc"
+
+
+def test_duplicate_object_id_keeps_the_last_row(db, settings, tmp_path):
+    first = sample_rows()[0]
+    later = list(first)
+    later[column("Title")] = "Later title"
+    path = write_csv(tmp_path / "dup.csv", [first, later], bom=False)
+
+    result = import_csv(path, settings=settings)
+
+    assert (result["imported"], result["errors"], result["new"]) == (1, 1, 1)
+    assert one(db, "SELECT title FROM met_objects WHERE object_id = 1") == ("Later title",)
+    assert rows_of(db, "SELECT line_number FROM csv_import_errors") == [(2,)]
+
+
+def test_newer_csv_reports_new_changed_unchanged_removed(db, settings, tmp_path):
+    rows = sample_rows()
+    first = import_csv(WELLFORMED, settings=settings)
+    assert first["new"] == len(rows)
+
+    newer = [list(r) for r in rows]
+    removed_ids = {int(newer[i][column("Object ID")]) for i in (5, 6, 7)}
+    for i in (10, 11, 12, 13, 14):
+        newer[i][column("Title")] += " (retitled)"
+    tiffany = next(r for r in newer if r[column("Object ID")] == "120")
+    tiffany[column("Artist Display Name")] = "Louis C. Tiffany|Tiffany Studios"
+    tiffany[column("Tags")], tiffany[column("Tags AAT URL")], tiffany[column("Tags Wikidata URL")] = (
+        "Flowers", "http://vocab.getty.edu/page/aat/300132399", "")
+    added = [list(rows[0]), list(rows[1])]
+    added[0][column("Object ID")], added[1][column("Object ID")] = "700001", "700002"
+    newer = [r for r in newer if int(r[column("Object ID")]) not in removed_ids] + added
+    path = write_csv(tmp_path / "MetObjects-newer.csv", newer)
+
+    result = import_csv(path, settings=settings)
+
+    assert (result["new"], result["changed"], result["unchanged"], result["removed"]) == (
+        2, 6, len(rows) - 3 - 6, 3)
+    retitled = int(rows[10][column("Object ID")])
+    assert one(db, "SELECT title FROM met_objects WHERE object_id = :id", id=retitled)[0].endswith("(retitled)")
+    assert rows_of(db, "SELECT name FROM met_constituents WHERE object_id = 120 ORDER BY seq") == [
+        ("Louis C. Tiffany",), ("Tiffany Studios",)]
+    assert rows_of(db, "SELECT term FROM met_tags WHERE object_id = 120") == [("Flowers",)]
+    today = datetime.now(timezone.utc).date().isoformat()
+    gone = rows_of(db, "SELECT object_id, status, status_reason FROM met_objects WHERE status = 'gone'")
+    assert sorted(gone) == sorted((i, "gone", f"absent from CSV {today}") for i in removed_ids)
+    assert one(db, "SELECT count(*) FROM met_objects")[0] == len(rows) + 2  # nothing deleted
+
+    # The same newer file again: all unchanged, nothing removed twice.
+    again = import_csv(path, settings=settings)
+    assert (again["new"], again["changed"], again["unchanged"], again["removed"]) == (0, 0, len(newer), 0)
+
+    # A removed object that comes back is new again, and no longer gone.
+    back = import_csv(WELLFORMED, settings=settings)
+    assert (back["new"], back["changed"], back["removed"]) == (3, 6, 2)
+    assert one(db, "SELECT count(*) FROM met_objects WHERE status = 'gone'")[0] == 2
+
+
+def test_lfs_pointer_and_missing_file_are_one_line_errors(db, settings, tmp_path):
+    from metgan.errors import ConfigError
+
+    pointer = tmp_path / "MetObjects.csv"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 317650992\n")
+    with pytest.raises(ConfigError, match="Git LFS pointer"):
+        import_csv(pointer, settings=settings)
+    with pytest.raises(ConfigError, match="does not exist"):
+        import_csv(tmp_path / "nope.csv", settings=settings)
+    assert rows_of(db, "SELECT status FROM csv_imports") == [("failed",)]
