@@ -1,0 +1,315 @@
+"""Build a named training subset: select, deduplicate, convert in parallel, record, manifest.
+
+``<data_dir>/subsets/<name>/`` holds ``images/<sha256>.png`` (one per distinct source image),
+``manifest.csv`` (the built images) and ``subset.json`` (parameters and counts), so the folder
+is portable. PostgreSQL holds the same facts in ``subsets`` and ``subset_images`` (built and
+skipped images, with the reason and the hash of the parameters each output was made with).
+
+A rebuild converts only what changed: an image already built (or skipped for good) with the
+same source sha256 and the same shape parameters is not opened again; images no longer selected
+are removed. Two builds of one subset at once are refused (a PostgreSQL advisory lock).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from metgan.config import Settings, get_settings
+from metgan.errors import ConfigError, SubsetError
+from metgan.images.resize import convert_many
+from metgan.images.selection import SubsetParams, candidate_images, candidate_object_ids
+from metgan.progress import Progress
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAME = "vases"
+MANIFEST_FIELDS = ("file", "sha256", "object_id", "image_seq", "width", "height", "mode",
+                   "source_width", "source_height")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_LOCK_CLASS = 0x5342  # "SB": subset builds
+_FLUSH_EVERY = 256
+# Skips worth retrying on the next build (the file may be there by then).
+_RETRY_REASONS = ("missing", "error")
+
+
+def check_name(name: str) -> str:
+    """A subset name is also a folder name: letters, digits, '-' and '_' (at most 63)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"subset name {name!r} must be letters, digits, '-' or '_' (at most 63, "
+                          "starting with a letter or digit)")
+    return name
+
+
+def subset_dir(name: str, settings: Settings | None = None) -> Path:
+    """The folder of subset ``name``: ``<data_dir>/subsets/<name>``."""
+    settings = settings or get_settings()
+    return settings.subsets_dir / check_name(name)
+
+
+def _engine(settings: Settings) -> Engine:
+    from metgan.store import get_engine
+
+    return get_engine(settings)
+
+
+@contextmanager
+def _build_lock(engine: Engine, name: str) -> Iterator[None]:
+    with engine.connect() as conn:
+        key = {"cls": _LOCK_CLASS, "name": name}
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:cls, hashtext(:name))"), key).scalar_one()
+        conn.commit()
+        if not got:
+            raise SubsetError(f"subset {name!r} is being built by another process; try again when it ends")
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:cls, hashtext(:name))"), key)
+            conn.commit()
+
+
+def _stored_params(engine: Engine, name: str) -> dict | None:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT params FROM subsets WHERE name = :name"), {"name": name}).scalar()
+
+
+def _existing_rows(engine: Engine, name: str) -> dict[str, dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT sha256, status, reason, params_hash FROM subset_images WHERE subset_name = :name"),
+            {"name": name}).mappings().all()
+    return {row["sha256"]: dict(row) for row in rows}
+
+
+def _is_done(row: dict | None, params_hash: str, output: Path) -> bool:
+    if row is None or row["params_hash"] != params_hash:
+        return False
+    if row["status"] == "ok":
+        return output.exists()
+    return not (row["reason"] or "").startswith(_RETRY_REASONS)
+
+
+_UPSERT = text("""
+INSERT INTO subset_images (subset_name, sha256, object_id, image_seq, status, reason, path,
+                           params_hash, source_width, source_height)
+VALUES (:subset_name, :sha256, :object_id, :image_seq, :status, :reason, :path,
+        :params_hash, :source_width, :source_height)
+ON CONFLICT (subset_name, sha256) DO UPDATE SET
+    object_id = EXCLUDED.object_id, image_seq = EXCLUDED.image_seq, status = EXCLUDED.status,
+    reason = EXCLUDED.reason, path = EXCLUDED.path, params_hash = EXCLUDED.params_hash,
+    source_width = EXCLUDED.source_width, source_height = EXCLUDED.source_height, created_at = now()
+""")
+
+
+def _flush(engine: Engine, rows: list[dict]) -> None:
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(_UPSERT, rows)
+        rows.clear()
+
+
+def _write_atomic(path: Path, content: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(content, encoding="utf-8", newline="")
+    os.replace(temporary, path)
+
+
+def _remove_unlisted(images_dir: Path, keep: set[str]) -> None:
+    """Outputs no longer in the subset, and temp files a killed build left behind."""
+    for entry in os.scandir(images_dir):
+        stem, _, suffix = entry.name.partition(".")
+        stale_temp = entry.name.startswith(".") and entry.name.endswith(".tmp")
+        if stale_temp or (suffix == "png" and stem not in keep):
+            os.unlink(entry.path)
+
+
+def _manifest(engine: Engine, name: str, params: SubsetParams) -> tuple[str, list[dict]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT sha256, object_id, image_seq, status, reason, source_width, source_height "
+            "FROM subset_images WHERE subset_name = :name ORDER BY sha256"), {"name": name}).mappings().all()
+    lines: list[list[Any]] = [list(MANIFEST_FIELDS)]
+    shape = params.shape
+    for row in rows:
+        if row["status"] == "ok":
+            lines.append([f"images/{row['sha256']}.png", row["sha256"], row["object_id"], row["image_seq"],
+                          shape.width, shape.height, shape.pil_mode, row["source_width"], row["source_height"]])
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(lines)
+    return buffer.getvalue(), [dict(r) for r in rows]
+
+
+def _reason_kind(reason: str | None) -> str:
+    return (reason or "unknown").split(":", 1)[0]
+
+
+def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = None, *,
+                 settings: Settings | None = None, progress: Progress | None = None,
+                 workers: int | None = None) -> dict:
+    """Build (or bring up to date) subset ``name``; returns a small JSON-able summary.
+
+    ``params`` (see :mod:`metgan.images.selection`) are laid over the subset's stored
+    parameters when it exists, else over the defaults (the vase subset). ``workers`` defaults
+    to every core.
+    """
+    settings = settings or get_settings()
+    check_name(name)
+    engine = _engine(settings)
+    started = time.monotonic()
+    with _build_lock(engine, name):
+        subset_params = SubsetParams.from_dict(params, base=_stored_params(engine, name))
+        shape = subset_params.shape
+        params_hash = shape.params_hash()
+        folder = subset_dir(name, settings)
+        images_dir = folder / "images"
+        images_dir.mkdir(parents=True, exist_ok=True)
+        params_json = json.dumps(subset_params.to_dict())
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO subsets (name, params, path) VALUES (:name, CAST(:params AS jsonb), :path) "
+                "ON CONFLICT (name) DO UPDATE SET params = EXCLUDED.params, path = EXCLUDED.path, "
+                "updated_at = now()"), {"name": name, "params": params_json, "path": str(folder)})
+
+        objects = candidate_object_ids(subset_params.to_dict(), engine=engine)
+        images, duplicates = candidate_images(subset_params.selection, engine=engine)
+        existing = _existing_rows(engine, name)
+        selected = {image.sha256 for image in images}
+        dropped = [sha for sha in existing if sha not in selected]
+        if dropped:
+            with engine.begin() as conn:
+                conn.execute(text("DELETE FROM subset_images WHERE subset_name = :name AND sha256 = ANY(:shas)"),
+                             {"name": name, "shas": dropped})
+
+        todo = [image for image in images
+                if not _is_done(existing.get(image.sha256), params_hash, images_dir / f"{image.sha256}.png")]
+        log.info("subset %s: %d objects, %d distinct images (%d duplicates), %d to convert, %d up to date",
+                 name, len(objects), len(images), duplicates, len(todo), len(images) - len(todo))
+        progress = progress or Progress(f"subset {name}")
+        progress.start(len(todo))
+        pending: list[dict] = []
+        processed = Counter()
+        pairs = [(settings.images_dir / image.path, images_dir / f"{image.sha256}.png") for image in todo]
+        results = convert_many(pairs, shape, workers=workers, max_pixels=settings.max_image_pixels)
+        for image, result in zip(todo, results, strict=True):
+            processed[result.status] += 1
+            pending.append({
+                "subset_name": name, "sha256": image.sha256, "object_id": image.object_id,
+                "image_seq": image.seq, "status": result.status, "reason": result.reason,
+                "path": f"images/{image.sha256}.png" if result.status == "ok" else None,
+                "params_hash": params_hash,
+                "source_width": result.source_width or image.width,
+                "source_height": result.source_height or image.height,
+            })
+            if len(pending) >= _FLUSH_EVERY:
+                _flush(engine, pending)
+            progress.advance()
+        _flush(engine, pending)
+        progress.finish()
+
+        manifest, rows = _manifest(engine, name, subset_params)
+        built = {row["sha256"] for row in rows if row["status"] == "ok"}
+        _remove_unlisted(images_dir, built)
+        _write_atomic(folder / "manifest.csv", manifest)
+        skipped_by_reason = Counter(_reason_kind(row["reason"]) for row in rows if row["status"] == "skipped")
+        counts = {
+            "objects": len(objects),
+            "images": len(images),
+            "duplicates": duplicates,
+            "ok": len(built),
+            "skipped": sum(skipped_by_reason.values()),
+            "skipped_by_reason": dict(sorted(skipped_by_reason.items())),
+        }
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE subsets SET counts = CAST(:counts AS jsonb), updated_at = now() "
+                              "WHERE name = :name"), {"name": name, "counts": json.dumps(counts)})
+        wall = time.monotonic() - started
+        summary = {
+            "name": name, "path": str(folder), "params_hash": params_hash, **counts,
+            "processed": sum(processed.values()), "built": processed["ok"],
+            "newly_skipped": processed["skipped"], "up_to_date": len(images) - len(todo),
+            "removed": len(dropped), "wall_s": round(wall, 3),
+        }
+        _write_atomic(folder / "subset.json", json.dumps({
+            "name": name, "params": subset_params.to_dict(), "params_hash": params_hash, "counts": counts,
+            "manifest": "manifest.csv", "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }, indent=2) + "\n")
+    log.info("subset %s: %d images ready, %d skipped, %d converted now in %.1fs",
+             name, counts["ok"], counts["skipped"], summary["processed"], wall)
+    return summary
+
+
+def list_subsets(*, settings: Settings | None = None) -> list[dict]:
+    """Every subset with its parameters and counts, by name."""
+    settings = settings or get_settings()
+    with _engine(settings).connect() as conn:
+        rows = conn.execute(text(
+            "SELECT name, params, counts, path, created_at, updated_at FROM subsets ORDER BY name")).mappings()
+        return [dict(row) for row in rows]
+
+
+def subset_info(name: str, *, settings: Settings | None = None) -> dict:
+    """One subset: its row, the source sizes of its images, and the bytes its images take."""
+    settings = settings or get_settings()
+    check_name(name)
+    engine = _engine(settings)
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT name, params, counts, path, created_at, updated_at FROM subsets WHERE name = :name"),
+            {"name": name}).mappings().first()
+        if row is None:
+            known = conn.execute(text("SELECT name FROM subsets ORDER BY name")).scalars().all()
+            raise SubsetError(f"no subset named {name!r}; known: {', '.join(known) or 'none (build one first)'}")
+        sources = conn.execute(text(
+            "SELECT status, reason, source_width, source_height FROM subset_images "
+            "WHERE subset_name = :name"), {"name": name}).mappings().all()
+    images_dir = Path(row["path"]) / "images"
+    disk_bytes = sum(e.stat().st_size for e in os.scandir(images_dir)) if images_dir.is_dir() else 0
+    ratios = [(r["status"], r["source_height"] / r["source_width"]) for r in sources
+              if r["source_width"] and r["source_height"]]
+    return {**dict(row), "disk_bytes": disk_bytes, "ratios": ratios}
+
+
+def ratio_histogram(ratios: list[tuple[str, float]], *, low: float = 0.5, high: float = 2.5,
+                    step: float = 0.1, width: int = 40) -> list[str]:
+    """Text histogram of height/width ratios: one line per bin, '#' built, '.' skipped."""
+    bins = round((high - low) / step)
+    built, skipped = [0] * (bins + 2), [0] * (bins + 2)
+    for status, ratio in ratios:
+        if ratio < low:
+            index = 0
+        elif ratio >= high:
+            index = bins + 1
+        else:
+            index = min(bins, 1 + int((ratio - low) / step + 1e-9))
+        (built if status == "ok" else skipped)[index] += 1
+    totals = [b + s for b, s in zip(built, skipped, strict=True)]
+    used = [i for i, total in enumerate(totals) if total]
+    if not used:
+        return []
+    top = max(totals)
+    lines = []
+    for index in range(used[0], used[-1] + 1):
+        if index == 0:
+            label = f"      < {low:.2f}"
+        elif index == bins + 1:
+            label = f"     >= {high:.2f}"
+        else:
+            start = low + (index - 1) * step
+            label = f"{start:.2f}-{start + step:.2f}"
+        total = totals[index]
+        bar = "#" * round(width * built[index] / top) + "." * round(width * skipped[index] / top)
+        lines.append(f"{label:>11} {total:>7} {bar}")
+    return lines

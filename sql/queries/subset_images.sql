@@ -1,0 +1,22 @@
+-- Downloaded, valid images of a training subset's objects: the selection of
+-- subset_candidates.sql joined to met_images rows with status 'ok' and a file on disk.
+-- Ordered so that when one image (same sha256) belongs to several objects, the lowest
+-- object id and image number come first; the caller keeps the first of each sha256.
+--
+-- Parameters: those of subset_candidates.sql, plus
+--   primary_only  boolean  only each object's primary image (seq 0)
+SELECT i.object_id, i.seq, i.path, i.sha256, i.width, i.height
+FROM met_objects AS o
+JOIN met_images AS i ON i.object_id = o.object_id
+WHERE o.status IN ('ok', 'pending')
+  AND (NOT %(public_domain)s OR o.is_public_domain IS TRUE)
+  AND (
+        coalesce(o.object_name, '') ~* ANY (%(include)s::text[])
+     OR lower(coalesce(o.classification, '')) = ANY (%(classifications)s::text[])
+  )
+  AND NOT coalesce(o.object_name, '') ~* ANY (%(exclude)s::text[])
+  AND i.status = 'ok'
+  AND i.path IS NOT NULL
+  AND i.sha256 IS NOT NULL
+  AND (NOT %(primary_only)s OR i.seq = 0)
+ORDER BY i.object_id, i.seq
