@@ -27,11 +27,15 @@ SUBSETS_ALIAS = AssetAlias("metgan-subsets")
         "include": Param(["vase"], type="array", items={"type": "string"}, title="Include words",
                          description="object name or classification contains one of these words"),
         "exclude": Param(["fragment"], type="array", items={"type": "string"}, title="Exclude words"),
-        "size": Param("64x80", type="string", pattern=r"^\d+x\d+$", title="Size (WxH)"),
-        "policy": Param("pad", enum=["pad", "crop", "stretch"], title="Shape policy"),
-        "color_mode": Param("rgb", enum=["rgb", "grayscale"], title="Colour"),
-        "ratio": Param(1.25, type="number", exclusiveMinimum=0, title="Target height/width"),
-        "tolerance": Param(0.2, type="number", minimum=0, title="Ratio tolerance"),
+        "classifications": Param([], type="array", items={"type": "string"}, title="Classifications",
+                                 description="also include these classifications (e.g. Vases)"),
+        "size": Param("128x160", type="string", pattern=r"^\d+x\d+$", title="Size (WxH)"),
+        "policy": Param("pad", enum=["pad", "crop", "stretch"], title="Shape policy",
+                        description="pad with the background colour, crop the centre, or stretch"),
+        "mode": Param("rgb", enum=["rgb", "grayscale"], title="Colour"),
+        "ratio": Param(None, type=["null", "number"], exclusiveMinimum=0, title="Target height/width",
+                       description="empty: the size's own ratio (5:4 portrait for 128x160)"),
+        "tolerance": Param(0.15, type="number", minimum=0, title="Ratio tolerance"),
     },
 )
 def vase_subset():
@@ -40,8 +44,8 @@ def vase_subset():
         from metgan.images.subset import build_subset as build
 
         name = params["name"]
-        summary = build(name, {key: params[key] for key in
-                               ("include", "exclude", "size", "policy", "color_mode", "ratio", "tolerance")})
+        keys = ("include", "exclude", "classifications", "size", "policy", "mode", "ratio", "tolerance")
+        summary = build(name, {key: params[key] for key in keys if params.get(key) is not None})
         outlet_events[SUBSETS_ALIAS].add(Asset(f"metgan://subsets/{name}"))
         return summary
 
