@@ -1,0 +1,265 @@
+"""Download one Met image safely into ``<data_dir>/images/<object_id>/<seq>.jpg``.
+
+Only hosts in ``METGAN_IMAGE_HOSTS`` are fetched. The URL's path is percent-encoded (the Met's
+file names hold spaces, en-dashes and accents) without double-encoding escapes already present.
+The body streams to a temp file in the destination folder while its size (``max_bytes``) and
+sha256 are tracked; it must be declared an image, decode with Pillow, and stay under the pixel
+cap (decompression bombs are refused before decoding); then it is renamed into place atomically.
+A killed download leaves only a ``.part`` file that :func:`sweep_temp_files` removes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import socket
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aiohttp
+import yarl
+from PIL import Image
+
+from metgan.errors import ImageError, MetRetryableError
+from metgan.met.client import Attempts, MetClient
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256 * 1024
+TEMP_SUFFIX = ".part"
+STALE_TEMP_SECONDS = 3600
+# Bad content (undecodable, not an image) is re-requested this many times before it is
+# refused: a truncated or mangled transfer looks the same as a broken file on the server.
+CONTENT_ATTEMPTS = 3
+
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_QUERY_SAFE = "/:@!$&'()*+,;=-._~?"
+_HOSTNAME = socket.gethostname()
+
+
+class ImageGone(Exception):
+    """The image host answered 404/410: the file is not there."""
+
+
+class BadContent(Exception):
+    """The body is not a usable image (wrong type, truncated, undecodable); may be transient."""
+
+
+def _quote_keeping_escapes(text: str, safe: str) -> str:
+    pieces, last = [], 0
+    for match in _ESCAPE.finditer(text):
+        pieces.append(quote(text[last:match.start()], safe=safe))
+        pieces.append(match.group(0).upper())
+        last = match.end()
+    pieces.append(quote(text[last:], safe=safe))
+    return "".join(pieces)
+
+
+def encode_url(url: str) -> str:
+    """Percent-encode the path and query of ``url`` (UTF-8), keeping existing %XX escapes."""
+    parts = urlsplit(url.strip())
+    netloc = parts.netloc
+    if parts.hostname and not parts.hostname.isascii():
+        netloc = netloc.replace(parts.hostname, parts.hostname.encode("idna").decode("ascii"))
+    return urlunsplit((parts.scheme, netloc, _quote_keeping_escapes(parts.path, _PATH_SAFE),
+                       _quote_keeping_escapes(parts.query, _QUERY_SAFE), ""))
+
+
+def check_host(url: str, allowed_hosts: tuple[str, ...] | list[str]) -> None:
+    """Raise ImageError unless ``url`` is http(s) on an allowed host."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise ImageError(f"not an http(s) image URL: {url!r}")
+    if host not in allowed_hosts:
+        raise ImageError(f"image host {host!r} is not in METGAN_IMAGE_HOSTS ({', '.join(allowed_hosts)})")
+
+
+def relative_path(object_id: int, seq: int) -> str:
+    """The path of an image relative to ``<data_dir>/images`` (what met_images.path stores)."""
+    return f"{int(object_id)}/{int(seq)}.jpg"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stored_intact(images_dir: Path, path: str | None, sha256: str | None, size: int | None) -> bool:
+    """True when the file a row points at exists with the recorded size and sha256."""
+    if not path or not sha256:
+        return False
+    file = images_dir / path
+    try:
+        if size is not None and file.stat().st_size != size:
+            return False
+        return sha256_of(file) == sha256
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_temp_files(folder: Path) -> int:
+    """Remove temp files a killed download left in ``folder``; returns how many.
+
+    A temp file is ``.<seq>.jpg.<host>.<pid>.<random>.part``; it is stale when its process is
+    gone (same host) or it is older than an hour (a process on another machine sharing the volume).
+    """
+    removed = 0
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.endswith(TEMP_SUFFIX):
+            continue
+        fields = entry.name.split(".")
+        stale = True
+        try:
+            host, pid = fields[-4], int(fields[-3])
+            if host == _HOSTNAME:
+                stale = not _pid_alive(pid) or pid == os.getpid() and not _live_temp(entry)
+            else:
+                stale = time.time() - entry.stat().st_mtime > STALE_TEMP_SECONDS
+        except (IndexError, ValueError, OSError):
+            pass
+        if stale:
+            with _ignore_missing():
+                entry.unlink()
+                removed += 1
+    return removed
+
+
+_LIVE_TEMPS: set[str] = set()
+
+
+def _live_temp(entry: Path) -> bool:
+    return str(entry) in _LIVE_TEMPS
+
+
+class _ignore_missing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        return kind is not None and issubclass(kind, FileNotFoundError)
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    path: str
+    width: int
+    height: int
+    bytes: int
+    sha256: str
+    content_type: str
+
+
+def inspect_image(path: Path, max_pixels: int) -> tuple[int, int, str]:
+    """Decode ``path`` fully with Pillow; returns (width, height, format).
+
+    Raises ImageError when the header declares more than ``max_pixels`` (checked before any pixel
+    is decoded) and BadContent when it is not a decodable image.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageError(f"image is {width}x{height} = {width * height} pixels, over the "
+                                     f"cap of {max_pixels} (METGAN_MAX_IMAGE_PIXELS)")
+                image_format = image.format or "unknown"
+                if image_format == "JPEG":
+                    # DCT scaling decodes every coefficient (so truncation and corruption still
+                    # fail) at an eighth of the pixels: the check costs little per image.
+                    image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+                image.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"decompression bomb refused: {exc}") from None
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadContent(f"not a decodable image: {exc}") from None
+    return width, height, image_format
+
+
+async def download_image(client: MetClient, url: str, *, object_id: int, seq: int, images_dir: Path,
+                         allowed_hosts: tuple[str, ...], max_bytes: int, max_pixels: int,
+                         attempts: Attempts | None = None) -> Downloaded:
+    """Fetch ``url`` into ``images_dir/<object_id>/<seq>.jpg`` (``attempts`` counts requests).
+
+    Raises ImageError (refused: host, size, pixels, or still bad after retries), ImageGone (404),
+    or MetRetryableError / MetBlockedError when the transfer kept failing.
+    """
+    check_host(url, allowed_hosts)
+    encoded = yarl.URL(encode_url(url), encoded=True)
+    folder = images_dir / str(int(object_id))
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{int(seq)}.jpg"
+    last_problem = ""
+    for _ in range(CONTENT_ATTEMPTS):
+        temp = folder / f".{int(seq)}.jpg.{_HOSTNAME}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
+        _LIVE_TEMPS.add(str(temp))
+        try:
+            size, digest, content_type = await client.request(
+                encoded, lambda response: _stream_to(response, temp, max_bytes), attempts=attempts)
+            width, height, _format = await asyncio.to_thread(inspect_image, temp, max_pixels)
+            os.replace(temp, final)
+            return Downloaded(relative_path(object_id, seq), width, height, size, digest, content_type)
+        except BadContent as exc:
+            last_problem = str(exc)
+            log.debug("bad image content from %s: %s", url, exc)
+        finally:
+            _LIVE_TEMPS.discard(str(temp))
+            with _ignore_missing():
+                temp.unlink()
+    raise ImageError(f"{last_problem} (after {CONTENT_ATTEMPTS} downloads)")
+
+
+async def _stream_to(response: aiohttp.ClientResponse, temp: Path, max_bytes: int) -> tuple[int, str, str]:
+    if response.status in (404, 410):
+        raise ImageGone(f"HTTP {response.status}")
+    await MetClient.check_block(response)
+    MetClient.raise_for_status(response)
+    content_type = response.content_type or ""
+    if not content_type.startswith("image/"):
+        raise BadContent(f"content type {content_type or 'missing'!r} is not an image")
+    declared = response.content_length
+    if declared is not None and declared > max_bytes:
+        raise ImageError(f"image is {declared} bytes, over the cap of {max_bytes} (METGAN_MAX_IMAGE_BYTES)")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(temp, "wb") as handle:
+            async for block in response.content.iter_chunked(CHUNK):
+                size += len(block)
+                if size > max_bytes:
+                    raise ImageError(f"image is over the cap of {max_bytes} bytes (METGAN_MAX_IMAGE_BYTES)")
+                digest.update(block)
+                handle.write(block)
+    except aiohttp.ClientPayloadError as exc:
+        raise MetRetryableError(f"truncated image body: {exc}") from None
+    if declared is not None and size != declared:
+        raise MetRetryableError(f"image body is {size} bytes, {declared} declared")
+    return size, digest.hexdigest(), content_type
