@@ -116,7 +116,7 @@ class AdaptiveRate:
         Requests already in flight when the first block arrived report the same block: only the
         first one cuts the rate and starts a cool-down.
         """
-        if sent_at <= self._last_block:
+        if sent_at <= self._last_block or self.bucket.paused_for > 0:
             return self.bucket.paused_for
         now = self._clock()
         self.blocks += 1
