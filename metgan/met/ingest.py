@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from collections import Counter
+from datetime import date
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 from metgan.config import Settings, get_settings
@@ -61,7 +62,13 @@ def discover_object_ids(mode: str, *, query: str | None = None, department_ids: 
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be at least 1, got {limit}")
     _check_batch_size(batch_size)
-    params: dict[str, Any] = {"limit": limit}
+    if metadata_date is not None:
+        try:
+            metadata_date = date.fromisoformat(str(metadata_date)[:10]).isoformat()
+        except ValueError:
+            raise ConfigError(f"metadata date {metadata_date!r} is not a date (YYYY-MM-DD)") from None
+    params: dict[str, Any] = {"limit": limit, "request": _request(mode, query, department_ids, limit,
+                                                                 batch_size, metadata_date)}
     engine = get_engine(settings)
     if mode == "search":
         if not query or not query.strip():
@@ -89,6 +96,32 @@ def discover_object_ids(mode: str, *, query: str | None = None, department_ids: 
         ids = ids[:limit]
     log.info("discovered %d object ids (%s)", len(ids), mode)
     return create_run(mode, ids, params=params, batch_size=batch_size, settings=settings)
+
+
+def _request(mode, query, department_ids, limit, batch_size, metadata_date) -> dict:
+    """What a caller asked for: an interrupted run is resumed only for the same request."""
+    return {"mode": mode, "query": (query or "").strip() or None,
+            "department_ids": [int(d) for d in department_ids] if department_ids else None,
+            "limit": limit, "batch_size": batch_size, "metadata_date": metadata_date}
+
+
+def find_unfinished_run(mode: str, *, query: str | None = None, department_ids: list[int] | None = None,
+                        limit: int | None = None, batch_size: int = 1000, metadata_date: str | None = None,
+                        settings: Settings | None = None) -> dict | None:
+    """The latest run of ``mode`` if it was made for the same request and never succeeded.
+
+    Returns it in discover_object_ids' shape, so an interrupted ``metgan ingest`` continues
+    where it stopped instead of listing and fetching everything again.
+    """
+    settings = settings or get_settings()
+    engine = get_engine(settings)
+    request = _request(mode, query, department_ids, limit, batch_size, metadata_date)
+    run_id = repository.latest_unfinished_run(engine, mode, request)
+    if run_id is None:
+        return None
+    run = repository.get_run(engine, run_id)
+    return {"run_id": run_id, "total": run["discovered"] or 0,
+            "batches": _batches(engine, run_id, batch_size)}
 
 
 def create_run(mode: str, object_ids: list[int], *, params: dict, batch_size: int = 1000,
@@ -258,7 +291,9 @@ def download_batch(batch: dict, *, additional_images: bool = False, settings: Se
         else:
             todo.append(row)
     own_progress = progress is None
-    progress = progress or Progress(f"images {batch.get('label', number)}", len(todo), logger=log)
+    progress = progress or Progress(f"images {batch.get('label', number)}", len(rows), logger=log)
+    if len(rows) > len(todo):
+        progress.advance(len(rows) - len(todo))
     stats: Counter[str] = Counter()
     outcomes: list[ImageOutcome] = []
     if todo:

@@ -79,6 +79,18 @@ def get_run(engine: Engine, run_id: int) -> dict | None:
         return dict(zip(names, row))
 
 
+def latest_unfinished_run(engine: Engine, mode: str, request: dict) -> int | None:
+    """The newest run of ``mode`` if it is unfinished (running or failed) and had ``request``."""
+    with transaction(engine) as cursor:
+        cursor.execute(
+            "SELECT run_id, status, params->'request' = %s::jsonb FROM scrape_runs WHERE mode = %s "
+            "ORDER BY run_id DESC LIMIT 1", (json.dumps(request), mode))
+        row = cursor.fetchone()
+    if row is None or row[1] == "success" or not row[2]:
+        return None
+    return row[0]
+
+
 def finish_run(engine: Engine, run_id: int, status: str, counts: dict) -> None:
     with transaction(engine) as cursor:
         cursor.execute(
