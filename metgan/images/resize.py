@@ -250,9 +250,10 @@ def _fit(image: Image.Image, shape: Shape) -> Image.Image:
 
 
 def _write_png(image: Image.Image, destination: Path) -> None:
+    # zlib level 1: about 4x faster than the default 6 on grainy photographs, for ~10% more bytes.
     temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
     try:
-        image.save(temporary, format="PNG", compress_level=6)
+        image.save(temporary, format="PNG", compress_level=1)
         os.replace(temporary, destination)
     finally:
         if temporary.exists():
@@ -312,9 +313,13 @@ def _convert_task(task: tuple[str, str, Shape, int | None]) -> Result:
 
 
 def _pool_context():
-    # fork is the cheapest start on Linux and the worker needs nothing but PIL and numpy.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else None)
+    # forkserver: workers never inherit the caller's threads, locks or database connections
+    # (an Airflow task process has all three), and the server imports PIL and numpy only once.
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def convert_many(pairs: Iterable[tuple[str | os.PathLike, str | os.PathLike]], shape: Shape, *,
