@@ -28,7 +28,7 @@ def _size(bytes_: int) -> str:
 @click.option("--include", multiple=True, metavar="WORDS",
               help="Object-name pattern to select (repeatable); default: vase.")
 @click.option("--exclude", multiple=True, metavar="WORDS",
-              help="Object-name pattern to leave out (repeatable); default: fragment; --exclude '' for none.")
+              help="Object-name pattern to leave out (repeatable); default: fragment, fragmentary, sherd; --exclude '' for none.")
 @click.option("--regex/--words", default=None,
               help="Patterns are PostgreSQL regexes (\\m, \\M word edges) instead of plain words (default).")
 @click.option("--classification", "classifications", multiple=True, metavar="NAME",

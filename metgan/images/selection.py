@@ -12,7 +12,9 @@ Params (a flat dict; unknown keys are an error naming the key):
 
 =================  ==============  ==========================================================
 include            ["vase"]        name patterns; an object matching any one is selected
-exclude            ["fragment"]    name patterns; an object matching any one is left out
+exclude            fragment,       name patterns; an object matching any one is left out
+                   fragmentary,
+                   sherd
 regex              False           patterns are PostgreSQL regexes instead of plain words
 classifications    []              classifications selected whatever the name (e.g. "Vases")
 public_domain      True            only public-domain objects
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 QUERIES_DIR = Path(__file__).resolve().parents[2] / "sql" / "queries"
 
 DEFAULT_INCLUDE = ("vase",)
-DEFAULT_EXCLUDE = ("fragment",)
+DEFAULT_EXCLUDE = ("fragment", "fragmentary", "sherd")
 DEFAULT_SIZE = "128x160"
 PARAM_KEYS = ("include", "exclude", "regex", "classifications", "public_domain", "primary_only",
               "size", "mode", "policy", "ratio", "tolerance")

@@ -173,18 +173,17 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
         subset_params = SubsetParams.from_dict(params, base=_stored_params(engine, name))
         shape = subset_params.shape
         params_hash = shape.params_hash()
+        objects = candidate_object_ids(subset_params.to_dict(), engine=engine)
+        images, duplicates = candidate_images(subset_params.selection, engine=engine)
         folder = subset_dir(name, settings)
         images_dir = folder / "images"
         images_dir.mkdir(parents=True, exist_ok=True)
-        params_json = json.dumps(subset_params.to_dict())
         with engine.begin() as conn:
             conn.execute(text(
                 "INSERT INTO subsets (name, params, path) VALUES (:name, CAST(:params AS jsonb), :path) "
                 "ON CONFLICT (name) DO UPDATE SET params = EXCLUDED.params, path = EXCLUDED.path, "
-                "updated_at = now()"), {"name": name, "params": params_json, "path": str(folder)})
-
-        objects = candidate_object_ids(subset_params.to_dict(), engine=engine)
-        images, duplicates = candidate_images(subset_params.selection, engine=engine)
+                "updated_at = now()"),
+                {"name": name, "params": json.dumps(subset_params.to_dict()), "path": str(folder)})
         existing = _existing_rows(engine, name)
         selected = {image.sha256 for image in images}
         dropped = [sha for sha in existing if sha not in selected]

@@ -17,7 +17,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from metgan.errors import SubsetError
-from metgan.images.selection import candidate_object_ids
+from metgan.images.selection import DEFAULT_EXCLUDE, candidate_object_ids
 from metgan.images.subset import build_subset
 
 # object_id -> (object_name, classification, public domain, status)
@@ -38,6 +38,7 @@ COLLECTION = {
     14: (None, "Vases", True, "ok"),
     15: ("O'Brien's 100% vase; \\m", "Glass", True, "ok"),
     16: ("Plates", "Ceramics", True, "pending"),        # known from the CSV only
+    17: ("Vase, fragmentary", "Ceramics", True, "ok"),
 }
 VASES = [1, 2, 3, 6, 9, 15]
 
@@ -92,7 +93,7 @@ def test_vase_selection_takes_exactly_the_vases(db):
     assert candidate_object_ids({"classifications": ["Vases"]}, engine=db) == sorted(VASES + [12, 14])
     assert candidate_object_ids({"include": ["plate"]}, engine=db) == [8, 16]
     assert candidate_object_ids({"include": ["bottle vase"]}, engine=db) == [6]
-    assert candidate_object_ids({"include": ["vase"], "exclude": []}, engine=db) == [1, 2, 3, 4, 5, 6, 9, 15]
+    assert candidate_object_ids({"include": ["vase"], "exclude": []}, engine=db) == [1, 2, 3, 4, 5, 6, 9, 15, 17]
     assert candidate_object_ids({"public_domain": False}, engine=db) == sorted(VASES + [10])
     # Regex mode: a bare prefix catches "Vaseline" too, which is why plain words are the default.
     assert candidate_object_ids({"include": [r"\mvase"], "regex": True}, engine=db) == [1, 2, 3, 6, 7, 9, 15]
@@ -107,7 +108,7 @@ def test_user_patterns_are_data_never_sql(db):
     ]
     for pattern in hostile:
         assert candidate_object_ids({"include": [pattern]}, engine=db) == [], pattern
-        assert candidate_object_ids({"exclude": [pattern, "fragment"]}, engine=db) == VASES, pattern
+        assert candidate_object_ids({"exclude": [pattern, *DEFAULT_EXCLUDE]}, engine=db) == VASES, pattern
     assert candidate_object_ids({"include": ["'; DROP TABLE met_objects; --"], "regex": True}, engine=db) == []
     # Quotes, % and backslashes in a plain pattern are matched literally.
     assert candidate_object_ids({"include": ["O'Brien's 100% vase; \\m"]}, engine=db) == [15]
@@ -244,3 +245,28 @@ def test_cli_build_list_show(db, settings):
     assert unknown.exit_code != 0 and "no subset named 'teapots'" in unknown.output
     bad = runner.invoke(cli, ["subset", "build", "plates", "--size", "big"])
     assert bad.exit_code != 0 and "size 'big'" in bad.output
+
+
+def test_two_builds_of_one_subset_never_run_at_once(db, settings):
+    from metgan.images.subset import _LOCK_CLASS
+
+    insert_objects(db, COLLECTION)
+    add_image(db, settings, 1, portrait((200, 10, 10)))
+    key = {"cls": _LOCK_CLASS, "name": "vases"}
+    with db.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:cls, hashtext(:name))"), key)
+        try:
+            with pytest.raises(SubsetError, match="being built by another process"):
+                build_subset("vases", {"size": "32x40"}, settings=settings)
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:cls, hashtext(:name))"), key)
+    assert build_subset("vases", {"size": "32x40"}, settings=settings, workers=1)["ok"] == 1
+
+
+def test_a_failed_selection_leaves_no_subset_behind(db, settings):
+    insert_objects(db, COLLECTION)
+    with pytest.raises(SubsetError, match="regular expression"):
+        build_subset("broken", {"include": ["vase("], "regex": True}, settings=settings)
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM subsets")).scalar_one() == 0
+    assert not (settings.subsets_dir / "broken").exists()
