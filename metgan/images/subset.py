@@ -31,7 +31,7 @@ from sqlalchemy import Engine, text
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError, SubsetError
 from metgan.images.resize import convert_many
-from metgan.images.selection import SubsetParams, candidate_images, candidate_object_ids
+from metgan.images.selection import SourceImage, SubsetParams, candidate_images, candidate_object_ids
 from metgan.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,32 @@ def _reason_kind(reason: str | None) -> str:
     return (reason or "unknown").split(":", 1)[0]
 
 
+def _convert(engine: Engine, name: str, todo: list[SourceImage], images_dir: Path, params: SubsetParams,
+             params_hash: str, settings: Settings, progress: Progress, workers: int | None) -> Counter:
+    """Convert ``todo`` over the process pool, recording each result as it arrives."""
+    progress.start(len(todo))
+    pending: list[dict] = []
+    processed: Counter = Counter()
+    pairs = [(settings.images_dir / image.path, images_dir / f"{image.sha256}.png") for image in todo]
+    results = convert_many(pairs, params.shape, workers=workers, max_pixels=settings.max_image_pixels)
+    for image, result in zip(todo, results, strict=True):
+        processed[result.status] += 1
+        pending.append({
+            "subset_name": name, "sha256": image.sha256, "object_id": image.object_id,
+            "image_seq": image.seq, "status": result.status, "reason": result.reason,
+            "path": f"images/{image.sha256}.png" if result.status == "ok" else None,
+            "params_hash": params_hash,
+            "source_width": result.source_width or image.width,
+            "source_height": result.source_height or image.height,
+        })
+        if len(pending) >= _FLUSH_EVERY:
+            _flush(engine, pending)
+        progress.advance()
+    _flush(engine, pending)
+    progress.finish()
+    return processed
+
+
 def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = None, *,
                  settings: Settings | None = None, progress: Progress | None = None,
                  workers: int | None = None) -> dict:
@@ -197,26 +223,8 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
         log.info("subset %s: %d objects, %d distinct images (%d duplicates), %d to convert, %d up to date",
                  name, len(objects), len(images), duplicates, len(todo), len(images) - len(todo))
         progress = progress or Progress(f"subset {name}")
-        progress.start(len(todo))
-        pending: list[dict] = []
-        processed = Counter()
-        pairs = [(settings.images_dir / image.path, images_dir / f"{image.sha256}.png") for image in todo]
-        results = convert_many(pairs, shape, workers=workers, max_pixels=settings.max_image_pixels)
-        for image, result in zip(todo, results, strict=True):
-            processed[result.status] += 1
-            pending.append({
-                "subset_name": name, "sha256": image.sha256, "object_id": image.object_id,
-                "image_seq": image.seq, "status": result.status, "reason": result.reason,
-                "path": f"images/{image.sha256}.png" if result.status == "ok" else None,
-                "params_hash": params_hash,
-                "source_width": result.source_width or image.width,
-                "source_height": result.source_height or image.height,
-            })
-            if len(pending) >= _FLUSH_EVERY:
-                _flush(engine, pending)
-            progress.advance()
-        _flush(engine, pending)
-        progress.finish()
+        processed = _convert(engine, name, todo, images_dir, subset_params, params_hash, settings, progress,
+                             workers)
 
         manifest, rows = _manifest(engine, name, subset_params)
         built = {row["sha256"] for row in rows if row["status"] == "ok"}

@@ -270,3 +270,22 @@ def test_a_failed_selection_leaves_no_subset_behind(db, settings):
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM subsets")).scalar_one() == 0
     assert not (settings.subsets_dir / "broken").exists()
+
+
+def test_selection_on_real_open_access_rows_matches_a_python_oracle(db):
+    import re
+
+    from tests.conftest import SHARED
+
+    sample = SHARED / "met-samples" / "csv" / "MetObjects_wellformed_rows_utf8_comma_CONVERTED.csv"
+    if not sample.exists():
+        pytest.skip(f"{sample} is absent")
+    with open(sample, encoding="utf-8-sig", newline="") as handle:
+        rows = {int(r["Object ID"]): r for r in csv.DictReader(handle)}
+    insert_objects(db, {oid: (r["Object Name"] or None, r["Classification"] or None,
+                              r["Is Public Domain"] == "True", "ok") for oid, r in rows.items()})
+    vase, fragment = re.compile(r"\bvases?\b", re.I), re.compile(r"\b(fragment(s|ary)?|sherds?)\b", re.I)
+    expected = sorted(oid for oid, r in rows.items() if r["Is Public Domain"] == "True"
+                      and vase.search(r["Object Name"]) and not fragment.search(r["Object Name"]))
+    assert expected, "the sample holds public-domain vases"
+    assert candidate_object_ids(engine=db) == expected
