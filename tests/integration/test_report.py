@@ -1,0 +1,104 @@
+"""The search report from files alone: leaderboard, stop reasons, gallery with nearest training images."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from metgan.cli import cli
+from metgan.errors import RenderError
+from metgan.viz.report import publish_report
+from tests import trialfolders
+
+search_folder = trialfolders.search_folder
+
+
+def links(page: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"#][^"]*)"', page)
+
+
+def test_report_lists_every_trial_ranked_with_why_each_ended(search_folder):
+    written = publish_report(search_folder, render_missing=True)
+
+    with open(written["leaderboard"], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["trial_id"] for r in rows] == ["a1b2c3", "d4e5f6", "0789ab"]  # by final SWD; no SWD last
+    assert [r["rank"] for r in rows] == ["1", "2", "3"]
+    assert rows[1]["stop_reason"] == trialfolders.COLLAPSE_REASON
+    assert rows[2]["error"] == "TrainingError: loss became NaN"
+    assert rows[2]["objective"] == ""
+    assert json.loads(rows[0]["settings"]) == {"learning_rate": 0.0002}
+
+    page = Path(written["report"]).read_text()
+    for trial_id in ("a1b2c3", "d4e5f6", "0789ab"):
+        assert f'data-trial="{trial_id}"' in page
+        assert f'src="{trial_id}/progress.gif"' in page
+    assert "Stopped early at epoch 4/6: mode collapse" in page
+    assert "Failed at epoch 1/6: TrainingError: loss became NaN" in page
+
+
+def test_every_link_is_relative_and_resolves_to_a_file(search_folder):
+    written = publish_report(search_folder, render_missing=True)
+    page = Path(written["report"]).read_text()
+    targets = links(page)
+
+    assert len(targets) > 20
+    for target in targets:
+        assert not re.match(r"^(/|[a-z]+:)", target), f"not a relative link: {target}"
+        assert (search_folder / target).is_file(), f"broken link: {target}"
+    assert "<script src" not in page and "<link " not in page  # nothing fetched from elsewhere
+
+
+def test_gallery_pairs_each_new_image_with_its_nearest_training_image(search_folder):
+    publish_report(search_folder, top_k=2, images_per_trial=3)
+    gallery = sorted(p.name for p in (search_folder / "gallery").iterdir())
+
+    new = [n for n in gallery if not n.startswith("train-")]
+    assert new == ["a1b2c3-000.png", "a1b2c3-001.png", "a1b2c3-002.png",
+                   "d4e5f6-000.png", "d4e5f6-001.png", "d4e5f6-002.png"]
+    assert any(n.startswith("train-") for n in gallery)
+    page = (search_folder / "report.html").read_text()
+    # The synthetic trial a1b2c3's first new images are drawn from the same seeds as training
+    # images 7.., so the search must find those copies and flag them.
+    assert "near copy" in page
+    assert page.count('class="pair"') == 6
+
+
+def test_missing_subset_folder_is_said_in_the_page(search_folder):
+    search = json.loads((search_folder / "search.json").read_text())
+    shutil.rmtree(search["subset_dir"])
+
+    publish_report(search_folder)
+
+    page = (search_folder / "report.html").read_text()
+    assert "Nearest training images are not shown" in page
+    assert "was not found" in page
+    assert 'src="gallery/a1b2c3-000.png"' in page
+
+
+def test_report_twice_gives_the_same_files(search_folder):
+    publish_report(search_folder, top_k=1)
+    first = sorted(p.name for p in (search_folder / "gallery").iterdir())
+    publish_report(search_folder, top_k=1)
+    assert sorted(p.name for p in (search_folder / "gallery").iterdir()) == first
+
+
+def test_cli_report_and_its_errors(search_folder, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["report", str(search_folder), "--top-k", "1", "--images", "2"])
+    assert result.exit_code == 0, result.output
+    assert (search_folder / "report.html").exists()
+
+    empty = tmp_path / "empty-search"
+    empty.mkdir()
+    bad = runner.invoke(cli, ["report", str(empty)])
+    assert bad.exit_code != 0
+    assert "no search.json trials and no trial folders" in bad.output
+    with pytest.raises(RenderError, match="does not exist"):
+        publish_report(tmp_path / "nowhere")
