@@ -31,6 +31,7 @@ import re
 import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -341,5 +342,38 @@ def convert_many(pairs: Iterable[tuple[str | os.PathLike, str | os.PathLike]], s
             yield _convert_task(task)
         return
     chunksize = chunksize or max(1, min(64, len(tasks) // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        yield from pool.map(_convert_task, tasks, chunksize=chunksize)
+    yield from pooled(_convert_task, tasks, workers=workers, chunksize=chunksize,
+                      crashed=Result("skipped", "error: the converter process crashed on this file"))
+
+
+def pooled(function, tasks: list, *, workers: int, chunksize: int, crashed) -> Iterator:
+    """``map(function, tasks)`` over a process pool, in order, surviving worker crashes.
+
+    A worker that dies (a decoder crash, the OOM killer) breaks the whole pool; the task that
+    was next in line is then run alone in a fresh one-worker pool: if that dies too, its result
+    is ``crashed`` and the rest carry on in a fresh pool.
+    """
+    context = _pool_context()
+    done, suspect = 0, None
+    while done < len(tasks):
+        if suspect == done:
+            try:
+                with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                    result = pool.submit(function, tasks[done]).result()
+            except BrokenProcessPool:
+                log.warning("a worker process died on task %d; recording it as failed", done)
+                result = crashed
+            yield result
+            done, suspect = done + 1, None
+            continue
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        try:
+            for result in pool.map(function, tasks[done:], chunksize=chunksize):
+                yield result
+                done += 1
+        except BrokenProcessPool:
+            log.warning("a worker process died; retrying from task %d, the first unfinished one, alone", done)
+            suspect = done
+        finally:
+            # A caller that stops early (an error while recording) must not wait for the queue.
+            pool.shutdown(wait=True, cancel_futures=True)

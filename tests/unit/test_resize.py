@@ -177,3 +177,42 @@ def test_shape_refuses_unknown_policy_and_mode():
         Shape(policy="squash")
     with pytest.raises(ConfigError, match="mode"):
         Shape(mode="cmyk")
+
+
+def die_on_negative(value: int) -> int:
+    """A task function whose worker process dies outright on a negative number."""
+    import os
+
+    if value < 0:
+        os._exit(3)
+    return value * 10
+
+
+def test_a_worker_crash_costs_one_task_not_the_run():
+    from metgan.images.resize import pooled
+
+    tasks = [1, 2, 3, -1, 4, 5, 6, 7, -2, 8]
+    results = list(pooled(die_on_negative, tasks, workers=2, chunksize=1, crashed="crashed"))
+    assert results == [t * 10 if t >= 0 else "crashed" for t in tasks]
+
+
+def test_stopping_early_cancels_the_queued_tasks(tmp_path):
+    from metgan.images.resize import pooled
+
+    tasks = [(str(tmp_path), n) for n in range(200)]
+    results = pooled(touch_slowly, tasks, workers=2, chunksize=1, crashed=None)
+    assert next(results) == 0
+    results.close()
+    ran = len(list(tmp_path.iterdir()))
+    assert 1 <= ran < 20        # only the tasks already in flight finished; the queue was dropped
+
+
+def touch_slowly(task: tuple[str, int]) -> int:
+    """Leaves a marker file per task that ran, slowly enough that the queue is still full."""
+    import time
+    from pathlib import Path
+
+    folder, number = task
+    time.sleep(0.05)
+    (Path(folder) / str(number)).touch()
+    return number
