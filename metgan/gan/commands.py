@@ -1,0 +1,147 @@
+"""``metgan train`` and ``metgan search ...``: a thin click layer over trial.py and search.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from metgan.config import get_settings
+from metgan.errors import GanConfigError
+
+
+def _parse_param(text: str) -> tuple[str, list]:
+    """``key=v1,v2`` -> (key, [v1, v2]); values parsed as YAML scalars; diffaugment items use '+'."""
+    import yaml
+
+    if "=" not in text:
+        raise GanConfigError(f"--param {text!r} must look like key=value1,value2")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    values: list = []
+    for item in raw.split(","):
+        item = item.strip()
+        if key == "diffaugment":
+            values.append([] if item in ("", "none") else item.split("+"))
+        else:
+            values.append(yaml.safe_load(item))
+    return key, values
+
+
+def _read_config(path: Path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise GanConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise GanConfigError(f"config file {path} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise GanConfigError(f"config file {path} must hold a mapping of config keys")
+    return data
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True,
+              help="YAML/JSON file of GAN config keys (may name a preset: default or origin).")
+@click.option("--subset", required=True, help="Subset name (a folder under <data_dir>/subsets).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Trial folder (default <results_dir>/train/<trial_id>). Rerunning resumes it.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one config key.")
+def train(config_path: Path, subset: str, out: Path | None, overrides: tuple[str, ...]) -> None:
+    """Train one GAN trial from a config file (files only; no database rows)."""
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import run_trial
+
+    settings = get_settings()
+    data = _read_config(config_path)
+    for item in overrides:
+        key, values = _parse_param(item)
+        data[key] = values[0] if len(values) == 1 else values
+    config = GanConfig.from_dict(data)
+    subset_dir = settings.subsets_dir / subset
+    if not subset_dir.is_dir():
+        raise GanConfigError(f"subset {subset!r} not found at {subset_dir} (build it with `metgan subset build`)")
+    out = out or settings.results_dir / "train" / config.trial_id()
+    summary = run_trial(out, config, subset_dir, trial_id=config.trial_id())
+    click.echo(json.dumps(summary, indent=2))
+
+
+@click.group()
+def search() -> None:
+    """Run and inspect grid searches over GAN settings."""
+
+
+@search.command("run")
+@click.option("--grid", "grid_path", type=click.Path(path_type=Path), default=None,
+              help="YAML/JSON grid: a dict of lists, a list of them, or {grid, base, objective, direction}.")
+@click.option("--param", "params", multiple=True, metavar="KEY=V1,V2",
+              help="Add a grid axis from the command line (repeatable; diffaugment items join with '+').")
+@click.option("--preset", default=None, help="Base preset for every trial (default or origin).")
+@click.option("--subset", required=True, help="Subset name (a folder under <data_dir>/subsets).")
+@click.option("--name", "search_name", required=True, help="Search name (its folder under <results_dir>).")
+@click.option("--objective", default=None, help="Metric to rank by (default swd, or the grid file's).")
+@click.option("--direction", type=click.Choice(["min", "max"]), default=None)
+@click.option("--dry-run", is_flag=True, help="Validate and list the trials; write and train nothing.")
+def run_command(grid_path, params, preset, subset, search_name, objective, direction, dry_run) -> None:
+    """Plan a grid search and train its trials (finished trials are skipped)."""
+    from metgan.gan import search as search_lib
+    from metgan.progress import Progress
+
+    settings = get_settings()
+    spec = search_lib.load_grid(grid_path) if grid_path else {"grid": {}, "base": {}, "objective": "swd",
+                                                               "direction": "min"}
+    grid = spec["grid"]
+    if params:
+        extra = dict(_parse_param(p) for p in params)
+        grid = [{**part, **extra} for part in (grid if isinstance(grid, list) else [grid or {}])]
+    base = dict(spec["base"])
+    if preset:
+        base["preset"] = preset
+    objective = objective or spec["objective"]
+    direction = direction or spec["direction"]
+    plan = search_lib.plan_trials(search_name, grid, subset=subset, base=base, objective=objective,
+                                  direction=direction, settings=settings, dry_run=True)
+    for item in plan:
+        click.echo(f"{item['trial_id']}  {item['label']}")
+    click.echo(f"{len(plan)} trial(s)")
+    if dry_run:
+        return
+    subset_dir = settings.subsets_dir / subset
+    if not subset_dir.is_dir():
+        raise GanConfigError(f"subset {subset!r} not found at {subset_dir} (build it with `metgan subset build`)")
+    results = search_lib.run_search(search_name, grid, subset=subset, base=base, objective=objective,
+                                    direction=direction, settings=settings,
+                                    progress=Progress(f"search {search_name}", interval=0))
+    failed = [r for r in results if r["status"] == "failed"]
+    _print_board(search_lib.leaderboard(search_name, settings=settings))
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(results)} trial(s) failed, e.g. "
+                                   f"{failed[0]['trial_id']}: {failed[0]['error']}")
+
+
+@search.command("status")
+@click.argument("search_name")
+def status_command(search_name: str) -> None:
+    """Show the leaderboard of a search (best trial first by its objective)."""
+    from metgan.gan import search as search_lib
+
+    _print_board(search_lib.leaderboard(search_name, settings=get_settings()))
+
+
+def _print_board(board: list[dict]) -> None:
+    if not board:
+        click.echo("no trials")
+        return
+    name = board[0]["objective_name"]
+    header = f"{'#':>3}  {'trial':<12}  {'status':<9}  {'epochs':>7}  {name:>10}  {'swd_real':>9}  {'img/s':>7}  label"
+    click.echo(header)
+    for row in board:
+        objective = "-" if row["objective"] is None else f"{row['objective']:.2f}"
+        real = "-" if row["swd_real"] is None else f"{row['swd_real']:.2f}"
+        ips = "-" if row["images_per_s"] is None else f"{row['images_per_s']:.1f}"
+        status = row["status"] if not row["stop_reason"] else f"{row['status']}:{row['stop_reason']}"
+        click.echo(f"{row['rank']:>3}  {row['trial_id']:<12}  {status:<9}  "
+                   f"{row['epochs_done']:>3}/{row['epochs']:<3}  {objective:>10}  {real:>9}  {ips:>7}  {row['label']}")

@@ -1,0 +1,340 @@
+"""The GAN configuration: one frozen dataclass, validated at construction.
+
+Pure Python on purpose (no TensorFlow import), so that planning a grid search, or parsing an
+Airflow DAG, stays cheap. Two presets exist:
+
+* ``default``: our best known small-data setup (DCGAN 4x4 stride-2 convolutions, batch norm in
+  G, LeakyReLU(0.2) + dropout in D, non-saturating loss, Adam(2e-4, 0.5), an EMA of G,
+  DiffAugment colour + translation, x-flips; G's batch-norm statistics follow at momentum 0.9,
+  PyTorch's DCGAN default, so samples drawn in inference mode are right after a few steps).
+* ``origin``: the origin project's model and training step (noise 62, dense to a seed grid of
+  64 channels, stride-2 transposed-conv blocks with batch norm and ReLU halving the filters,
+  tanh, Keras' default initialisers and batch-norm momentum; D conv blocks with batch norm and LeakyReLU(0.1), dense sigmoid output; binary
+  cross-entropy; the generator step on twice the batch; Adam(2e-4) with Keras' default betas;
+  no augmentation, no EMA), so our changes can be measured against it.
+
+``GanConfig.from_dict`` takes a dict that may name a ``preset`` to start from; every other key
+overrides a field. Unknown keys and impossible combinations raise
+:class:`~metgan.errors.GanConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from metgan.errors import GanConfigError
+
+# Bump when a change to the training code makes old results incomparable: it is part of every
+# trial id, so a rerun after such a change trains afresh instead of skipping.
+SCHEMA_VERSION = 1
+
+LOSSES = ("non-saturating", "hinge", "wgan-gp", "least-squares")
+G_NORMS = ("batch", "none")
+D_NORMS = ("batch", "spectral", "none")
+AUGMENTATIONS = ("translation", "cutout", "color")
+SWITCHES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class GanConfig:
+    """Every setting of one GAN trial. Field defaults are the ``default`` preset."""
+
+    # images
+    height: int = 80
+    width: int = 64
+    channels: int = 3
+    x_flip: bool = True
+    # generator
+    noise_dim: int = 128
+    g_blocks: int = 3
+    g_filters: int = 256
+    g_seed_filters: int = 256
+    g_kernel: int = 4
+    g_dense: int = 0
+    g_dense_units: int = 256
+    g_norm: str = "batch"
+    g_bn_momentum: float = 0.9
+    # discriminator
+    d_blocks: int = 3
+    d_filters: int = 64
+    d_kernel: int = 4
+    d_dense: int = 0
+    d_dense_units: int = 256
+    d_norm: str = "none"
+    d_dropout: float = 0.3
+    d_leak: float = 0.2
+    # training
+    loss: str = "non-saturating"
+    gp_weight: float = 10.0
+    r1_weight: float = 0.0
+    diffaugment: tuple[str, ...] = ("color", "translation")
+    ema_decay: float = 0.999
+    g_lr: float = 2e-4
+    g_beta1: float = 0.5
+    g_beta2: float = 0.999
+    d_lr: float = 2e-4
+    d_beta1: float = 0.5
+    d_beta2: float = 0.999
+    batch_size: int = 64
+    g_batch_factor: int = 1
+    epochs: int = 50
+    d_steps: int = 1
+    seed: int = 0
+    mixed_precision: str = "auto"
+    xla: str = "auto"
+    steps_per_execution: int = 1
+    # evaluation, checkpoints, stopping
+    swd_every: int = 5
+    swd_images: int = 1024
+    inception_weights: str | None = None
+    checkpoint_every: int = 1
+    keep_checkpoints: int = 2
+    time_budget_s: float = 0.0
+    collapse_within_std: float = 7.0
+    collapse_across_std: float = 2.0
+    collapse_patience: int = 4
+    n_samples: int = 16
+    n_generated: int = 32
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # --- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None = None) -> GanConfig:
+        """A validated config from ``data`` (an optional ``preset`` name plus overrides)."""
+        data = dict(data or {})
+        preset = data.pop("preset", "default")
+        if preset not in PRESETS:
+            raise GanConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+        valid = cls.field_names()
+        for key in data:
+            if key not in valid:
+                raise GanConfigError(
+                    f"unknown GAN config key {key!r}; valid keys: preset, {', '.join(valid)}")
+        values = {**PRESETS[preset], **data}
+        return cls(**{k: _coerce(k, v) for k, v in values.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of every field (tuples as lists)."""
+        out = dataclasses.asdict(self)
+        out["diffaugment"] = list(self.diffaugment)
+        return out
+
+    def replace(self, **changes: Any) -> GanConfig:
+        return GanConfig.from_dict({**self.to_dict(), **changes})
+
+    # --- identity ---------------------------------------------------------------------------
+
+    def canonical_json(self) -> str:
+        return json.dumps({"schema_version": SCHEMA_VERSION, "config": self.to_dict()},
+                          sort_keys=True, separators=(",", ":"))
+
+    def trial_id(self) -> str:
+        """12 hex digits of the sha256 of the canonical config JSON plus the schema version."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
+
+    def overrides(self, preset: str = "default") -> dict[str, Any]:
+        """The fields whose value differs from ``preset``."""
+        base = GanConfig.from_dict({"preset": preset}).to_dict()
+        return {k: v for k, v in self.to_dict().items() if base[k] != v}
+
+    def label(self) -> str:
+        """A short human name: the preset it is closest to, plus the settings that differ."""
+        best: list[str] | None = None
+        for name in PRESETS:
+            parts = [name] if name != "default" else []
+            for key, value in sorted(self.overrides(name).items()):
+                if key in _LABEL_SKIP:
+                    continue
+                if isinstance(value, list):
+                    value = "+".join(value) or "none"
+                parts.append(f"{key}={value}")
+            if best is None or len(parts) < len(best):
+                best = parts
+        return " ".join(best or []) or "default"
+
+    # --- derived ----------------------------------------------------------------------------
+
+    @property
+    def seed_height(self) -> int:
+        return self.height // 2 ** self.g_blocks
+
+    @property
+    def seed_width(self) -> int:
+        return self.width // 2 ** self.g_blocks
+
+
+# Settings that do not change what is trained, left out of labels.
+_LABEL_SKIP = {"epochs", "seed", "swd_every", "swd_images", "checkpoint_every", "keep_checkpoints",
+               "n_samples", "n_generated", "time_budget_s", "steps_per_execution", "inception_weights"}
+
+_TYPES: dict[str, str] = {}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Accept the JSON/YAML spellings of a value (lists for tuples, ints for floats)."""
+    kind = _field_types().get(key)
+    if key == "diffaugment":
+        if value is None or value == "" or value == "none":
+            return ()
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise GanConfigError(f"diffaugment must be a list of {', '.join(AUGMENTATIONS)}; got {value!r}")
+        return tuple(value)
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _field_types() -> dict[str, str]:
+    if not _TYPES:
+        for f in fields(GanConfig):
+            _TYPES[f.name] = f.type if isinstance(f.type, str) else f.type.__name__
+    return _TYPES
+
+
+def _check_type(config: GanConfig) -> None:
+    for name, kind in _field_types().items():
+        value = getattr(config, name)
+        if kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kind == "float":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        elif kind == "bool":
+            ok = isinstance(value, bool)
+        elif kind == "str":
+            ok = isinstance(value, str)
+        elif kind == "str | None":
+            ok = value is None or isinstance(value, str)
+        else:
+            ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+        if not ok:
+            raise GanConfigError(f"GAN config key {name!r} must be {kind}; got {value!r}")
+
+
+def _at_least(config: GanConfig, minimum: float, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) < minimum:
+            raise GanConfigError(f"GAN config key {name!r} must be at least {minimum}; "
+                                 f"got {getattr(config, name)!r}")
+
+
+def _one_of(config: GanConfig, name: str, choices: tuple[str, ...]) -> None:
+    if getattr(config, name) not in choices:
+        raise GanConfigError(f"GAN config key {name!r} must be one of {', '.join(choices)}; "
+                             f"got {getattr(config, name)!r}")
+
+
+def _validate(c: GanConfig) -> None:
+    _check_type(c)
+    _at_least(c, 1, "height", "width", "noise_dim", "g_blocks", "g_filters", "g_seed_filters",
+              "g_kernel", "g_dense_units", "d_blocks", "d_filters", "d_kernel", "d_dense_units",
+              "batch_size", "g_batch_factor", "epochs", "d_steps", "steps_per_execution", "swd_every",
+              "checkpoint_every", "keep_checkpoints", "collapse_patience", "n_samples")
+    _at_least(c, 0, "g_dense", "d_dense", "gp_weight", "r1_weight", "seed", "time_budget_s",
+              "collapse_within_std", "collapse_across_std", "n_generated", "d_leak")
+    if c.channels not in (1, 3):
+        raise GanConfigError(f"GAN config key 'channels' must be 1 (grayscale) or 3 (RGB); got {c.channels!r}")
+    _one_of(c, "g_norm", G_NORMS)
+    _one_of(c, "d_norm", D_NORMS)
+    _one_of(c, "loss", LOSSES)
+    _one_of(c, "mixed_precision", SWITCHES)
+    _one_of(c, "xla", SWITCHES)
+    for name in ("height", "width"):
+        size = getattr(c, name)
+        for blocks_key in ("g_blocks", "d_blocks"):
+            blocks = getattr(c, blocks_key)
+            if size % 2 ** blocks:
+                raise GanConfigError(
+                    f"GAN config key {name!r}={size} is not divisible by 2**{blocks_key} "
+                    f"(= {2 ** blocks}); each block halves or doubles the size")
+            if size // 2 ** blocks < 2:
+                raise GanConfigError(
+                    f"GAN config key {blocks_key!r}={blocks} is too many for {name}={size}: "
+                    f"the smallest feature map would be {size // 2 ** blocks} px (need >= 2)")
+    if c.g_filters // 2 ** (c.g_blocks - 1) < 1:
+        raise GanConfigError(f"GAN config key 'g_filters'={c.g_filters} is too small for "
+                             f"g_blocks={c.g_blocks}: filters halve each block and would reach 0")
+    if not 0 <= c.g_bn_momentum < 1:
+        raise GanConfigError(f"GAN config key 'g_bn_momentum' must be in [0, 1); got {c.g_bn_momentum!r}")
+    if not 0 <= c.d_dropout < 1:
+        raise GanConfigError(f"GAN config key 'd_dropout' must be in [0, 1); got {c.d_dropout!r}")
+    if not 0 <= c.ema_decay < 1:
+        raise GanConfigError(f"GAN config key 'ema_decay' must be in [0, 1) (0 = off); got {c.ema_decay!r}")
+    for name in ("g_lr", "d_lr"):
+        if not getattr(c, name) > 0:
+            raise GanConfigError(f"GAN config key {name!r} must be above 0; got {getattr(c, name)!r}")
+    for name in ("g_beta1", "g_beta2", "d_beta1", "d_beta2"):
+        if not 0 <= getattr(c, name) < 1:
+            raise GanConfigError(f"GAN config key {name!r} must be in [0, 1); got {getattr(c, name)!r}")
+    for policy in c.diffaugment:
+        if policy not in AUGMENTATIONS:
+            raise GanConfigError(f"GAN config key 'diffaugment' has unknown policy {policy!r}; "
+                                 f"valid: {', '.join(AUGMENTATIONS)}")
+    if len(set(c.diffaugment)) != len(c.diffaugment):
+        raise GanConfigError(f"GAN config key 'diffaugment' repeats a policy: {list(c.diffaugment)}")
+    if c.loss == "wgan-gp" and c.d_norm == "batch":
+        raise GanConfigError("GAN config keys 'loss'='wgan-gp' and 'd_norm'='batch' cannot be combined: "
+                             "the gradient penalty is per sample, batch norm mixes samples")
+    if c.loss == "wgan-gp" and c.r1_weight > 0:
+        raise GanConfigError("GAN config keys 'loss'='wgan-gp' and 'r1_weight' > 0 cannot be combined: "
+                             "choose one gradient penalty")
+    if c.n_generated > 1000:
+        raise GanConfigError(f"GAN config key 'n_generated' must be at most 1000; got {c.n_generated}")
+    if c.swd_images < 4:
+        raise GanConfigError(f"GAN config key 'swd_images' must be at least 4; got {c.swd_images}")
+    if c.inception_weights is not None and not c.inception_weights.strip():
+        raise GanConfigError("GAN config key 'inception_weights' is empty; leave it null for no FID")
+    if c.collapse_patience < 1:
+        raise GanConfigError("GAN config key 'collapse_patience' must be at least 1")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "origin": {
+        "x_flip": False,
+        "noise_dim": 62,
+        "g_blocks": 2,
+        "g_filters": 256,
+        "g_seed_filters": 64,
+        "g_kernel": 4,
+        "g_norm": "batch",
+        "g_bn_momentum": 0.99,
+        "d_blocks": 2,
+        "d_filters": 64,
+        "d_kernel": 4,
+        "d_norm": "batch",
+        "d_dropout": 0.0,
+        "d_leak": 0.1,
+        "loss": "non-saturating",
+        "diffaugment": (),
+        "ema_decay": 0.0,
+        "g_lr": 2e-4,
+        "g_beta1": 0.9,
+        "g_beta2": 0.999,
+        "d_lr": 2e-4,
+        "d_beta1": 0.9,
+        "d_beta2": 0.999,
+        "g_batch_factor": 2,
+        "batch_size": 10,
+        "collapse_within_std": 7.0,
+        "collapse_patience": 4,
+    },
+}
+
+
+def preset(name: str) -> GanConfig:
+    """The named preset as a config."""
+    return GanConfig.from_dict({"preset": name})

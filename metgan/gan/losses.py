@@ -1,0 +1,67 @@
+"""GAN losses on discriminator logits: non-saturating, hinge, WGAN(-GP) and least squares.
+
+Each loss returns (d_loss, g_loss_fn): the discriminator loss from real and fake logits, and the
+generator's loss from fake logits. The origin's "dense sigmoid + binary cross-entropy" is the
+non-saturating loss; it is computed here from logits (the same value, without the float32
+saturation of a sigmoid followed by a log).
+"""
+
+from __future__ import annotations
+
+from metgan.gan._tf import tensorflow
+
+tf = tensorflow()
+
+
+def _bce(logits, label: float):
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.fill(tf.shape(logits), label), logits=logits))
+
+
+def discriminator_loss(kind: str, real_logits, fake_logits):
+    real_logits = tf.cast(real_logits, tf.float32)
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    if kind == "non-saturating":
+        return _bce(real_logits, 1.0) + _bce(fake_logits, 0.0)
+    if kind == "hinge":
+        return (tf.reduce_mean(tf.nn.relu(1.0 - real_logits))
+                + tf.reduce_mean(tf.nn.relu(1.0 + fake_logits)))
+    if kind == "wgan-gp":
+        return tf.reduce_mean(fake_logits) - tf.reduce_mean(real_logits)
+    if kind == "least-squares":
+        return 0.5 * (tf.reduce_mean(tf.square(real_logits - 1.0)) + tf.reduce_mean(tf.square(fake_logits)))
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def generator_loss(kind: str, fake_logits):
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    if kind == "non-saturating":
+        return _bce(fake_logits, 1.0)
+    if kind in ("hinge", "wgan-gp"):
+        return -tf.reduce_mean(fake_logits)
+    if kind == "least-squares":
+        return 0.5 * tf.reduce_mean(tf.square(fake_logits - 1.0))
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def gradient_penalty(discriminator, real, fake, rng, augment=None):
+    """WGAN-GP: (||grad D(x_hat)|| - 1)^2 on random interpolates of real and fake."""
+    alpha = tf.cast(rng.uniform([tf.shape(real)[0], 1, 1, 1]), real.dtype)
+    mixed = real + alpha * (tf.cast(fake, real.dtype) - real)
+    with tf.GradientTape() as tape:
+        tape.watch(mixed)
+        logits = discriminator(augment(mixed) if augment else mixed, training=True)
+        total = tf.reduce_sum(tf.cast(logits, tf.float32))
+    grads = tf.cast(tape.gradient(total, mixed), tf.float32)
+    norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]) + 1e-12)
+    return tf.reduce_mean(tf.square(norms - 1.0))
+
+
+def r1_penalty(discriminator, real, augment=None):
+    """R1: mean squared gradient norm of D on real images (zero-centred)."""
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        logits = discriminator(augment(real) if augment else real, training=True)
+        total = tf.reduce_sum(tf.cast(logits, tf.float32))
+    grads = tf.cast(tape.gradient(total, real), tf.float32)
+    return tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]))

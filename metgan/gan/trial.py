@@ -1,0 +1,256 @@
+"""Run one trial into its trial folder (the DESIGN.md contract), resuming after a crash.
+
+Folder: ``config.json`` (written first), ``trial.json`` (status), ``metrics.jsonl``,
+``latents.npy``, ``samples/epoch_NNNN.png``, ``checkpoints/``, ``final_grid.png`` and
+``generated/NNN.png``. A rerun of a folder whose trial completed or was stopped returns its
+summary without training; otherwise it resumes from the newest checkpoint (weights of G, D and
+EMA G, optimizer slots, the random generator, the epoch), and drops metrics lines and recorder
+rows of epochs after that checkpoint so nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metgan.errors import TrainingError
+from metgan.gan.config import GanConfig
+
+log = logging.getLogger(__name__)
+
+FINISHED = ("completed", "stopped")
+FINAL_GRID_IMAGES = 64
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def read_metrics(trial_dir: Path) -> list[dict]:
+    """The metrics.jsonl lines (a torn last line, from a kill mid-write, is ignored)."""
+    path = Path(trial_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    lines = []
+    for raw in path.read_text().splitlines():
+        try:
+            lines.append(json.loads(raw))
+        except json.JSONDecodeError:
+            continue
+    return lines
+
+
+def truncate_metrics(trial_dir: Path, last_epoch: int) -> None:
+    """Keep only the metrics lines of epochs <= ``last_epoch`` (atomically)."""
+    path = Path(trial_dir) / "metrics.jsonl"
+    if not path.exists():
+        return
+    kept = [line for line in read_metrics(trial_dir) if line.get("epoch", 0) <= last_epoch]
+    tmp = path.with_name(f".metrics.jsonl.tmp{os.getpid()}")
+    tmp.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def device_info() -> tuple[str, bool]:
+    """A device description and whether a GPU is present."""
+    from metgan.gan._tf import tensorflow
+
+    tf = tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = []
+        for gpu in gpus:
+            try:
+                names.append(tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name))
+            except (RuntimeError, ValueError):
+                names.append(gpu.name)
+        return "GPU: " + ", ".join(names), True
+    return f"CPU ({os.cpu_count()} cores)", False
+
+
+def resolve_switches(config: GanConfig, has_gpu: bool) -> tuple[bool, bool]:
+    """(mixed precision, XLA) after resolving "auto": on only with a GPU (XLA was no win on our CPU)."""
+    def resolve(value: str) -> bool:
+        return has_gpu if value == "auto" else value == "on"
+
+    return resolve(config.mixed_precision), resolve(config.xla)
+
+
+def _objective(lines: list[dict], key: str = "swd") -> float | None:
+    values = [line[key] for line in lines if line.get(key) is not None]
+    return values[-1] if values else None
+
+
+def summary_from_files(trial_dir: Path, objective: str = "swd") -> dict:
+    info = read_json(Path(trial_dir) / "trial.json") or {}
+    lines = read_metrics(trial_dir)
+    return {"trial_id": info.get("trial_id"), "status": info.get("status"), "stop_reason": info.get("stop_reason"),
+            "epochs": info.get("epochs_done", 0), "objective": _objective(lines, objective), "path": str(trial_dir)}
+
+
+def final_metrics(lines: list[dict]) -> dict:
+    """The last metrics line, with the periodic metrics taken from the last epoch that had them."""
+    final = dict(lines[-1]) if lines else {}
+    for key in ("swd", "swd_real", "swd_levels", "diversity", "diversity_real", "color", "color_real",
+                "color_distance", "fid"):
+        if final.get(key) is None:
+            values = [line[key] for line in lines if line.get(key) is not None]
+            final[key] = values[-1] if values else None
+    return final
+
+
+def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, *, search_name: str | None = None,
+              trial_id: str | None = None, recorder: Any = None, images: np.ndarray | None = None,
+              objective: str = "swd") -> dict:
+    """Train (or resume, or skip) the trial in ``trial_dir``; return its summary.
+
+    ``recorder`` (optional) gets ``started(info)``, ``epoch(line)``, ``truncate(last_epoch)`` and
+    ``finished(info, final_metrics, best_metrics, objective)`` calls (the database rows);
+    ``images`` (uint8 NHWC) replaces reading ``subset_dir``; ``objective`` names the metric
+    reported as the trial's objective (its last measured value).
+    """
+    trial_dir = Path(trial_dir)
+    trial_id = trial_id or config.trial_id()
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    config_path = trial_dir / "config.json"
+    existing = read_json(config_path)
+    if existing is not None and GanConfig.from_dict(existing) != config:
+        raise TrainingError(f"{config_path} holds a different config than this trial's; use a new folder")
+    from metgan.gan.callbacks import write_json_atomic
+
+    if existing is None:
+        write_json_atomic(config_path, config.to_dict())
+    info = read_json(trial_dir / "trial.json") or {}
+    if info.get("status") in FINISHED:
+        log.info("trial %s already %s: skipped", trial_id, info["status"])
+        return summary_from_files(trial_dir, objective)
+    info.update({"search_name": search_name, "trial_id": trial_id, "status": "running", "stop_reason": None,
+                 "error": None, "epochs": config.epochs, "label": config.label(), "overrides": config.overrides(),
+                 "hostname": socket.gethostname(), "finished_at": None})
+    info.setdefault("started_at", utc_now())
+    info.setdefault("epochs_done", 0)
+    info.setdefault("wall_s", 0.0)
+    info.setdefault("images_per_s", None)
+    try:
+        return _train(trial_dir, config, subset_dir, info, recorder, images, objective)
+    except Exception as exc:
+        info.update(status="failed", error="".join(traceback.format_exception(exc)), finished_at=utc_now())
+        write_json_atomic(trial_dir / "trial.json", info)
+        if recorder is not None:
+            recorder.finished(info, {}, {}, None)
+        raise
+
+
+def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder, images, objective_key: str) -> dict:
+    from metgan.gan import callbacks as cb
+    from metgan.gan import data
+    from metgan.gan._tf import tensorflow
+
+    tensorflow()
+    import keras
+
+    from metgan.gan.model import build_gan
+
+    device, has_gpu = device_info()
+    mixed, xla = resolve_switches(config, has_gpu)
+    info.update(device=device, mixed_precision=mixed, xla=xla)
+    (trial_dir / "samples").mkdir(exist_ok=True)
+
+    latents_path = trial_dir / "latents.npy"
+    if latents_path.exists():
+        latents = np.load(latents_path)
+    else:
+        latents = np.random.default_rng(config.seed).standard_normal(
+            (config.n_samples, config.noise_dim)).astype(np.float32)
+        tmp = trial_dir / f".latents.tmp{os.getpid()}.npy"
+        np.save(tmp, latents)
+        os.replace(tmp, latents_path)
+
+    reals = images if images is not None else data.load_images(subset_dir, config.height, config.width, config.channels)
+    if reals.shape[1:] != (config.height, config.width, config.channels):
+        raise TrainingError(f"training images are {reals.shape[1:]}, the config wants "
+                            f"{(config.height, config.width, config.channels)}")
+    order = np.random.default_rng(config.seed + 11).permutation(len(reals))[: config.swd_images]
+    eval_reals = reals[np.sort(order)]
+
+    keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
+    try:
+        gan = build_gan(config, mixed_precision=mixed, jit_compile=xla)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+    dataset_probe_steps = len(reals) // config.batch_size
+    state = cb.TrialState(trial_dir=trial_dir, config=config, latents=latents, reals=eval_reals,
+                          steps_per_epoch=dataset_probe_steps, recorder=recorder)
+    first_epoch = 0
+    checkpoint = cb.latest_checkpoint(trial_dir)
+    if checkpoint is not None:
+        meta = cb.load_checkpoint(checkpoint, gan)
+        first_epoch = meta["epoch"]
+        state.wall_offset = meta["wall_s"]
+        state.collapse_streak = meta["collapse_streak"]
+        state.images_seen = meta["images_seen"]
+        state.train_seconds = meta["train_seconds"]
+        state.swd_real = meta["swd_real"]
+        state.best_metrics = meta["best_metrics"]
+        log.info("trial %s resumes after epoch %d from %s", info["trial_id"], first_epoch, checkpoint.name)
+    truncate_metrics(trial_dir, first_epoch)
+    for stale in (trial_dir / "samples").glob("epoch_*.png"):
+        if int(stale.stem.split("_")[1]) > first_epoch:
+            stale.unlink()
+    if recorder is not None:
+        recorder.truncate(first_epoch)
+        recorder.started(info)
+    info["epochs_done"] = first_epoch
+    cb.write_json_atomic(trial_dir / "trial.json", info)
+
+    if first_epoch < config.epochs:
+        dataset, steps = data.training_dataset(reals, batch_size=config.batch_size, seed=config.seed,
+                                               first_epoch=first_epoch, epochs=config.epochs, x_flip=config.x_flip)
+        log.info("trial %s (%s): %d images, %d steps/epoch, epochs %d..%d on %s (mixed precision %s, XLA %s)",
+                 info["trial_id"], info["label"], len(reals), steps, first_epoch + 1, config.epochs, device,
+                 "on" if mixed else "off", "on" if xla else "off")
+        gan.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+                callbacks=cb.trial_callbacks(state), verbose=0)
+
+    lines = read_metrics(trial_dir)
+    _write_final_images(trial_dir, gan, config)
+    info.update(status="stopped" if state.stop_reason else "completed", stop_reason=state.stop_reason,
+                stop_detail=state.stop_detail, epochs_done=lines[-1]["epoch"] if lines else first_epoch,
+                wall_s=round(state.wall_s, 3), finished_at=utc_now(),
+                images_per_s=state.images_seen / state.train_seconds if state.train_seconds else None)
+    cb.write_json_atomic(trial_dir / "trial.json", info)
+    if recorder is not None:
+        recorder.finished(info, final_metrics(lines), state.best_metrics, _objective(lines, objective_key))
+    return summary_from_files(trial_dir, objective_key)
+
+
+def _write_final_images(trial_dir: Path, gan, config: GanConfig) -> None:
+    from metgan.gan import callbacks as cb
+
+    rng = np.random.default_rng(config.seed + 5)
+    count = max(FINAL_GRID_IMAGES, config.n_generated)
+    latents = rng.standard_normal((count, config.noise_dim)).astype(np.float32)
+    images = cb.generate_uint8(gan.sample_generator, latents)
+    cb.save_png_atomic(trial_dir / "final_grid.png", cb.image_grid(images[:FINAL_GRID_IMAGES], columns=8))
+    generated = trial_dir / "generated"
+    generated.mkdir(exist_ok=True)
+    for index, image in enumerate(images[: config.n_generated]):
+        cb.save_png_atomic(generated / f"{index:03d}.png", image)

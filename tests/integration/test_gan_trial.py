@@ -1,0 +1,167 @@
+"""A tiny GAN trial end to end: trial folder contract, database rows, failure isolation, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from sqlalchemy import text
+
+from metgan.errors import GanConfigError
+from metgan.gan import search
+from tests.gan_support import TINY, make_subset
+
+LINE_KEYS = {"epoch", "d_loss", "g_loss", "d_acc_real", "d_acc_fake", "swd", "swd_real", "swd_levels",
+             "diversity", "images_per_s", "wall_s"}
+TRIAL_KEYS = {"search_name", "trial_id", "status", "stop_reason", "error", "epochs_done", "epochs", "started_at",
+              "finished_at", "wall_s", "device", "hostname", "images_per_s", "overrides", "label"}
+
+
+@pytest.fixture
+def subset(settings):
+    make_subset(settings.subsets_dir / "vases", count=64)
+    return "vases"
+
+
+def _lines(trial_dir):
+    return [json.loads(line) for line in (trial_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(db, settings, subset):
+    grid = {"batch_size": [16, 128]}  # 128 > 64 images: valid config, fails when training starts
+    results = search.run_search("tiny", grid, subset=subset, base=TINY, settings=settings)
+    by_status = {r["status"]: r for r in results}
+    assert set(by_status) == {"completed", "failed"}
+    good, bad = by_status["completed"], by_status["failed"]
+    assert good["epochs"] == 2 and good["objective"] is not None and "batch_size 128" in bad["error"]
+
+    folder = settings.results_dir / "tiny"
+    search_json = json.loads((folder / "search.json").read_text())
+    assert search_json["subset"] == "vases" and set(search_json["trials"]) == {good["trial_id"], bad["trial_id"]}
+    trial_dir = folder / good["trial_id"]
+    config = json.loads((trial_dir / "config.json").read_text())
+    assert config["height"] == 40 and config["batch_size"] == 16
+    info = json.loads((trial_dir / "trial.json").read_text())
+    assert TRIAL_KEYS <= set(info)
+    assert info["status"] == "completed" and info["epochs_done"] == info["epochs"] == 2
+    assert info["overrides"]["batch_size"] == 16 and "g_lr" not in info["overrides"]
+    assert info["label"] and info["images_per_s"] > 0
+    lines = _lines(trial_dir)
+    assert [line["epoch"] for line in lines] == [1, 2]
+    assert all(LINE_KEYS <= set(line) for line in lines)
+    assert lines[-1]["swd"] > 0 and lines[-1]["swd_real"] > 0 and set(lines[-1]["swd_levels"]) == {"40x32", "20x16"}
+    assert len(lines[-1]["color"]["mean"]) == 3 and lines[-1]["fid"] is None
+    assert np.load(trial_dir / "latents.npy").shape == (9, 16)
+    sizes = {Image.open(trial_dir / "samples" / f"epoch_{e:04d}.png").size for e in range(3)}
+    assert len(sizes) == 1
+    assert (trial_dir / "final_grid.png").exists()
+    assert sorted(p.name for p in (trial_dir / "generated").iterdir()) == ["000.png", "001.png", "002.png", "003.png"]
+    assert list((trial_dir / "checkpoints").glob("ckpt_*.npz"))
+    failed_info = json.loads((folder / bad["trial_id"] / "trial.json").read_text())
+    assert failed_info["status"] == "failed" and "Traceback" in failed_info["error"]
+
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT objective, direction, subset_name FROM searches WHERE name = 'tiny'")).one() \
+            == ("swd", "min", "vases")
+        rows = {r.trial_id: r for r in conn.execute(text("SELECT * FROM trials WHERE search_name = 'tiny'"))}
+        assert rows[good["trial_id"]].status == "completed" and rows[good["trial_id"]].epochs_done == 2
+        assert rows[good["trial_id"]].objective == pytest.approx(good["objective"])
+        assert rows[good["trial_id"]].final_metrics["swd_real"] > 0
+        assert rows[bad["trial_id"]].status == "failed" and "Traceback" in rows[bad["trial_id"]].error
+        epochs = conn.execute(text("SELECT epoch, metrics FROM trial_epochs WHERE trial_id = :t ORDER BY epoch"),
+                              {"t": good["trial_id"]}).all()
+        assert [e.epoch for e in epochs] == [1, 2] and epochs[1].metrics["swd"] == lines[1]["swd"]
+
+    # Rerun: the completed trial is skipped (nothing rewritten), the failed one is retried.
+    before = (trial_dir / "metrics.jsonl").read_text()
+    again = search.run_search("tiny", grid, subset=subset, base=TINY, settings=settings)
+    assert (trial_dir / "metrics.jsonl").read_text() == before
+    assert {r["trial_id"]: r["status"] for r in again} == {good["trial_id"]: "completed", bad["trial_id"]: "failed"}
+
+    board = search.leaderboard("tiny", settings=settings)
+    assert [row["trial_id"] for row in board] == [good["trial_id"], bad["trial_id"]]
+
+    from metgan.cli import cli
+
+    status = CliRunner().invoke(cli, ["search", "status", "tiny"])
+    assert status.exit_code == 0 and good["trial_id"] in status.output and "failed" in status.output
+
+
+def test_grid_with_an_invalid_combination_fails_before_anything_is_written(db, settings, subset, tmp_path):
+    grid = [{"loss": ["non-saturating", "hinge"]}, {"loss": "wgan-gp", "d_norm": ["none", "batch"]}]
+    with pytest.raises(GanConfigError) as error:
+        search.plan_trials("bad", grid, subset=subset, base=TINY, settings=settings)
+    assert '"d_norm": "batch"' in str(error.value) and '"loss": "wgan-gp"' in str(error.value)
+    assert not (settings.results_dir / "bad").exists()
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM searches")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM trials")).scalar() == 0
+
+    from metgan.cli import cli
+
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text("grid:\n  loss: [hinge, wgan-gp]\n  d_norm: [batch]\nbase:\n  epochs: 1\n")
+    result = CliRunner().invoke(cli, ["search", "run", "--grid", str(grid_file), "--subset", subset,
+                                      "--name", "bad", "--dry-run"])
+    assert result.exit_code != 0 and "wgan-gp" in result.output and "Traceback" not in result.output
+    grid_file.write_text("grid:\n  loss: [hinge, non-saturating]\nbase:\n  epochs: 1\n")
+    result = CliRunner().invoke(cli, ["search", "run", "--grid", str(grid_file), "--subset", subset,
+                                      "--name", "dry", "--dry-run"])
+    assert result.exit_code == 0 and "2 trial(s)" in result.output
+    assert not (settings.results_dir / "dry").exists()
+
+
+def test_killed_trial_resumes_from_its_checkpoint_not_from_zero(db, settings, subset, caplog):
+    config = {**TINY, "epochs": 3, "swd_every": 3}
+    [item] = search.plan_trials("resume", {}, subset=subset, base=config, settings=settings)
+    trial_dir = settings.results_dir / "resume" / item["trial_id"]
+    code = ("import logging, sys; from metgan.gan.search import train_trial;"
+            f"train_trial('resume', '{item['trial_id']}')")
+    process = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not list((trial_dir / "checkpoints").glob("ckpt_*.npz")):
+            assert process.poll() is None, "the trial process ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    checkpoint = max(int(p.stem.split("_")[1]) for p in (trial_dir / "checkpoints").glob("ckpt_*.npz"))
+    assert 1 <= checkpoint < 3
+    kept_lines = _lines(trial_dir)[:checkpoint]
+    kept_sample = (trial_dir / "samples" / f"epoch_{checkpoint:04d}.png").read_bytes()
+    assert json.loads((trial_dir / "trial.json").read_text())["status"] == "running"
+
+    caplog.set_level("INFO", logger="metgan.gan.trial")
+    result = search.train_trial("resume", item["trial_id"], settings=settings)
+    assert result["status"] == "completed" and result["epochs"] == 3
+    assert f"resumes after epoch {checkpoint}" in caplog.text
+    lines = _lines(trial_dir)
+    assert [line["epoch"] for line in lines] == [1, 2, 3]
+    assert lines[:checkpoint] == kept_lines
+    assert (trial_dir / "samples" / f"epoch_{checkpoint:04d}.png").read_bytes() == kept_sample
+    with db.connect() as conn:
+        epochs = conn.execute(text("SELECT epoch FROM trial_epochs WHERE trial_id = :t ORDER BY epoch"),
+                              {"t": item["trial_id"]}).scalars().all()
+    assert epochs == [1, 2, 3]
+
+
+def test_train_command_writes_a_trial_folder(settings, subset, tmp_path):
+    from metgan.cli import cli
+
+    config_file = tmp_path / "cfg.yaml"
+    config_file.write_text(json.dumps({**TINY, "epochs": 1, "preset": "origin"}))
+    out = tmp_path / "trial"
+    result = CliRunner().invoke(cli, ["train", "--config", str(config_file), "--subset", subset, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "trial.json").read_text())
+    assert info["status"] == "completed" and info["label"].startswith("origin")
+    assert (out / "samples" / "epoch_0001.png").exists() and (out / "final_grid.png").exists()

@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+
+from metgan.gan.config import GanConfig
+from tests.gan_support import TINY
+
+
+def tiny(**changes):
+    return GanConfig.from_dict({**TINY, **changes})
+
+
+@pytest.mark.parametrize(("height", "width"), [(32, 32), (40, 32), (80, 64)])
+@pytest.mark.parametrize("preset", ["default", "origin"])
+def test_builders_output_shapes_for_square_and_5_4_sizes(height, width, preset):
+    from metgan.gan.model import build_discriminator, build_generator
+
+    config = GanConfig.from_dict({**TINY, "preset": preset, "height": height, "width": width})
+    generator, discriminator = build_generator(config), build_discriminator(config)
+    assert generator.name == "generator" and discriminator.name == "discriminator"
+    assert generator.output_shape == (None, height, width, 3)
+    assert discriminator.output_shape == (None, 1)
+    images = generator(np.zeros((2, config.noise_dim), np.float32), training=False)
+    assert images.shape == (2, height, width, 3)
+    assert discriminator(images, training=False).shape == (2, 1)
+
+
+def test_grayscale_and_spectral_norm_and_dense_layers_build():
+    from metgan.gan.model import build_discriminator, build_generator
+
+    config = tiny(channels=1, d_norm="spectral", g_dense=1, d_dense=1)
+    assert build_generator(config).output_shape == (None, 40, 32, 1)
+    names = [layer.name for layer in build_discriminator(config).layers]
+    assert any(name.endswith("_sn") for name in names)
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"loss": "hinge", "d_norm": "spectral", "r1_weight": 1.0, "diffaugment": ["color", "translation", "cutout"]},
+    {"loss": "wgan-gp", "ema_decay": 0.0}, {"loss": "least-squares", "d_steps": 2, "preset": "origin"},
+])
+def test_train_step_runs_and_reports_losses_and_accuracies(changes):
+    from metgan.gan.data import training_dataset
+    from metgan.gan.model import build_gan
+    from tests.gan_support import vase_images
+
+    config = GanConfig.from_dict({**TINY, **changes})
+    gan = build_gan(config)
+    dataset, steps = training_dataset(vase_images(32), batch_size=16, seed=0, first_epoch=0, epochs=1, x_flip=True)
+    before = [w.copy() for w in gan.generator.get_weights()]
+    history = gan.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0).history
+    assert set(history) == {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"}
+    assert all(np.isfinite(values[0]) for values in history.values())
+    assert any(not np.array_equal(a, b) for a, b in zip(before, gan.generator.get_weights(), strict=True))
+
+
+def test_diffaugment_is_differentiable_and_keeps_shapes():
+    import tensorflow as tf
+
+    from metgan.gan.augment import diff_augment
+
+    images = tf.Variable(tf.random.uniform([4, 40, 32, 3], -1, 1))
+    rng = tf.random.Generator.from_seed(1)
+    with tf.GradientTape() as tape:
+        out = diff_augment(images, ("color", "translation", "cutout"), rng)
+        total = tf.reduce_sum(out)
+    assert out.shape == images.shape
+    grads = tape.gradient(total, images)
+    assert grads is not None and float(tf.reduce_sum(tf.abs(grads))) > 0
+
+
+def _breaker_for(gan, config, tmp_path):
+    from metgan.gan.callbacks import CollapseBreaker, TrialState
+
+    latents = np.random.default_rng(0).standard_normal((config.n_samples, config.noise_dim)).astype(np.float32)
+    state = TrialState(trial_dir=tmp_path, config=config, latents=latents, reals=np.zeros((4, 40, 32, 3), np.uint8),
+                       steps_per_epoch=1)
+    breaker = CollapseBreaker(state, within_threshold=config.collapse_within_std,
+                              across_threshold=config.collapse_across_std, patience=config.collapse_patience)
+    breaker.set_model(gan)
+    return breaker, state
+
+
+def test_collapse_breaker_stops_a_constant_generator_after_patience(tmp_path):
+    from metgan.gan.model import build_gan
+
+    config = tiny(collapse_patience=3)
+    gan = build_gan(config)
+    to_image = gan.generator.get_layer("to_image")
+    kernel, bias = to_image.get_weights()
+    to_image.set_weights([np.zeros_like(kernel), np.full_like(bias, 0.3)])  # every z -> one flat colour
+    breaker, state = _breaker_for(gan, config, tmp_path)
+    for epoch in range(2):
+        breaker.on_epoch_end(epoch)
+        assert not gan.stop_training
+    breaker.on_epoch_end(2)
+    assert gan.stop_training and state.stop_reason == "collapsed"
+    assert "within-image std 0.00" in state.stop_detail
+
+
+def test_collapse_breaker_catches_identical_detailed_images(tmp_path):
+    from metgan.gan.model import build_gan
+
+    config = tiny(collapse_patience=1)
+    gan = build_gan(config)
+    seed_layer = gan.generator.get_layer("seed")
+    weights = seed_layer.get_weights()
+    seed_layer.set_weights([np.zeros_like(weights[0])] + weights[1:])  # z ignored: one image for all z
+    for _ in range(30):  # let batch-norm statistics settle as training would
+        gan.generator(np.zeros((16, config.noise_dim), np.float32), training=True)
+    breaker, state = _breaker_for(gan, config, tmp_path)
+    breaker.on_epoch_end(0)
+    assert state.stop_reason == "collapsed" and "across-sample std 0.00" in state.stop_detail
+
+
+def test_collapse_breaker_leaves_a_healthy_generator_running(tmp_path):
+    from metgan.gan.model import build_gan
+
+    config = tiny(collapse_patience=1)
+    gan = build_gan(config)
+    rng = np.random.default_rng(0)
+    for _ in range(30):  # batch-norm statistics as after some training steps
+        gan.generator(rng.standard_normal((16, config.noise_dim)).astype(np.float32), training=True)
+    breaker, state = _breaker_for(gan, config, tmp_path)
+    for epoch in range(3):
+        breaker.on_epoch_end(epoch)
+    assert not gan.stop_training and state.stop_reason is None and state.collapse_streak == 0
