@@ -1,24 +1,29 @@
 """Import the Met's Open Access ``MetObjects.csv`` into the tables the API ingest fills.
 
 The file (about 317 MB, 490k rows, 54 columns, UTF-8 with a BOM) is streamed: the csv module
-reads it row by row from a text wrapper over the file or HTTP body, rows are parsed into
-``met_objects`` / ``met_constituents`` / ``met_tags`` shapes and sent in chunks with ``COPY`` into
-TEMP staging tables; then one merge per table runs in the same transaction. Memory stays at one
-chunk, whatever the file size.
+reads it record by record from a text wrapper over the file or the HTTP body; Python checks what
+must be rejected with a line number (column count, the Object ID, the begin/end dates, the
+booleans), hashes the row and sends it, raw, in chunks with ``COPY`` (from a second thread, so
+PostgreSQL ingests one chunk while Python reads the next) into a TEMP staging table. Then one
+transaction merges it: typed ``met_objects`` columns (trimmed, "" as NULL, as the API parser
+does), ``csv_raw`` (the row's non-empty fields as a JSON object), and the pipe-separated artist
+and tag columns unnested, position by position, into ``met_constituents`` and ``met_tags``.
+Memory stays at a chunk or two, whatever the file size.
 
 Rules of the merge:
 
-- A row's ``csv_hash`` (over its non-empty fields) detects change: an unchanged row is not written.
+- ``csv_hash`` (of the row's fields) detects change: an unchanged row is not written at all.
 - Objects the API returned (``source = 'api'`` with a raw record) keep their API fields; only
   ``csv_raw``, ``csv_hash`` and ``csv_imported_at`` are updated on them. CSV-only rows are
-  overwritten by a later API fetch (the API ingest sets ``source = 'api'``).
-- Artist columns and tag columns hold pipe-separated lists in matching order; they become one
-  constituent / tag row per position. Constituent IDs are often concatenated without a separator
-  in the published file, so they are kept only when they split into the same number of parts.
+  overwritten by a later API fetch (the API ingest's upsert sets ``source = 'api'``).
+- Constituent IDs are concatenated without a separator in the published file, so they are kept
+  only when they split into as many parts as there are constituents.
 - A malformed row (wrong column count, an unreadable Object ID, begin/end date or boolean) is
-  recorded in ``csv_import_errors`` with its line number and skipped; the import goes on.
-- Objects that an earlier import saw but this file lacks are counted as removed: CSV-only rows are
-  marked ``status = 'gone'`` (reason ``absent from CSV <date>``); nothing is deleted.
+  recorded in ``csv_import_errors`` with its line number and skipped; the import goes on. Of two
+  rows with the same Object ID the later one is used and the earlier one recorded.
+- Objects an earlier import saw that this file lacks are counted as removed: CSV-only rows are
+  marked ``status = 'gone'`` (reason ``absent from CSV <date>``); nothing is deleted. Such a row
+  that comes back in a later file is ``ok`` again.
 """
 
 from __future__ import annotations
@@ -29,10 +34,13 @@ import io
 import json
 import logging
 import os
+import queue
 import re
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
@@ -55,7 +63,7 @@ CSV_HEADER: tuple[str, ...] = (
     "Metadata Date", "Repository", "Tags", "Tags AAT URL", "Tags Wikidata URL",
 )
 
-# CSV column -> met_objects column, by kind. "Object ID" is the key and handled on its own.
+# CSV column -> met_objects column, by kind. "Object ID" is the key.
 TEXT_COLUMNS: dict[str, str] = {
     "Object Number": "accession_number",
     "Gallery Number": "gallery_number",
@@ -89,6 +97,7 @@ TEXT_COLUMNS: dict[str, str] = {
     "Object Wikidata URL": "object_wikidata_url",
     "Repository": "repository",
 }
+# Checked and converted in Python (a bad value rejects the row with its line number).
 BOOL_COLUMNS: dict[str, str] = {
     "Is Highlight": "is_highlight",
     "Is Timeline Work": "is_timeline_work",
@@ -98,7 +107,7 @@ INT_COLUMNS: dict[str, str] = {
     "Object Begin Date": "object_begin_date",
     "Object End Date": "object_end_date",
 }
-# Pipe-separated, position-aligned lists.
+# Pipe-separated, position-aligned lists -> met_constituents / met_tags columns.
 ARTIST_COLUMNS: dict[str, str] = {
     "Artist Role": "role",
     "Artist Prefix": "prefix",
@@ -119,47 +128,31 @@ TAG_COLUMNS: dict[str, str] = {
     "Tags Wikidata URL": "wikidata_url",
 }
 
-# The typed met_objects columns a CSV row fills, in staging-table order.
-OBJECT_COLUMNS: tuple[str, ...] = (
-    *BOOL_COLUMNS.values(), *TEXT_COLUMNS.values(), *INT_COLUMNS.values(), "metadata_date",
-)
-CONSTITUENT_COLUMNS: tuple[str, ...] = ("seq", "constituent_id", *ARTIST_COLUMNS.values())
-TAG_ROW_COLUMNS: tuple[str, ...] = ("seq", *TAG_COLUMNS.values())
-
 _INT32 = 2**31 - 1
-_INTEGER = re.compile(r"[-+]?\d+")
+_INTEGER = re.compile(r"[-+]?[0-9]+")
+_WHITESPACE = " \t\r\n"
 _TRUE = frozenset({"true", "t", "1", "yes"})
 _FALSE = frozenset({"false", "f", "0", "no"})
+_BOOLS = {"True": "t", "False": "f", "": ""}
 _LFS_POINTER = b"version https://git-lfs"
 _RAW_LINE_LIMIT = 10_000
 _ADVISORY_KEY = 0x6D6574637376  # "metcsv": one import at a time per database
+ABSENT_REASON = "absent from CSV"
 
 
 class RowError(ValueError):
     """A CSV row that cannot be imported; the message is the reason recorded for it."""
 
 
-@dataclass(frozen=True)
-class ParsedRow:
-    """One CSV record as staging rows (values already in COPY CSV text form)."""
-
-    object_id: int
-    csv_hash: str
-    object_row: list[str]
-    constituents: list[list[str]]
-    tags: list[list[str]]
-
-
 # --- parsing -----------------------------------------------------------------------------------
-
-
-def _text(value: str) -> str:
-    """Stripped text; "" is written unquoted, which COPY CSV reads as NULL (as the API parser does)."""
-    return value.strip()
+#
+# The hot loop (490k rows). Text stays raw: PostgreSQL trims and splits it in the merge, in C.
 
 
 def _int(value: str, column: str) -> str:
-    value = value.strip()
+    if value.isascii() and value.isdigit() and len(value) < 10:
+        return value
+    value = value.strip(_WHITESPACE)
     if not value:
         return ""
     if not _INTEGER.fullmatch(value) or not -_INT32 <= int(value) <= _INT32:
@@ -168,7 +161,10 @@ def _int(value: str, column: str) -> str:
 
 
 def _bool(value: str, column: str) -> str:
-    lowered = value.strip().lower()
+    known = _BOOLS.get(value)
+    if known is not None:
+        return known
+    lowered = value.strip(_WHITESPACE).lower()
     if not lowered:
         return ""
     if lowered in _TRUE:
@@ -180,7 +176,7 @@ def _bool(value: str, column: str) -> str:
 
 def _timestamp(value: str) -> str:
     """The Metadata Date as ISO 8601 UTC; an unreadable one is dropped (csv_raw keeps it)."""
-    value = value.strip()
+    value = value.strip(_WHITESPACE)
     if not value:
         return ""
     for parse in (datetime.fromisoformat, lambda v: datetime.strptime(v, "%m/%d/%Y %I:%M:%S %p")):
@@ -194,19 +190,26 @@ def _timestamp(value: str) -> str:
     return ""
 
 
-def _constituent_ids(value: str, count: int) -> list[str]:
-    """IDs per constituent when they can be told apart, else blanks (the raw row keeps them)."""
-    value = value.strip()
-    parts = [p.strip() for p in value.split("|")] if value else []
-    if len(parts) != count:
-        return [""] * count
-    return [p if _INTEGER.fullmatch(p) and 0 < int(p) <= _INT32 else "" for p in parts]
+def _constituent_ids(value: str, artists: tuple[str, ...]) -> str:
+    """Pipe-joined ids when they split into one per constituent, else "" (csv_raw keeps them)."""
+    value = value.strip(_WHITESPACE)
+    if not value:
+        return ""
+    parts = value.split("|")
+    if len(parts) != max(v.count("|") for v in artists) + 1:
+        return ""
+    ids = [p.strip(_WHITESPACE) for p in parts]
+    return "|".join(p if _INTEGER.fullmatch(p) and 0 < int(p) <= _INT32 else "" for p in ids)
 
 
-def _aligned(values: list[str]) -> tuple[list[list[str]], int]:
-    """Split pipe lists; the count is the longest list among the non-empty columns."""
-    split = [v.split("|") if v else [] for v in values]
-    return split, max((len(s) for s in split), default=0)
+def _getter(indexes: list[int | None]) -> Callable[[list[str]], tuple[str, ...]]:
+    """A fast row -> tuple of fields; a column the header lacks reads as ""."""
+    if all(i is not None for i in indexes):
+        if len(indexes) == 1:
+            first = indexes[0]
+            return lambda row: (row[first],)
+        return itemgetter(*indexes)
+    return lambda row: tuple("" if i is None else row[i] for i in indexes)
 
 
 class RowParser:
@@ -221,62 +224,51 @@ class RowParser:
                 f"(header starts {', '.join(self.header[:4])!r})"
             )
         self.width = len(self.header)
-        self._id = index["Object ID"]
-
-        def getter(name: str) -> Callable[[list[str]], str]:
-            i = index.get(name)
-            return (lambda row: row[i]) if i is not None else (lambda row: "")
-
-        self._bools = [(getter(c), c) for c in BOOL_COLUMNS]
-        self._texts = [getter(c) for c in TEXT_COLUMNS]
-        self._ints = [(getter(c), c) for c in INT_COLUMNS]
-        self._metadata_date = getter("Metadata Date")
-        self._constituent_id = getter("Constituent ID")
-        self._artists = [getter(c) for c in ARTIST_COLUMNS]
-        self._tags = [getter(c) for c in TAG_COLUMNS]
-        missing = [c for c in CSV_HEADER if c not in index]
+        self.id_index = index["Object ID"]
+        positions = [index.get(name) for name in CSV_HEADER]
+        # the staged raw columns follow CSV_HEADER whatever the file's column order
+        self._canonical = None if self.header == list(CSV_HEADER) else _getter(positions)
+        self._bools = itemgetter(*[CSV_HEADER.index(c) for c in BOOL_COLUMNS])
+        self._ints = itemgetter(*[CSV_HEADER.index(c) for c in INT_COLUMNS])
+        self._artists = itemgetter(*[CSV_HEADER.index(c) for c in ARTIST_COLUMNS])
+        self._metadata_date = CSV_HEADER.index("Metadata Date")
+        self._constituent_id = CSV_HEADER.index("Constituent ID")
+        missing = [c for c, i in zip(CSV_HEADER, positions) if i is None]
+        extra = [c for c in self.header if c not in CSV_HEADER]
         if missing:
             log.warning("CSV header lacks %d of the Met's columns (imported as empty): %s",
                         len(missing), ", ".join(missing))
+        if extra:
+            log.warning("CSV header has %d unknown columns (not imported): %s", len(extra), ", ".join(extra))
 
-    def parse(self, row: list[str]) -> ParsedRow:
+    def object_id(self, row: list[str]) -> int | None:
+        """The row's Object ID when it is a valid one, else None."""
+        raw_id = row[self.id_index].strip(_WHITESPACE) if len(row) > self.id_index else ""
+        if _INTEGER.fullmatch(raw_id) and 0 < int(raw_id) <= _INT32:
+            return int(raw_id)
+        return None
+
+    def parse(self, row: list[str]) -> list[str]:
+        """The staging row: id, hash, typed booleans/ints/date, constituent ids, then the raw fields."""
         if len(row) != self.width:
             raise RowError(f"expected {self.width} columns, found {len(row)}")
-        raw_id = row[self._id].strip()
-        if not _INTEGER.fullmatch(raw_id) or not 0 < int(raw_id) <= _INT32:
-            raise RowError(f"Object ID {raw_id!r} is not a positive whole number")
-        object_id = int(raw_id)
-        raw = {name: value for name, value in zip(self.header, row) if value}
-        raw_json = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
-        if "\\u0000" in raw_json:  # PostgreSQL text cannot hold NUL
+        object_id = self.object_id(row)
+        if object_id is None:
+            raise RowError(f"Object ID {row[self.id_index].strip()!r} is not a positive whole number")
+        if self._canonical is not None:
+            row = list(self._canonical(row))
+        joined = "\x1f".join(row)
+        if "\x00" in joined:  # PostgreSQL text cannot hold NUL
             row = [value.replace("\x00", "") for value in row]
-            raw = {name: value for name, value in zip(self.header, row) if value}
-            raw_json = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
-        csv_hash = hashlib.blake2b(raw_json.encode("utf-8"), digest_size=16).hexdigest()
-
-        values = [_bool(get(row), column) for get, column in self._bools]
-        values.extend(_text(get(row)) for get in self._texts)
-        values.extend(_int(get(row), column) for get, column in self._ints)
-        values.append(_timestamp(self._metadata_date(row)))
-
-        artist_lists, count = _aligned([get(row).strip() and get(row) for get in self._artists])
-        constituents = []
-        if count:
-            ids = _constituent_ids(self._constituent_id(row), count)
-            for seq in range(count):
-                constituent = [str(seq), ids[seq]]
-                constituent.extend(_text(parts[seq]) if seq < len(parts) else "" for parts in artist_lists)
-                constituents.append(constituent)
-
-        tag_lists, _ = _aligned([get(row).strip() and get(row) for get in self._tags])
-        tags = []
-        for seq, term in enumerate(tag_lists[0]):
-            if term.strip():
-                tag = [str(seq)]
-                tag.extend(_text(parts[seq]) if seq < len(parts) else "" for parts in tag_lists)
-                tags.append(tag)
-        return ParsedRow(object_id, csv_hash, [str(object_id), csv_hash, raw_json, *values],
-                         constituents, tags)
+            joined = "\x1f".join(row)
+        staged = [str(object_id), hashlib.blake2b(joined.encode("utf-8"), digest_size=16).hexdigest()]
+        staged.extend(_bool(value, column) for value, column in zip(self._bools(row), BOOL_COLUMNS))
+        staged.extend(_int(value, column) for value, column in zip(self._ints(row), INT_COLUMNS))
+        staged.append(_timestamp(row[self._metadata_date]))
+        artists = self._artists(row)
+        staged.append(_constituent_ids(row[self._constituent_id], artists) if any(artists) else "")
+        staged.extend(row)
+        return staged
 
 
 # --- input -------------------------------------------------------------------------------------
@@ -359,129 +351,139 @@ def _records(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str | None]
 
 
 # --- database ----------------------------------------------------------------------------------
+# --- database ----------------------------------------------------------------------------------
+
+_RAW = [f"c{i:02d}" for i in range(len(CSV_HEADER))]  # staged raw fields, in CSV_HEADER order
+_RAW_OF = dict(zip(CSV_HEADER, _RAW))
+_TYPED_STAGE = ("is_highlight", "is_timeline_work", "is_public_domain", "object_begin_date",
+                "object_end_date", "metadata_date")
+_STAGE_COLUMNS = ("line_number", "object_id", "csv_hash", *_TYPED_STAGE, "constituent_ids", *_RAW)
+_WS = r"E' \t\r\n'"
+
+
+def _trimmed(expression: str) -> str:
+    return f"nullif(btrim({expression}, {_WS}), '')"
+
 
 _STAGE_SQL = f"""
-CREATE TEMP TABLE csv_stage_objects (
+CREATE TEMP TABLE csv_stage (
     line_number integer NOT NULL, object_id integer NOT NULL, csv_hash text NOT NULL,
-    csv_raw jsonb NOT NULL,
     is_highlight boolean, is_timeline_work boolean, is_public_domain boolean,
-    {", ".join(f"{c} text" for c in TEXT_COLUMNS.values())},
-    object_begin_date integer, object_end_date integer, metadata_date timestamptz
-) ON COMMIT DROP;
-CREATE TEMP TABLE csv_stage_constituents (
-    line_number integer NOT NULL, object_id integer NOT NULL, seq integer NOT NULL,
-    constituent_id integer, {", ".join(f"{c} text" for c in ARTIST_COLUMNS.values())}
-) ON COMMIT DROP;
-CREATE TEMP TABLE csv_stage_tags (
-    line_number integer NOT NULL, object_id integer NOT NULL, seq integer NOT NULL,
-    term text NOT NULL, aat_url text, wikidata_url text
+    object_begin_date integer, object_end_date integer, metadata_date timestamptz,
+    constituent_ids text, {", ".join(f"{c} text" for c in _RAW)}
 ) ON COMMIT DROP;
 CREATE TEMP TABLE csv_stage_errors (
     line_number integer NOT NULL, object_id integer, reason text NOT NULL, raw_line text
 ) ON COMMIT DROP;
 """
-
-_STAGE_OBJECT_COLUMNS = ("line_number", "object_id", "csv_hash", "csv_raw", *OBJECT_COLUMNS)
 _COPY = {
-    "objects": "COPY csv_stage_objects ({}) FROM STDIN WITH (FORMAT csv)".format(
-        ", ".join(_STAGE_OBJECT_COLUMNS)),
-    "constituents": "COPY csv_stage_constituents (line_number, object_id, {}) FROM STDIN "
-                    "WITH (FORMAT csv)".format(", ".join(CONSTITUENT_COLUMNS)),
-    "tags": "COPY csv_stage_tags (line_number, object_id, {}) FROM STDIN "
-            "WITH (FORMAT csv)".format(", ".join(TAG_ROW_COLUMNS)),
-    "errors": "COPY csv_stage_errors (line_number, object_id, reason, raw_line) FROM STDIN "
-              "WITH (FORMAT csv)",
+    "objects": f"COPY csv_stage ({', '.join(_STAGE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
+    "errors": "COPY csv_stage_errors (line_number, object_id, reason, raw_line) FROM STDIN WITH (FORMAT csv)",
 }
 
+_INDEX_STAGE_SQL = """
+CREATE INDEX ON csv_stage (object_id);
+ANALYZE csv_stage (object_id);
+SELECT count(*) - count(DISTINCT object_id) FROM csv_stage;
+"""
 # A later line with the same Object ID wins; the earlier ones are recorded as errors.
 _DEDUPLICATE_SQL = """
-CREATE INDEX ON csv_stage_objects (object_id, line_number);
-ANALYZE csv_stage_objects;
-CREATE TEMP TABLE csv_stage_duplicates ON COMMIT DROP AS
-SELECT s.line_number, s.object_id, d.last_line
-FROM csv_stage_objects s
-JOIN (SELECT object_id, max(line_number) AS last_line FROM csv_stage_objects
-      GROUP BY object_id HAVING count(*) > 1) d USING (object_id)
-WHERE s.line_number < d.last_line;
+WITH last AS (
+    SELECT object_id, max(line_number) AS line_number FROM csv_stage
+    GROUP BY object_id HAVING count(*) > 1
+), dropped AS (
+    DELETE FROM csv_stage s USING last
+    WHERE s.object_id = last.object_id AND s.line_number < last.line_number
+    RETURNING s.line_number, s.object_id, last.line_number AS kept
+)
 INSERT INTO csv_stage_errors (line_number, object_id, reason)
-SELECT line_number, object_id, 'duplicate Object ID ' || object_id || ' (line ' || last_line || ' is used)'
-FROM csv_stage_duplicates;
-DELETE FROM csv_stage_objects s USING csv_stage_duplicates d WHERE s.line_number = d.line_number;
-DELETE FROM csv_stage_constituents s USING csv_stage_duplicates d WHERE s.line_number = d.line_number;
-DELETE FROM csv_stage_tags s USING csv_stage_duplicates d WHERE s.line_number = d.line_number;
+SELECT line_number, object_id, 'duplicate Object ID ' || object_id || ' (line ' || kept || ' is used)'
+FROM dropped
 """
 
-# What each staged object is relative to the store: new (no earlier CSV import of it), changed,
-# unchanged; and whether the API owns its typed columns (it returned a record for it).
+# Each staged object against the store: new (no earlier CSV import of it), changed or unchanged;
+# whether the API owns its typed columns (it returned a record); whether a row existed at all.
 _CLASSIFY_SQL = """
 CREATE TEMP TABLE csv_delta ON COMMIT DROP AS
 SELECT s.object_id,
        CASE WHEN m.object_id IS NULL OR m.csv_hash IS NULL THEN 'new'
             WHEN m.csv_hash = s.csv_hash THEN 'unchanged'
             ELSE 'changed' END AS kind,
-       coalesce(m.source = 'api' AND m.raw IS NOT NULL, false) AS api_owned
-FROM csv_stage_objects s LEFT JOIN met_objects m USING (object_id);
+       coalesce(m.source = 'api' AND m.raw IS NOT NULL, false) AS api_owned,
+       m.object_id IS NOT NULL AS existed
+FROM csv_stage s LEFT JOIN met_objects m USING (object_id);
 CREATE UNIQUE INDEX ON csv_delta (object_id);
 ANALYZE csv_delta;
 """
 
+_OBJECT_SOURCES: dict[str, str] = {
+    **{column: f"s.{column}" for column in _TYPED_STAGE},
+    **{column: _trimmed(f"s.{_RAW_OF[name]}") for name, column in TEXT_COLUMNS.items()},
+}
 _API_OWNED = "(met_objects.source = 'api' AND met_objects.raw IS NOT NULL)"
-_MERGE_OBJECTS_SQL = """
-INSERT INTO met_objects AS met_objects (object_id, source, status, status_reason, {columns},
+_CSV_ABSENT = "(met_objects.status = 'gone' AND met_objects.status_reason LIKE %(absent)s)"
+_KEEP_API_FIELDS = ",\n    ".join(
+    f"{c} = CASE WHEN {_API_OWNED} THEN met_objects.{c} ELSE EXCLUDED.{c} END" for c in _OBJECT_SOURCES)
+_MERGE_OBJECTS_SQL = f"""
+INSERT INTO met_objects AS met_objects (object_id, source, status, {", ".join(_OBJECT_SOURCES)},
                                         csv_raw, csv_hash, csv_imported_at, updated_at)
-SELECT s.object_id, 'csv', 'ok', NULL, {staged}, s.csv_raw, s.csv_hash, %(now)s, now()
-FROM csv_stage_objects s JOIN csv_delta d USING (object_id)
+SELECT s.object_id, 'csv', 'ok', {", ".join(_OBJECT_SOURCES.values())},
+       jsonb_strip_nulls(jsonb_object(%(header)s::text[], ARRAY[{", ".join(f"s.{c}" for c in _RAW)}])),
+       s.csv_hash, %(now)s, now()
+FROM csv_stage s JOIN csv_delta d USING (object_id)
 WHERE d.kind <> 'unchanged'
 ON CONFLICT (object_id) DO UPDATE SET
-    {typed},
-    source = CASE WHEN {api_owned} THEN met_objects.source ELSE 'csv' END,
-    status = CASE WHEN {api_owned} OR met_objects.status IN ('gone', 'error') AND met_objects.source = 'api'
-                  THEN met_objects.status ELSE 'ok' END,
-    status_reason = CASE WHEN {api_owned} OR met_objects.status IN ('gone', 'error') AND met_objects.source = 'api'
-                         THEN met_objects.status_reason END,
+    {_KEEP_API_FIELDS},
+    source = CASE WHEN {_API_OWNED} THEN met_objects.source ELSE 'csv' END,
+    status = CASE WHEN {_CSV_ABSENT} THEN 'ok' ELSE met_objects.status END,
+    status_reason = CASE WHEN {_CSV_ABSENT} THEN NULL ELSE met_objects.status_reason END,
     csv_raw = EXCLUDED.csv_raw,
     csv_hash = EXCLUDED.csv_hash,
     csv_imported_at = EXCLUDED.csv_imported_at,
     updated_at = now()
 WHERE met_objects.csv_hash IS DISTINCT FROM EXCLUDED.csv_hash
-""".format(
-    columns=", ".join(OBJECT_COLUMNS),
-    staged=", ".join(f"s.{c}" for c in OBJECT_COLUMNS),
-    typed=",\n    ".join(
-        f"{c} = CASE WHEN {_API_OWNED} THEN met_objects.{c} ELSE EXCLUDED.{c} END" for c in OBJECT_COLUMNS
-    ),
-    api_owned=_API_OWNED,
-)
-
-# Lists of objects whose typed columns the CSV owns are replaced when their row is new or changed.
-_MERGE_LISTS_SQL = """
-DELETE FROM {table} t USING csv_delta d
-WHERE t.object_id = d.object_id AND d.kind <> 'unchanged' AND NOT d.api_owned;
-INSERT INTO {table} (object_id, {columns})
-SELECT s.object_id, {staged} FROM {stage} s JOIN csv_delta d USING (object_id)
-WHERE d.kind <> 'unchanged' AND NOT d.api_owned;
 """
-_MERGE_CONSTITUENTS_SQL = _MERGE_LISTS_SQL.format(
-    table="met_constituents", stage="csv_stage_constituents",
-    columns=", ".join(CONSTITUENT_COLUMNS), staged=", ".join(f"s.{c}" for c in CONSTITUENT_COLUMNS))
-_MERGE_TAGS_SQL = _MERGE_LISTS_SQL.format(
-    table="met_tags", stage="csv_stage_tags",
-    columns=", ".join(TAG_ROW_COLUMNS), staged=", ".join(f"s.{c}" for c in TAG_ROW_COLUMNS))
 
-# Objects an earlier import saw (csv_hash set) that this file lacks, malformed rows aside.
+# Constituents and tags of objects whose typed columns the CSV owns are replaced when their row is
+# new or changed: the pipe lists unnested side by side (unnest pads shorter lists with NULL).
+_CSV_OWNED_CHANGES = "d.kind <> 'unchanged' AND NOT d.api_owned"
+_DELETE_LISTS_SQL = """
+DELETE FROM {table} t USING csv_delta d
+WHERE t.object_id = d.object_id AND d.existed AND {owned}
+"""
+_ARTIST_RAW = [f"s.{_RAW_OF[name]}" for name in ARTIST_COLUMNS]
+_INSERT_CONSTITUENTS_SQL = f"""
+INSERT INTO met_constituents (object_id, seq, constituent_id, {", ".join(ARTIST_COLUMNS.values())})
+SELECT s.object_id, u.seq - 1, nullif(u.constituent_id, '')::integer,
+       {", ".join(_trimmed(f"u.{c}") for c in ARTIST_COLUMNS.values())}
+FROM csv_stage s JOIN csv_delta d USING (object_id)
+CROSS JOIN LATERAL unnest(string_to_array(s.constituent_ids, '|'),
+                          {", ".join(f"string_to_array({c}, '|')" for c in _ARTIST_RAW)})
+     WITH ORDINALITY AS u(constituent_id, {", ".join(ARTIST_COLUMNS.values())}, seq)
+WHERE {_CSV_OWNED_CHANGES}
+  AND btrim(concat({", ".join(_ARTIST_RAW)}), E' \\t\\r\\n|') <> ''
+"""
+_TAG_RAW = [f"s.{_RAW_OF[name]}" for name in TAG_COLUMNS]
+_INSERT_TAGS_SQL = f"""
+INSERT INTO met_tags (object_id, seq, {", ".join(TAG_COLUMNS.values())})
+SELECT s.object_id, u.seq - 1, {", ".join(_trimmed(f"u.{c}") for c in TAG_COLUMNS.values())}
+FROM csv_stage s JOIN csv_delta d USING (object_id)
+CROSS JOIN LATERAL unnest({", ".join(f"string_to_array({c}, '|')" for c in _TAG_RAW)})
+     WITH ORDINALITY AS u({", ".join(TAG_COLUMNS.values())}, seq)
+WHERE {_CSV_OWNED_CHANGES} AND {_TAG_RAW[0]} IS NOT NULL AND {_trimmed("u.term")} IS NOT NULL
+"""
+
+# Objects an earlier import saw (csv_hash set) that this file lacks; malformed rows are not absent.
 _REMOVED_SQL = """
-WITH removed AS (
-    UPDATE met_objects m SET
-        csv_hash = NULL,
-        status = CASE WHEN m.source = 'csv' THEN 'gone' ELSE m.status END,
-        status_reason = CASE WHEN m.source = 'csv' THEN %(reason)s ELSE m.status_reason END,
-        updated_at = now()
-    WHERE m.csv_hash IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM csv_stage_objects s WHERE s.object_id = m.object_id)
-      AND NOT EXISTS (SELECT 1 FROM csv_stage_errors e WHERE e.object_id = m.object_id)
-    RETURNING 1
-)
-SELECT count(*) FROM removed
+UPDATE met_objects m SET
+    csv_hash = NULL,
+    status = CASE WHEN m.source = 'csv' AND m.status <> 'gone' THEN 'gone' ELSE m.status END,
+    status_reason = CASE WHEN m.source = 'csv' AND m.status <> 'gone' THEN %(reason)s
+                         ELSE m.status_reason END,
+    updated_at = now()
+WHERE m.csv_hash IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM csv_stage s WHERE s.object_id = m.object_id)
+  AND NOT EXISTS (SELECT 1 FROM csv_stage_errors e WHERE e.object_id = m.object_id)
 """
 
 
@@ -491,7 +493,43 @@ def _copy(cursor, kind: str, rows: list[list[str]]) -> None:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     buffer.seek(0)
-    cursor.copy_expert(_COPY[kind], buffer)
+    cursor.copy_expert(_COPY[kind], buffer, size=1 << 16)
+
+
+class _CopyWriter:
+    """Sends chunks to the staging tables from a second thread, so that PostgreSQL ingests one
+    chunk while Python parses the next (psycopg2 releases the GIL while it talks to the server)."""
+
+    def __init__(self, cursor):
+        self._cursor = cursor
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="csv-copy", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            chunks = self._queue.get()
+            if chunks is None:
+                return
+            if self._error is None:
+                try:
+                    for kind, rows in chunks.items():
+                        _copy(self._cursor, kind, rows)
+                except BaseException as exc:  # handed to the main thread by put() / close()
+                    self._error = exc
+
+    def put(self, chunks: dict[str, list[list[str]]]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunks)
+
+    def close(self) -> None:
+        """Wait until every chunk is sent; raise what the sending thread met."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _raw_line(row: list[str] | None) -> str | None:
@@ -505,16 +543,17 @@ def _raw_line(row: list[str] | None) -> str | None:
 # --- the import --------------------------------------------------------------------------------
 
 
-def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_rows: int = 5000,
+def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_rows: int = 2000,
                settings: Settings | None = None, engine=None,
                progress: Progress | None = None) -> dict[str, Any]:
     """Stream ``MetObjects.csv`` (a path or an http(s) URL) into the store; return the counts.
 
-    Counts: ``rows`` (records read), ``imported`` (rows staged), ``errors`` (malformed rows and
-    earlier duplicates, each in csv_import_errors), ``new``, ``changed``, ``unchanged``,
-    ``removed`` (in an earlier import, absent now; only with ``mark_removed``), ``constituents``
-    and ``tags`` (rows written), plus ``import_id``, ``sha256``, ``bytes`` and ``seconds``.
-    Running it twice on the same file changes nothing the second time.
+    Counts: ``rows`` (records read), ``imported`` (rows used), ``errors`` (malformed rows and
+    earlier duplicates, each in csv_import_errors with its line number), ``new`` (not in an
+    earlier import), ``changed``, ``unchanged``, ``removed`` (in an earlier import, absent now;
+    counted and marked only with ``mark_removed``), ``constituents`` and ``tags`` (rows written),
+    plus ``import_id``, ``source``, ``sha256``, ``bytes``, ``seconds`` and ``rows_per_s``.
+    Importing the same file twice changes nothing the second time.
     """
     from metgan.store import get_engine
 
@@ -523,7 +562,6 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
     started = time.monotonic()
     opened = _open_source(source, settings)
     connection = engine.raw_connection()
-    import_id = None
     try:
         cursor = connection.cursor()
         cursor.execute("INSERT INTO csv_imports (source) VALUES (%s) RETURNING import_id, started_at",
@@ -535,11 +573,9 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
                           mark_removed=mark_removed, chunk_rows=chunk_rows, progress=progress)
         except BaseException as exc:
             connection.rollback()
-            cursor.execute(
-                "UPDATE csv_imports SET status = 'failed', finished_at = now(), counts = %s "
-                "WHERE import_id = %s",
-                (json.dumps({"error": str(exc).strip().splitlines()[0] if str(exc).strip()
-                             else type(exc).__name__}), import_id))
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            cursor.execute("UPDATE csv_imports SET status = 'failed', finished_at = now(), counts = %s "
+                           "WHERE import_id = %s", (json.dumps({"error": message}), import_id))
             connection.commit()
             raise
     finally:
@@ -556,6 +592,7 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
 
 def _run(connection, cursor, opened: _Source, import_id: int, import_started: datetime, *,
          mark_removed: bool, chunk_rows: int, progress: Progress | None) -> dict[str, Any]:
+    read_started = time.monotonic()
     counting = _CountingReader(opened.stream)
     buffered = io.BufferedReader(counting, buffer_size=1 << 20)
     if buffered.peek(len(_LFS_POINTER))[: len(_LFS_POINTER)] == _LFS_POINTER:
@@ -564,94 +601,84 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
     text = io.TextIOWrapper(buffered, encoding="utf-8-sig", errors="replace", newline="")
     csv.field_size_limit(16 * 1024 * 1024)
     records = _records(text)
-    try:
-        _, header, _ = next(records)
-    except StopIteration:
-        raise ConfigError(f"{opened.name} is empty") from None
-    if header is None:
+    first = next(records, None)
+    if first is None:
+        raise ConfigError(f"{opened.name} is empty")
+    if first[1] is None:
         raise ConfigError(f"{opened.name}: the header line is not readable CSV")
-    parser = RowParser(header)
+    parser = RowParser(first[1])
 
-    progress = progress or Progress(f"import {Path(opened.name).name}", opened.total_bytes,
-                                    logger=log)
+    progress = progress or Progress(f"import {Path(opened.name).name} (bytes)", logger=log)
     if opened.total_bytes:
         progress.start(opened.total_bytes)
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
     cursor.execute(_STAGE_SQL)
 
-    counts = {"rows": 0, "imported": 0, "errors": 0}
-    chunks: dict[str, list[list[str]]] = {"objects": [], "constituents": [], "tags": [], "errors": []}
+    rows = 0
+    writer = _CopyWriter(cursor)
     reported = 0
 
     def flush() -> None:
         nonlocal reported
-        for kind, rows in chunks.items():
-            _copy(cursor, kind, rows)
-            rows.clear()
+        writer.put({"objects": staged, "errors": errors})
         progress.advance(counting.bytes_read - reported)
         reported = counting.bytes_read
 
-    for line_number, row, error in records:
-        counts["rows"] += 1
-        object_id = ""
-        if error is None:
-            try:
-                parsed = parser.parse(row)
-            except RowError as exc:
-                error = str(exc)
-                raw_id = row[parser._id].strip() if len(row) > parser._id else ""
-                if _INTEGER.fullmatch(raw_id) and 0 < int(raw_id) <= _INT32:
-                    object_id = str(int(raw_id))
-        if error is not None:
-            chunks["errors"].append([str(line_number), object_id, error, _raw_line(row)])
-            continue
-        line = str(line_number)
-        chunks["objects"].append([line, *parsed.object_row])
-        oid = parsed.object_row[0]
-        chunks["constituents"].extend([line, oid, *c] for c in parsed.constituents)
-        chunks["tags"].extend([line, oid, *t] for t in parsed.tags)
-        if len(chunks["objects"]) >= chunk_rows:
-            flush()
-    flush()
+    staged: list[list[str]] = []
+    errors: list[list[str | None]] = []
+    try:
+        for line_number, row, error in records:
+            rows += 1
+            if error is None:
+                try:
+                    staged.append([str(line_number), *parser.parse(row)])
+                    if len(staged) >= chunk_rows:
+                        flush()
+                        staged, errors = [], []
+                    continue
+                except RowError as exc:
+                    error = str(exc)
+            object_id = parser.object_id(row) if row is not None else None
+            errors.append([str(line_number), "" if object_id is None else str(object_id), error,
+                           _raw_line(row)])
+        flush()
+    finally:
+        writer.close()
     progress.finish()
+    read_done = time.monotonic()
 
-    cursor.execute(_DEDUPLICATE_SQL)
+    cursor.execute(_INDEX_STAGE_SQL)
+    if cursor.fetchone()[0]:
+        cursor.execute(_DEDUPLICATE_SQL)
     cursor.execute(_CLASSIFY_SQL)
     cursor.execute("SELECT kind, count(*) FROM csv_delta GROUP BY kind")
     by_kind = dict(cursor.fetchall())
-    now = datetime.now(timezone.utc)
-    cursor.execute(_MERGE_OBJECTS_SQL, {"now": now})
-    cursor.execute(_MERGE_CONSTITUENTS_SQL)
-    cursor.execute("SELECT count(*) FROM csv_stage_constituents s JOIN csv_delta d USING (object_id) "
-                   "WHERE d.kind <> 'unchanged' AND NOT d.api_owned")
-    constituents = cursor.fetchone()[0]
-    cursor.execute(_MERGE_TAGS_SQL)
-    cursor.execute("SELECT count(*) FROM csv_stage_tags s JOIN csv_delta d USING (object_id) "
-                   "WHERE d.kind <> 'unchanged' AND NOT d.api_owned")
-    tags = cursor.fetchone()[0]
+    cursor.execute(_MERGE_OBJECTS_SQL, {"header": list(CSV_HEADER), "now": datetime.now(timezone.utc),
+                                        "absent": ABSENT_REASON + "%"})
+    counts: dict[str, Any] = {"rows": rows}
+    for table, insert in (("met_constituents", _INSERT_CONSTITUENTS_SQL), ("met_tags", _INSERT_TAGS_SQL)):
+        cursor.execute(_DELETE_LISTS_SQL.format(table=table, owned=_CSV_OWNED_CHANGES))
+        cursor.execute(insert)
+        counts[table.removeprefix("met_")] = cursor.rowcount
     removed = 0
     if mark_removed:
-        cursor.execute(_REMOVED_SQL, {"reason": f"absent from CSV {import_started.date().isoformat()}"})
-        removed = cursor.fetchone()[0]
+        cursor.execute(_REMOVED_SQL, {"reason": f"{ABSENT_REASON} {import_started.date().isoformat()}"})
+        removed = cursor.rowcount
     cursor.execute(
         "INSERT INTO csv_import_errors (import_id, line_number, reason, raw_line) "
         "SELECT %s, line_number, reason, raw_line FROM csv_stage_errors "
-        "ON CONFLICT (import_id, line_number) DO NOTHING",
-        (import_id,))
-    cursor.execute("SELECT count(*) FROM csv_stage_errors")
-    errors = cursor.fetchone()[0]
-    cursor.execute("SELECT count(*) FROM csv_stage_objects")
-    imported = cursor.fetchone()[0]
+        "ON CONFLICT (import_id, line_number) DO NOTHING", (import_id,))
+    counts["errors"] = cursor.rowcount
+    cursor.execute("SELECT count(*) FROM csv_stage")
     counts.update({
-        "imported": imported, "errors": errors,
+        "imported": cursor.fetchone()[0],
         "new": by_kind.get("new", 0), "changed": by_kind.get("changed", 0),
         "unchanged": by_kind.get("unchanged", 0), "removed": removed,
-        "constituents": constituents, "tags": tags,
         "bytes": counting.bytes_read, "sha256": counting.sha256.hexdigest(),
+        "read_seconds": round(read_done - read_started, 3),
+        "merge_seconds": round(time.monotonic() - read_done, 3),
     })
-    cursor.execute(
-        "UPDATE csv_imports SET status = 'success', finished_at = now(), sha256 = %s, counts = %s "
-        "WHERE import_id = %s",
-        (counts["sha256"], json.dumps(counts), import_id))
+    cursor.execute("UPDATE csv_imports SET status = 'success', finished_at = now(), sha256 = %s, "
+                   "counts = %s WHERE import_id = %s", (counts["sha256"], json.dumps(counts), import_id))
     connection.commit()
     return counts
