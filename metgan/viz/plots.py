@@ -81,6 +81,7 @@ class ScorePlot:
         self.lines = {}
         self.heads = {}
         self.markers = []
+        self.veils = []
         for name in self.scores:
             epochs, values = trial.series(name)
             x = np.array(epochs, dtype=float)
@@ -123,6 +124,9 @@ class ScorePlot:
         self._background = None
         if style == "static":
             self._draw_all()
+            # Epochs still to come are veiled, so the eye follows the marker across the run.
+            self.veils = [ax.axvspan(0, self.last_epoch, facecolor="white", alpha=0.6, linewidth=0,
+                                     animated=True) for ax in axes]
             self.markers = [ax.axvline(0, color="#222", linewidth=1.1, alpha=0.55, animated=True)
                             for ax in axes]
             for head in self.heads.values():
@@ -157,7 +161,10 @@ class ScorePlot:
         if self.style == "static":
             self.canvas.restore_region(self._background)
             self._place_heads(epoch)
-            for ax, marker in zip(self.axes.values(), self.markers, strict=True):
+            for ax, veil, marker in zip(self.axes.values(), self.veils, self.markers, strict=True):
+                veil.set_x(epoch)
+                veil.set_width(self.last_epoch + 1 - epoch)
+                ax.draw_artist(veil)
                 marker.set_xdata([epoch, epoch])
                 ax.draw_artist(marker)
             for name, head in self.heads.items():
