@@ -276,16 +276,18 @@ def convert_image(source: str | os.PathLike, destination: str | os.PathLike, sha
                   *, max_pixels: int | None = None) -> Result:
     """Convert one source image into ``destination`` (PNG, ``shape``); never raises for bad input."""
     source, destination = Path(source), Path(destination)
-    if max_pixels is not None:
-        Image.MAX_IMAGE_PIXELS = max_pixels
     if not source.is_file():
         return Result("skipped", f"missing: no file {source.name}")
     width = height = None
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own limit (max_pixels) decides; Pillow's still refuses beyond twice its default.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source) as image:
                 width, height = _oriented_size(image)
+                if max_pixels is not None and width * height > max_pixels:
+                    return Result("skipped", f"too large: {width}x{height} is over {max_pixels} pixels",
+                                  width, height)
                 if not shape.accepts(width, height):
                     low, high = shape.ratio_range
                     return Result("skipped", f"ratio: {height / width:.2f} outside {low:.2f}..{high:.2f}",
@@ -298,8 +300,7 @@ def convert_image(source: str | os.PathLike, destination: str | os.PathLike, sha
                 output = _fit(image, shape)
         destination.parent.mkdir(parents=True, exist_ok=True)
         _write_png(output, destination)
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError, MemoryError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError, MemoryError) as exc:
         return Result("skipped", _reason(exc), width, height)
     return Result("ok", None, width, height, output.width, output.height, output.mode)
 

@@ -148,6 +148,14 @@ def test_background_estimate_uses_the_border():
     assert estimate_background(image) == (10, 200, 30)
 
 
+def test_images_over_the_pixel_limit_are_skipped(tmp_path):
+    source = tmp_path / "big.png"
+    two_halves().save(source)
+    result = convert_image(source, tmp_path / "o.png", TARGET, max_pixels=W * H - 1)
+    assert result.status == "skipped" and result.reason.startswith("too large:")
+    assert convert_image(source, tmp_path / "o.png", TARGET, max_pixels=W * H).status == "ok"
+
+
 def test_missing_source_is_skipped(tmp_path):
     result = convert_image(tmp_path / "nope.jpg", tmp_path / "o.png", TARGET)
     assert result.status == "skipped" and result.reason.startswith("missing:")
@@ -191,7 +199,7 @@ def die_on_negative(value: int) -> int:
 def test_a_worker_crash_costs_one_task_not_the_run():
     from metgan.images.resize import pooled
 
-    tasks = [1, 2, 3, -1, 4, 5, 6, 7, -2, 8]
+    tasks = [1, 2, -1, 3, -2, 4]
     results = list(pooled(die_on_negative, tasks, workers=2, chunksize=1, crashed="crashed"))
     assert results == [t * 10 if t >= 0 else "crashed" for t in tasks]
 
