@@ -213,3 +213,84 @@ def test_lfs_pointer_and_missing_file_are_one_line_errors(db, settings, tmp_path
     with pytest.raises(ConfigError, match="does not exist"):
         import_csv(tmp_path / "nope.csv", settings=settings)
     assert rows_of(db, "SELECT status FROM csv_imports") == [("failed",)]
+
+
+# --- the CSV and the API ingest writing the same objects -----------------------------------------
+
+API_SAMPLE = SHARED / "met-samples" / "objects" / "object_436535.json"
+
+
+def store_api_record(db, record: dict) -> None:
+    """Write one API record through the API ingest's own upsert (as fetch_records does)."""
+    from metgan.met import repository
+    from metgan.met.parse import parse_record
+
+    parsed = parse_record(record)
+    repository.store_fetch_outcomes(db, 0, [repository.FetchOutcome(parsed.object_id, "ok", 1, parsed)])
+
+
+def csv_row_for(object_id: int, title: str) -> list[str]:
+    row = list(sample_rows()[0])  # a coin by James Barton Longacre, no tags
+    row[column("Object ID")] = str(object_id)
+    row[column("Title")] = title
+    row[column("Tags")], row[column("Tags AAT URL")] = "Coins", "http://vocab.getty.edu/page/aat/300037222"
+    return row
+
+
+def api_record() -> dict:
+    import json
+
+    if not API_SAMPLE.exists():
+        pytest.skip(f"sample API record {API_SAMPLE} is absent")
+    return json.loads(API_SAMPLE.read_text(encoding="utf-8"))
+
+
+def test_import_then_api_fetch_then_reimport(db, settings, tmp_path):
+    record = api_record()
+    object_id = record["objectID"]
+    path = write_csv(tmp_path / "one.csv", [csv_row_for(object_id, "Title from the CSV")])
+    assert import_csv(path, settings=settings)["new"] == 1
+    assert one(db, "SELECT source, title FROM met_objects WHERE object_id = :id", id=object_id) == (
+        "csv", "Title from the CSV")
+
+    store_api_record(db, record)
+
+    # one row; the API's fields, constituents and tags replaced the CSV's; the CSV row is kept
+    row = one(db, """SELECT count(*) OVER (), source, title, object_name, department, csv_raw->>'Title',
+                            raw->>'title' FROM met_objects""")
+    assert row == (1, "api", record["title"], record["objectName"], record["department"],
+                   "Title from the CSV", record["title"])
+    api_lists = (rows_of(db, "SELECT seq, name FROM met_constituents ORDER BY seq"),
+                 rows_of(db, "SELECT seq, term FROM met_tags ORDER BY seq"))
+    assert api_lists == ([(0, "Vincent van Gogh")], [(i, t["term"]) for i, t in enumerate(record["tags"])])
+    before = rows_of(db, "SELECT updated_at, csv_imported_at FROM met_objects")
+
+    again = import_csv(path, settings=settings)
+    assert (again["new"], again["changed"], again["unchanged"], again["removed"]) == (0, 0, 1, 0)
+    assert rows_of(db, "SELECT updated_at, csv_imported_at FROM met_objects") == before
+
+    # a newer CSV row of an API object: only the CSV columns move
+    newer = write_csv(tmp_path / "newer.csv", [csv_row_for(object_id, "Retitled in the CSV")])
+    assert import_csv(newer, settings=settings)["changed"] == 1
+    assert one(db, "SELECT source, title, csv_raw->>'Title' FROM met_objects") == (
+        "api", record["title"], "Retitled in the CSV")
+    assert (rows_of(db, "SELECT seq, name FROM met_constituents ORDER BY seq"),
+            rows_of(db, "SELECT seq, term FROM met_tags ORDER BY seq")) == api_lists
+
+
+def test_api_fetch_then_import_keeps_api_fields(db, settings, tmp_path):
+    record = api_record()
+    store_api_record(db, record)
+    path = write_csv(tmp_path / "one.csv", [csv_row_for(record["objectID"], "Title from the CSV")])
+
+    result = import_csv(path, settings=settings)
+
+    assert (result["new"], result["constituents"], result["tags"]) == (1, 0, 0)
+    assert one(db, "SELECT source, status, title, csv_raw->>'Title', csv_hash IS NOT NULL FROM met_objects") == (
+        "api", "ok", record["title"], "Title from the CSV", True)
+    assert rows_of(db, "SELECT name FROM met_constituents") == [("Vincent van Gogh",)]
+    # absent from a later CSV: counted as removed, but an API object is not marked gone
+    other = write_csv(tmp_path / "other.csv", [csv_row_for(1, "Another object")])
+    assert import_csv(other, settings=settings)["removed"] == 1
+    assert one(db, "SELECT status, csv_hash FROM met_objects WHERE object_id = :id",
+               id=record["objectID"]) == ("ok", None)
