@@ -294,3 +294,65 @@ def test_api_fetch_then_import_keeps_api_fields(db, settings, tmp_path):
     assert import_csv(other, settings=settings)["removed"] == 1
     assert one(db, "SELECT status, csv_hash FROM met_objects WHERE object_id = :id",
                id=record["objectID"]) == ("ok", None)
+
+
+# --- a URL source and the command line -----------------------------------------------------------
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A real HTTP server over a temp folder (what a URL import streams from)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    folder = tmp_path / "www"
+    folder.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_import_from_a_url_streams_the_body(db, settings, http_folder):
+    rows = sample_rows()
+    folder, base = http_folder
+    (folder / "MetObjects.csv").write_bytes(WELLFORMED.read_bytes())
+
+    result = import_csv(f"{base}/MetObjects.csv", settings=settings)
+
+    assert (result["new"], result["errors"], result["bytes"]) == (len(rows), 0, WELLFORMED.stat().st_size)
+    assert result["source"] == f"{base}/MetObjects.csv"
+    import hashlib
+
+    assert result["sha256"] == hashlib.sha256(WELLFORMED.read_bytes()).hexdigest()
+    from metgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot download"):
+        import_csv(f"{base}/missing.csv", settings=settings)
+
+
+def test_cli_import_csv_prints_counts_and_errors(db, settings, tmp_path):
+    from click.testing import CliRunner
+
+    from metgan.cli import cli
+
+    good = sample_rows()[:3]
+    bad = list(good[0])
+    bad[column("Object ID")] = "abc"
+    path = write_csv(tmp_path / "cli.csv", [*good, bad])
+
+    result = CliRunner().invoke(cli, ["import-csv", str(path)])
+
+    assert result.exit_code == 0, result.output
+    assert "new          3" in result.output
+    assert "errors       1" in result.output
+    assert "line 5: Object ID 'abc' is not a positive whole number" in result.output
+    missing = CliRunner().invoke(cli, ["import-csv", str(tmp_path / "nope.csv")])
+    assert missing.exit_code != 0 and "does not exist" in missing.output
