@@ -26,7 +26,7 @@ STYLES = ("expanding", "rolling", "static")
 DEFAULT_SCORES = ("d_loss", "g_loss", "swd", "swd_real")
 PANELS = {
     "d_loss": "Loss", "g_loss": "Loss", "d_acc_real": "D accuracy", "d_acc_fake": "D accuracy",
-    "swd": "SWD ×10³ (lower is better)", "swd_real": "SWD ×10³ (lower is better)",
+    "swd": "SWD ×10³ (↓ better)", "swd_real": "SWD ×10³ (↓ better)",
     "diversity": "Diversity", "images_per_s": "Images / s", "wall_s": "Wall time (s)",
 }
 BASELINES = {"swd_real"}
@@ -97,7 +97,10 @@ class ScorePlot:
                                           label=LEGEND_LABELS[name], solid_capstyle="round")
             (self.heads[name],) = ax.plot([], [], "o", color=colour, markersize=6,
                                           markeredgecolor="white", markeredgewidth=1.2, zorder=5)
-        for ax in self.axes.values():
+        for title, ax in self.axes.items():
+            if not any(self.series[n][0].size for n in self.scores if PANELS[n] == title):
+                ax.text(0.5, 0.5, "no values recorded", transform=ax.transAxes, ha="center", va="center",
+                        fontsize=9, color="#8a8a8a")
             ax.grid(True, color="#e6e4df", linewidth=0.8)
             ax.set_axisbelow(True)
             for side in ("top", "right"):

@@ -167,3 +167,14 @@ def test_cli_render_writes_the_chosen_styles_at_the_chosen_speed(completed_trial
     assert bad.exit_code != 0
     assert "unknown style 'wobbly'" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_viz_imports_neither_tensorflow_nor_airflow():
+    import subprocess
+    import sys
+
+    code = ("import json, sys, metgan.viz.render, metgan.viz.report, metgan.viz.commands;"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'keras', 'airflow'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
