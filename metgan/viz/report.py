@@ -15,7 +15,6 @@ import json
 import logging
 import shutil
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -425,7 +424,6 @@ def _page(search: dict, search_dir: Path, ranked: list[Entry], gallery: str) -> 
         rows.append(f'<tr data-trial="{html.escape(entry.trial_id)}">{cells}</tr>')
     cards = "\n".join(_card(entry, search_dir) for entry in ranked)
     created = html.escape(str(search.get("created_at") or ""))
-    generated_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -439,7 +437,7 @@ def _page(search: dict, search_dir: Path, ranked: list[Entry], gallery: str) -> 
 <h1>{name}</h1>
 <p>Subset <strong>{html.escape(str(search.get("subset") or "?"))}</strong> · objective
 {html.escape(objective_label)} ({html.escape(direction)}) · {len(ranked)} trials: {html.escape(summary)}
-· search created {created} · report written {generated_at}</p>
+· search created {created}</p>
 </header>
 <main>
 <h2>Leaderboard</h2>

@@ -83,10 +83,14 @@ def test_missing_subset_folder_is_said_in_the_page(search_folder):
 
 
 def test_report_twice_gives_the_same_files(search_folder):
+    publish_report(search_folder, top_k=2)
     publish_report(search_folder, top_k=1)
     first = sorted(p.name for p in (search_folder / "gallery").iterdir())
+    page = (search_folder / "report.html").read_bytes()
     publish_report(search_folder, top_k=1)
     assert sorted(p.name for p in (search_folder / "gallery").iterdir()) == first
+    assert not any(name.startswith("d4e5f6-") for name in first)  # the second trial's images went
+    assert (search_folder / "report.html").read_bytes() == page
 
 
 def test_cli_report_and_its_errors(search_folder, tmp_path):
