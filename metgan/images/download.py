@@ -196,7 +196,8 @@ def inspect_image(path: Path, max_pixels: int) -> tuple[int, int, str]:
                     image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
                 image.load()
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"decompression bomb refused: {exc}") from None
+        raise ImageError(f"decompression bomb refused (over the cap of {max_pixels} pixels, "
+                         f"METGAN_MAX_IMAGE_PIXELS): {exc}") from None
     except ImageError:
         raise
     except (OSError, SyntaxError, ValueError) as exc:
@@ -240,10 +241,12 @@ async def download_image(client: MetClient, url: str, *, object_id: int, seq: in
 async def _stream_to(response: aiohttp.ClientResponse, temp: Path, max_bytes: int) -> tuple[int, str, str]:
     if response.status in (404, 410):
         raise ImageGone(f"HTTP {response.status}")
-    await MetClient.check_block(response)
+    MetClient.check_block(response)
     MetClient.raise_for_status(response)
     content_type = response.content_type or ""
     if not content_type.startswith("image/"):
+        head = await response.content.read(4096)
+        MetClient.check_block(response, head)
         raise BadContent(f"content type {content_type or 'missing'!r} is not an image")
     declared = response.content_length
     if declared is not None and declared > max_bytes:

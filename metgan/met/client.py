@@ -184,17 +184,15 @@ class MetClient:
     # -- response checks shared by handlers -----------------------------------------------------
 
     @staticmethod
-    def is_html(response: aiohttp.ClientResponse) -> bool:
-        return response.content_type in ("text/html", "application/xhtml+xml")
-
-    @staticmethod
-    async def check_block(response: aiohttp.ClientResponse, head: bytes = b"") -> None:
-        """Raise MetBlockedError for the CDN's HTML block page (403 or 200, or any HTML)."""
-        html = MetClient.is_html(response) or (head and parse.looks_like_html(head))
-        if html or (response.status == 403 and response.content_type != "application/json"):
-            raise MetBlockedError(
-                f"HTTP {response.status} {response.content_type or 'no content type'} block page",
-                retry_after_seconds(response.headers.get("Retry-After")))
+    def check_block(response: aiohttp.ClientResponse, head: bytes = b"") -> None:
+        """Raise MetBlockedError for the CDN's block page: a 403 that is not the API's JSON, or an
+        HTML page where data was expected (``head``: the first bytes of a 2xx body)."""
+        status, content_type = response.status, response.content_type
+        blocked = (status == 403 and content_type != "application/json") or (
+            200 <= status < 300 and bool(head) and parse.looks_like_html(head))
+        if blocked:
+            raise MetBlockedError(f"HTTP {status} {content_type or 'no content type'} block page",
+                                  retry_after_seconds(response.headers.get("Retry-After")))
 
     @staticmethod
     def raise_for_status(response: aiohttp.ClientResponse) -> None:
@@ -207,12 +205,13 @@ class MetClient:
             raise MetApiError(f"HTTP {status} for {response.url}")
 
     async def _json(self, response: aiohttp.ClientResponse) -> Any:
-        if response.content_type == "text/html":
-            await self.check_block(response)
+        self.check_block(response)
         body = await response.content.read(MAX_JSON_BYTES + 1)
         if len(body) > MAX_JSON_BYTES:
             raise MetApiError(f"response from {response.url} is over {MAX_JSON_BYTES} bytes")
-        await self.check_block(response, body)
+        if response.content_length is not None and len(body) < response.content_length:
+            raise MetRetryableError(f"truncated body: {len(body)} of {response.content_length} bytes")
+        self.check_block(response, body)
         if response.status == 404:
             message = parse.error_message(body) or "HTTP 404"
             raise ObjectGoneError(message)

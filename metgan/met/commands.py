@@ -11,7 +11,10 @@ import click
 
 from metgan.config import get_settings
 from metgan.errors import MetRetryableError
+from metgan.met.fake.commands import fake_met
 from metgan.progress import Progress
+
+__all__ = ["fake_met", "ingest"]
 
 log = logging.getLogger(__name__)
 
