@@ -1,19 +1,175 @@
-"""``make demo``: the pipeline end to end on embedded defaults.
+"""``make demo`` and ``make up``: the pipeline through Airflow on embedded defaults.
 
-At this stage of the project the pipeline is the store: start the embedded PostgreSQL server
-(or use METGAN_DATABASE_URL), apply the migrations and show their state.
+``make demo`` starts the fake Met server (unless ``METGAN_MET_API_URL`` points elsewhere, e.g. at
+the real Met), then runs each DAG with ``airflow dags test``, in order: ``met_ingest`` (a search
+for vases), ``vase_subset`` (a small subset), ``gan_search`` (a tiny grid), and prints where the
+GIFs and the report are. With the fake Met, data, results and Airflow's home live under
+``.demo/`` so the fake collection never mixes with a real one.
+
+``make up`` runs ``airflow standalone`` with the project's DAGs and plugin, the pools created and
+metgan's migrations applied, prints the URL and login, and stops the whole process group on
+Ctrl-C.
+
+This module drives Airflow through its command line only: importing it imports no Airflow.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+POOLS = {"met_api": ("METGAN_MET_WORKERS", 4, "Met API: slots x (METGAN_MET_RATE / METGAN_MET_WORKERS) bounds the rate"),
+         "gpu": (None, 1, "one slot per GPU")}
+
+DEMO_GAN_BASE = {"height": 40, "width": 32, "g_blocks": 2, "g_filters": 64, "g_seed_filters": 64,
+                 "d_blocks": 2, "d_filters": 16, "batch_size": 16, "noise_dim": 64, "swd_every": 1}
+DEMO_GRID = {"loss": ["non-saturating", "hinge"]}
 
 
-def main() -> int:
-    for args in (["db", "migrate"], ["db", "status"]):
-        subprocess.run([sys.executable, "-m", "metgan", *args], check=True)
+def _say(message: str) -> None:
+    print(f"\n==> {message}", flush=True)
+
+
+def airflow_env(home: Path) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "PATH": f"{BIN}:{env.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    })
+    return env
+
+
+def run(args: list[str], env: dict, **kwargs) -> subprocess.CompletedProcess:
+    print("$", " ".join(args), flush=True)
+    return subprocess.run(args, env=env, check=True, cwd=REPO, **kwargs)
+
+
+def prepare(env: dict) -> None:
+    """metgan's migrations, Airflow's metadata database and the pools the DAGs use."""
+    run([str(BIN / "metgan"), "db", "migrate"], env)
+    run([str(BIN / "airflow"), "db", "migrate"], env, stdout=subprocess.DEVNULL)
+    for pool, (variable, default, description) in POOLS.items():
+        slots = str(env.get(variable, default)) if variable else str(default)
+        run([str(BIN / "airflow"), "pools", "set", pool, slots, description], env, stdout=subprocess.DEVNULL)
+
+
+def dag_test(dag_id: str, conf: dict, env: dict) -> None:
+    _say(f"airflow dags test {dag_id}")
+    started = time.monotonic()
+    result = subprocess.run([str(BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf)],
+                            env=env, cwd=REPO, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    failed = result.returncode != 0 or "state=failed" in output or "DagRunState.FAILED" in output
+    tail = "\n".join(line for line in output.splitlines()[-15:])
+    print(tail)
+    if failed:
+        log = Path(env["AIRFLOW_HOME"]) / f"{dag_id}.demo.log"
+        log.write_text(output)
+        raise SystemExit(f"{dag_id} failed; its full output is in {log}")
+    print(f"{dag_id}: done in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def demo(args: argparse.Namespace) -> int:
+    fake = None
+    if "METGAN_MET_API_URL" not in os.environ:
+        from metgan.met.fake import run_in_thread
+
+        os.environ.setdefault("METGAN_DATA_DIR", str(REPO / ".demo" / "data"))
+        os.environ.setdefault("METGAN_RESULTS_DIR", str(REPO / ".demo" / "results"))
+        fake = run_in_thread(seed=args.seed, objects=args.objects)
+        os.environ["METGAN_MET_API_URL"] = fake.url
+        os.environ["METGAN_IMAGE_HOSTS"] = fake.image_host
+        _say(f"fake Met serving {args.objects} objects at {fake.url}")
+    from metgan.config import get_settings
+
+    settings = get_settings()
+    env = airflow_env(REPO / ".demo" / "airflow")
+    started = time.monotonic()
+    try:
+        prepare(env)
+        dag_test("met_ingest", {"mode": "search", "query": "vase", "limit": args.objects,
+                                "batch_size": max(args.objects // 4, 10)}, env)
+        dag_test("vase_subset", {"name": "vases", "size": "32x40"}, env)
+        dag_test("gan_search", {"search_name": "demo", "subset": "vases", "grid": DEMO_GRID,
+                                "base": DEMO_GAN_BASE, "epochs": args.epochs, "time_budget_s": 600}, env)
+    finally:
+        if fake is not None:
+            fake.stop()
+    search = settings.results_dir / "demo"
+    _say(f"the pipeline ran end to end in {time.monotonic() - started:.0f} s")
+    print(f"report and gallery: {search / 'report.html'}")
+    for gif in sorted(search.glob("*/progress.gif")):
+        print(f"progress GIF:       {gif}")
+    print(f"subset:             {settings.subsets_dir / 'vases'}")
+    print("database:           metgan db url   (metgan db stop stops the embedded server)")
     return 0
+
+
+def up(args: argparse.Namespace) -> int:
+    home = REPO / ".airflow"
+    env = airflow_env(home)
+    env.setdefault("AIRFLOW__API__PORT", str(args.port))
+    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
+    prepare(env)
+    log_path = home / "standalone.log"
+    _say(f"starting airflow standalone (log: {log_path})")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, cwd=REPO, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://localhost:{env['AIRFLOW__API__PORT']}"
+        while not _healthy(url):
+            if process.poll() is not None:
+                raise SystemExit(f"airflow standalone exited; see {log_path}")
+            time.sleep(1)
+        passwords = home / "simple_auth_manager_passwords.json.generated"
+        password = json.loads(passwords.read_text())["admin"] if passwords.exists() else "(see the log)"
+        _say(f"Airflow is up: {url}  user admin, password {password}")
+        print(f"metgan gallery: {url}/metgan/   (also in the UI's Browse menu). Ctrl-C stops everything.")
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+    return 0
+
+
+def _healthy(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=3) as response:
+            health = json.loads(response.read())
+        return all(health.get(c, {}).get("status") == "healthy" for c in ("metadatabase", "scheduler"))
+    except (OSError, ValueError):
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m metgan.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--up", action="store_true", help="run airflow standalone instead of the demo")
+    parser.add_argument("--port", type=int, default=8080, help="api-server port for --up")
+    parser.add_argument("--objects", type=int, default=240, help="objects in the fake collection")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per demo trial")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fake collection")
+    args = parser.parse_args(argv)
+    return up(args) if args.up else demo(args)
 
 
 if __name__ == "__main__":
