@@ -149,7 +149,7 @@ def child_ours(path: str, url: str) -> dict:
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "rows": result["imported"], "errors": result["errors"],
             "constituents": result["constituents"], "tags": result["tags"],
-            "detail": f"read+COPY {result['read_seconds']:.1f} s, merge {result['merge_seconds']:.1f} s"}
+            "detail": f"read+COPY+merge {result['read_seconds']:.1f} s, finish {result['finish_seconds']:.1f} s"}
 
 
 def child_pandas(path: str, url: str) -> dict:

@@ -365,55 +365,62 @@ def _trimmed(expression: str) -> str:
     return f"nullif(btrim({expression}, {_WS}), '')"
 
 
+# Each chunk is COPYed into csv_chunk and merged at once (by the sending thread, while Python reads
+# the next chunk); csv_seen keeps every staged (object, line) for the end: duplicates and removals.
 _STAGE_SQL = f"""
-CREATE TEMP TABLE csv_stage (
+CREATE TEMP TABLE csv_chunk (
     line_number integer NOT NULL, object_id integer NOT NULL, csv_hash text NOT NULL,
     is_highlight boolean, is_timeline_work boolean, is_public_domain boolean,
     object_begin_date integer, object_end_date integer, metadata_date timestamptz,
     constituent_ids text, {", ".join(f"{c} text" for c in _RAW)}
 ) ON COMMIT DROP;
+CREATE TEMP TABLE csv_delta (
+    object_id integer PRIMARY KEY, line_number integer NOT NULL, kind text NOT NULL,
+    api_owned boolean NOT NULL, existed boolean NOT NULL
+) ON COMMIT DROP;
+CREATE TEMP TABLE csv_seen (object_id integer NOT NULL, line_number integer NOT NULL) ON COMMIT DROP;
+CREATE TEMP TABLE csv_kinds (object_id integer PRIMARY KEY, kind text NOT NULL) ON COMMIT DROP;
 CREATE TEMP TABLE csv_stage_errors (
     line_number integer NOT NULL, object_id integer, reason text NOT NULL, raw_line text
 ) ON COMMIT DROP;
 """
 _COPY = {
-    "objects": f"COPY csv_stage ({', '.join(_STAGE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
+    "objects": f"COPY csv_chunk ({', '.join(_STAGE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
     "errors": "COPY csv_stage_errors (line_number, object_id, reason, raw_line) FROM STDIN WITH (FORMAT csv)",
 }
 
-_INDEX_STAGE_SQL = """
-CREATE INDEX ON csv_stage (object_id);
-ANALYZE csv_stage (object_id);
-SELECT count(*) - count(DISTINCT object_id) FROM csv_stage;
-"""
-# A later line with the same Object ID wins; the earlier ones are recorded as errors.
-_DEDUPLICATE_SQL = """
-WITH last AS (
-    SELECT object_id, max(line_number) AS line_number FROM csv_stage
-    GROUP BY object_id HAVING count(*) > 1
-), dropped AS (
-    DELETE FROM csv_stage s USING last
-    WHERE s.object_id = last.object_id AND s.line_number < last.line_number
-    RETURNING s.line_number, s.object_id, last.line_number AS kept
-)
-INSERT INTO csv_stage_errors (line_number, object_id, reason)
-SELECT line_number, object_id, 'duplicate Object ID ' || object_id || ' (line ' || kept || ' is used)'
-FROM dropped
-"""
-
-# Each staged object against the store: new (no earlier CSV import of it), changed or unchanged;
-# whether the API owns its typed columns (it returned a record); whether a row existed at all.
+# Each object of the chunk against the store: new (no earlier CSV import of it), changed or
+# unchanged; whether the API owns its typed columns (it returned a record); whether a row existed.
+# Of two lines of one object in a chunk the later is merged; the first classification of an
+# object in this import is the one counted (csv_kinds).
 _CLASSIFY_SQL = """
-CREATE TEMP TABLE csv_delta ON COMMIT DROP AS
-SELECT s.object_id,
+TRUNCATE csv_delta;
+INSERT INTO csv_seen (object_id, line_number) SELECT object_id, line_number FROM csv_chunk;
+INSERT INTO csv_delta (object_id, line_number, kind, api_owned, existed)
+SELECT DISTINCT ON (s.object_id) s.object_id, s.line_number,
        CASE WHEN m.object_id IS NULL OR m.csv_hash IS NULL THEN 'new'
             WHEN m.csv_hash = s.csv_hash THEN 'unchanged'
-            ELSE 'changed' END AS kind,
-       coalesce(m.source = 'api' AND m.raw IS NOT NULL, false) AS api_owned,
-       m.object_id IS NOT NULL AS existed
-FROM csv_stage s LEFT JOIN met_objects m USING (object_id);
-CREATE UNIQUE INDEX ON csv_delta (object_id);
-ANALYZE csv_delta;
+            ELSE 'changed' END,
+       coalesce(m.source = 'api' AND m.raw IS NOT NULL, false),
+       m.object_id IS NOT NULL
+FROM csv_chunk s LEFT JOIN met_objects m USING (object_id)
+ORDER BY s.object_id, s.line_number DESC;
+INSERT INTO csv_kinds (object_id, kind) SELECT object_id, kind FROM csv_delta
+ON CONFLICT (object_id) DO NOTHING;
+"""
+_CHUNK_JOIN = "csv_chunk s JOIN csv_delta d ON d.object_id = s.object_id AND d.line_number = s.line_number"
+
+# At the end: a later line with the same Object ID won; the earlier ones are recorded as errors.
+_DUPLICATES_SQL = """
+CREATE INDEX ON csv_seen (object_id);
+ANALYZE csv_seen;
+INSERT INTO csv_stage_errors (line_number, object_id, reason)
+SELECT s.line_number, s.object_id,
+       'duplicate Object ID ' || s.object_id || ' (line ' || last.line_number || ' is used)'
+FROM csv_seen s
+JOIN (SELECT object_id, max(line_number) AS line_number FROM csv_seen
+      GROUP BY object_id HAVING count(*) > 1) last USING (object_id)
+WHERE s.line_number < last.line_number;
 """
 
 _OBJECT_SOURCES: dict[str, str] = {
@@ -430,7 +437,7 @@ INSERT INTO met_objects AS met_objects (object_id, source, status, {", ".join(_O
 SELECT s.object_id, 'csv', 'ok', {", ".join(_OBJECT_SOURCES.values())},
        jsonb_strip_nulls(jsonb_object(%(header)s::text[], ARRAY[{", ".join(f"s.{c}" for c in _RAW)}])),
        s.csv_hash, %(now)s, now()
-FROM csv_stage s JOIN csv_delta d USING (object_id)
+FROM {_CHUNK_JOIN}
 WHERE d.kind <> 'unchanged'
 ON CONFLICT (object_id) DO UPDATE SET
     {_KEEP_API_FIELDS},
@@ -456,7 +463,7 @@ _INSERT_CONSTITUENTS_SQL = f"""
 INSERT INTO met_constituents (object_id, seq, constituent_id, {", ".join(ARTIST_COLUMNS.values())})
 SELECT s.object_id, u.seq - 1, nullif(u.constituent_id, '')::integer,
        {", ".join(_trimmed(f"u.{c}") for c in ARTIST_COLUMNS.values())}
-FROM csv_stage s JOIN csv_delta d USING (object_id)
+FROM {_CHUNK_JOIN}
 CROSS JOIN LATERAL unnest(string_to_array(s.constituent_ids, '|'),
                           {", ".join(f"string_to_array({c}, '|')" for c in _ARTIST_RAW)})
      WITH ORDINALITY AS u(constituent_id, {", ".join(ARTIST_COLUMNS.values())}, seq)
@@ -467,7 +474,7 @@ _TAG_RAW = [f"s.{_RAW_OF[name]}" for name in TAG_COLUMNS]
 _INSERT_TAGS_SQL = f"""
 INSERT INTO met_tags (object_id, seq, {", ".join(TAG_COLUMNS.values())})
 SELECT s.object_id, u.seq - 1, {", ".join(_trimmed(f"u.{c}") for c in TAG_COLUMNS.values())}
-FROM csv_stage s JOIN csv_delta d USING (object_id)
+FROM {_CHUNK_JOIN}
 CROSS JOIN LATERAL unnest({", ".join(f"string_to_array({c}, '|')" for c in _TAG_RAW)})
      WITH ORDINALITY AS u({", ".join(TAG_COLUMNS.values())}, seq)
 WHERE {_CSV_OWNED_CHANGES} AND {_TAG_RAW[0]} IS NOT NULL AND {_trimmed("u.term")} IS NOT NULL
@@ -482,7 +489,7 @@ UPDATE met_objects m SET
                          ELSE m.status_reason END,
     updated_at = now()
 WHERE m.csv_hash IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM csv_stage s WHERE s.object_id = m.object_id)
+  AND NOT EXISTS (SELECT 1 FROM csv_seen s WHERE s.object_id = m.object_id)
   AND NOT EXISTS (SELECT 1 FROM csv_stage_errors e WHERE e.object_id = m.object_id)
 """
 
@@ -496,15 +503,15 @@ def _copy(cursor, kind: str, rows: list[list[str]]) -> None:
     cursor.copy_expert(_COPY[kind], buffer, size=1 << 16)
 
 
-class _CopyWriter:
-    """Sends chunks to the staging tables from a second thread, so that PostgreSQL ingests one
-    chunk while Python parses the next (psycopg2 releases the GIL while it talks to the server)."""
+class _ChunkWriter:
+    """Hands chunks to a second thread that loads and merges them, so that PostgreSQL works on
+    one chunk while Python reads the next (psycopg2 releases the GIL while the server works)."""
 
-    def __init__(self, cursor):
-        self._cursor = cursor
+    def __init__(self, process: Callable[[dict[str, list[list[str]]]], None]):
+        self._process = process
         self._queue: queue.Queue = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="csv-copy", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="csv-merge", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -514,8 +521,7 @@ class _CopyWriter:
                 return
             if self._error is None:
                 try:
-                    for kind, rows in chunks.items():
-                        _copy(self._cursor, kind, rows)
+                    self._process(chunks)
                 except BaseException as exc:  # handed to the main thread by put() / close()
                     self._error = exc
 
@@ -525,7 +531,7 @@ class _CopyWriter:
         self._queue.put(chunks)
 
     def close(self) -> None:
-        """Wait until every chunk is sent; raise what the sending thread met."""
+        """Wait until every chunk is merged; raise what the merging thread met."""
         self._queue.put(None)
         self._thread.join()
         if self._error is not None:
@@ -613,9 +619,25 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
         progress.start(opened.total_bytes)
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
     cursor.execute(_STAGE_SQL)
+    merge_params = {"header": list(CSV_HEADER), "now": datetime.now(timezone.utc),
+                    "absent": ABSENT_REASON + "%"}
+    written = {"constituents": 0, "tags": 0}
+
+    def merge(chunks: dict[str, list[list[str]]]) -> None:
+        _copy(cursor, "errors", chunks["errors"])
+        if not chunks["objects"]:
+            return
+        _copy(cursor, "objects", chunks["objects"])
+        cursor.execute(_CLASSIFY_SQL)
+        cursor.execute(_MERGE_OBJECTS_SQL, merge_params)
+        for table, insert in (("met_constituents", _INSERT_CONSTITUENTS_SQL), ("met_tags", _INSERT_TAGS_SQL)):
+            cursor.execute(_DELETE_LISTS_SQL.format(table=table, owned=_CSV_OWNED_CHANGES))
+            cursor.execute(insert)
+            written[table.removeprefix("met_")] += cursor.rowcount
+        cursor.execute("TRUNCATE csv_chunk")
 
     rows = 0
-    writer = _CopyWriter(cursor)
+    writer = _ChunkWriter(merge)
     reported = 0
 
     def flush() -> None:
@@ -647,19 +669,10 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
     progress.finish()
     read_done = time.monotonic()
 
-    cursor.execute(_INDEX_STAGE_SQL)
-    if cursor.fetchone()[0]:
-        cursor.execute(_DEDUPLICATE_SQL)
-    cursor.execute(_CLASSIFY_SQL)
-    cursor.execute("SELECT kind, count(*) FROM csv_delta GROUP BY kind")
+    cursor.execute(_DUPLICATES_SQL)
+    cursor.execute("SELECT kind, count(*) FROM csv_kinds GROUP BY kind")
     by_kind = dict(cursor.fetchall())
-    cursor.execute(_MERGE_OBJECTS_SQL, {"header": list(CSV_HEADER), "now": datetime.now(timezone.utc),
-                                        "absent": ABSENT_REASON + "%"})
-    counts: dict[str, Any] = {"rows": rows}
-    for table, insert in (("met_constituents", _INSERT_CONSTITUENTS_SQL), ("met_tags", _INSERT_TAGS_SQL)):
-        cursor.execute(_DELETE_LISTS_SQL.format(table=table, owned=_CSV_OWNED_CHANGES))
-        cursor.execute(insert)
-        counts[table.removeprefix("met_")] = cursor.rowcount
+    counts: dict[str, Any] = {"rows": rows, **written}
     removed = 0
     if mark_removed:
         cursor.execute(_REMOVED_SQL, {"reason": f"{ABSENT_REASON} {import_started.date().isoformat()}"})
@@ -669,14 +682,13 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
         "SELECT %s, line_number, reason, raw_line FROM csv_stage_errors "
         "ON CONFLICT (import_id, line_number) DO NOTHING", (import_id,))
     counts["errors"] = cursor.rowcount
-    cursor.execute("SELECT count(*) FROM csv_stage")
     counts.update({
-        "imported": cursor.fetchone()[0],
+        "imported": sum(by_kind.values()),
         "new": by_kind.get("new", 0), "changed": by_kind.get("changed", 0),
         "unchanged": by_kind.get("unchanged", 0), "removed": removed,
         "bytes": counting.bytes_read, "sha256": counting.sha256.hexdigest(),
         "read_seconds": round(read_done - read_started, 3),
-        "merge_seconds": round(time.monotonic() - read_done, 3),
+        "finish_seconds": round(time.monotonic() - read_done, 3),
     })
     cursor.execute("UPDATE csv_imports SET status = 'success', finished_at = now(), sha256 = %s, "
                    "counts = %s WHERE import_id = %s", (counts["sha256"], json.dumps(counts), import_id))

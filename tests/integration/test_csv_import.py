@@ -148,13 +148,14 @@ def test_broken_rows_are_recorded_with_line_numbers_and_skipped(db, settings, tm
     assert raw_line.split(",")[column("Object ID")] == "abc"
 
 
-def test_duplicate_object_id_keeps_the_last_row(db, settings, tmp_path):
+@pytest.mark.parametrize("chunk_rows", [5000, 1], ids=["same chunk", "chunk per row"])
+def test_duplicate_object_id_keeps_the_last_row(db, settings, tmp_path, chunk_rows):
     first = sample_rows()[0]
     later = list(first)
     later[column("Title")] = "Later title"
     path = write_csv(tmp_path / "dup.csv", [first, later], bom=False)
 
-    result = import_csv(path, settings=settings)
+    result = import_csv(path, settings=settings, chunk_rows=chunk_rows)
 
     assert (result["imported"], result["errors"], result["new"]) == (1, 1, 1)
     assert one(db, "SELECT title FROM met_objects WHERE object_id = 1") == ("Later title",)
@@ -179,7 +180,7 @@ def test_newer_csv_reports_new_changed_unchanged_removed(db, settings, tmp_path)
     newer = [r for r in newer if int(r[column("Object ID")]) not in removed_ids] + added
     path = write_csv(tmp_path / "MetObjects-newer.csv", newer)
 
-    result = import_csv(path, settings=settings)
+    result = import_csv(path, settings=settings, chunk_rows=100)  # merged in 9 chunks
 
     assert (result["new"], result["changed"], result["unchanged"], result["removed"]) == (
         2, 6, len(rows) - 3 - 6, 3)
