@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import pytest
@@ -202,6 +202,20 @@ def test_missing_images_answer_404_for_ever():
         obj = next(o for o in met.collection.objects.values() if o.status == "ok")
         for _ in range(3):
             assert requests.get(obj.record["primaryImage"], timeout=10).status_code == 404
+
+
+def test_foreign_image_urls_name_another_host_that_only_an_allow_list_stops():
+    from metgan.met.fake import CollectionConfig, run_in_thread
+
+    config = CollectionConfig(objects=20, image_width=32, no_image=0.0, not_public_domain=0.0, missing_images=0.0,
+                              foreign_image_ids=frozenset(range(1000, 1011)))
+    with run_in_thread(config) as met:
+        foreign = [o for o in met.collection.objects.values() if o.object_id in config.foreign_image_ids]
+        local = [o for o in met.collection.objects.values() if o.object_id not in config.foreign_image_ids]
+        assert foreign and local
+        assert all(urlsplit(o.record["primaryImage"]).hostname == "localhost" for o in foreign)
+        assert all(urlsplit(o.record["primaryImage"]).hostname == met.image_host for o in local)
+        assert requests.get(foreign[0].record["primaryImage"], timeout=10).status_code == 200
 
 
 def test_oversized_and_huge_dimension_images_are_served_as_configured(fake_met):

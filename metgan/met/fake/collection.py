@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlsplit
 
 API_PREFIX = "/public/collection/v1"
 IMAGE_PREFIX = "/CRDImages"
@@ -115,6 +116,8 @@ class CollectionConfig:
     missing_images: float = 0.01         # image URLs that answer 404 for ever
     missing_image_ids: frozenset[int] = field(default_factory=frozenset)  # object ids whose images 404
     image_variants: int = 0              # 0: every image its own scene; N: scenes repeat (cheap benchmarks)
+    foreign_image_ids: frozenset[int] = field(default_factory=frozenset)  # image URLs on foreign_host
+    foreign_host: str = "localhost"      # the same server under another host name (allow-list tests)
 
     def __post_init__(self):
         if self.objects < 0:
@@ -124,6 +127,7 @@ class CollectionConfig:
         if self.image_width < 8:
             raise ValueError(f"image_width must be >= 8, got {self.image_width}")
         object.__setattr__(self, "missing_image_ids", frozenset(self.missing_image_ids))
+        object.__setattr__(self, "foreign_image_ids", frozenset(self.foreign_image_ids))
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,7 @@ class Collection:
 
     def __init__(self, config: CollectionConfig | None = None, image_base_url: str = ""):
         self.config = config or CollectionConfig()
-        self.image_base_url = image_base_url.rstrip("/")
+        self.image_base_url = self.foreign_base_url = image_base_url.rstrip("/")
         self.objects: dict[int, FakeObject] = {}
         self.images: dict[tuple[str, str], ImageRef] = {}
         rng = _rng(self.config.seed, "ids")
@@ -207,11 +211,15 @@ class Collection:
     def set_image_base_url(self, url: str) -> None:
         """Point image URLs at ``url`` (known only once the server has its port)."""
         self.image_base_url = url.rstrip("/")
+        parts = urlsplit(self.image_base_url)
+        port = f":{parts.port}" if parts.port else ""
+        self.foreign_base_url = f"{parts.scheme}://{self.config.foreign_host}{port}"
         for obj in self.objects.values():
             self._fill_image_urls(obj)
 
     def image_url(self, ref: ImageRef, rendition: str = "original") -> str:
-        return f"{self.image_base_url}{IMAGE_PREFIX}/{ref.dept_code}/{rendition}/{ref.file_name}"
+        base = self.foreign_base_url if ref.object_id in self.config.foreign_image_ids else self.image_base_url
+        return f"{base}{IMAGE_PREFIX}/{ref.dept_code}/{rendition}/{ref.file_name}"
 
     def _fill_image_urls(self, obj: FakeObject) -> None:
         record = obj.record

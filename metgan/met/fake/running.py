@@ -28,9 +28,9 @@ def collection_config(**options) -> CollectionConfig:
 
 async def start_site(fake: FakeMet, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Serve ``fake`` on host:port (0 = an ephemeral port); returns the runner and the bound port."""
-    runner = web.AppRunner(fake.app(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(fake.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]
     fake.collection.set_image_base_url(f"http://{_url_host(host)}:{bound}")
