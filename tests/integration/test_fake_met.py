@@ -430,3 +430,12 @@ def test_cli_rejects_an_unknown_fault_knob_in_one_line():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "errors" in result.stderr and "error_5xx" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("round_", [1, 2])
+def test_session_server_starts_each_test_clean(fake_met_session, round_):
+    from metgan.met.fake import Faults
+
+    assert fake_met_session.faults == Faults() and fake_met_session.stats()["requests"] == 0
+    fake_met_session.set_faults(error_5xx=1.0)          # must not leak into the next test
+    assert get(fake_met_session, "/departments").status_code >= 500
