@@ -1,7 +1,8 @@
 """The async Met Collection API client.
 
 One aiohttp session per client; at most ``concurrency`` requests in flight; every request (API
-and image host alike) takes a token from one bucket at the task's share of the deployment's rate.
+and image host alike) takes a token from one bucket at the task's share of the deployment's rate
+(shared by the clients a thread creates one after another, see ``shared_limiter``).
 Transient failures (5xx, 429, timeouts, connection resets, truncated or malformed bodies) are
 retried with jittered exponential back-off, honouring Retry-After. The CDN's HTML block page,
 whether it comes as a 403 or a 200, is never parsed as data: it pauses the bucket for a cool-down
@@ -32,7 +33,7 @@ import yarl
 from metgan.config import Settings, get_settings
 from metgan.errors import MetApiError, MetBlockedError, MetRetryableError, ObjectGoneError
 from metgan.met import parse
-from metgan.met.ratelimit import RATE_MARGIN, AdaptiveRate, TokenBucket
+from metgan.met.ratelimit import RATE_MARGIN, AdaptiveRate, TokenBucket, burst_for, shared_limiter
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class MetClient:
                  user_agent: str = "metgan", session: aiohttp.ClientSession | None = None,
                  max_attempts: int = 6, backoff_base: float = 0.5, backoff_cap: float = 30.0,
                  block_patience: float = 1800.0, cooldown_initial: float = 2.0,
-                 cooldown_max: float = 300.0, rate_margin: float = RATE_MARGIN):
+                 cooldown_max: float = 300.0, rate_margin: float = RATE_MARGIN, shared_rate: bool = True):
         self.base_url = base_url.rstrip("/")
         self.concurrency = concurrency
         self.timeout = timeout
@@ -82,9 +83,13 @@ class MetClient:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.block_patience = block_patience
-        self.bucket = TokenBucket(rate * rate_margin)
-        self.adaptive = AdaptiveRate(self.bucket, rate * rate_margin,
-                                     cooldown_initial=cooldown_initial, cooldown_max=cooldown_max)
+        if shared_rate:
+            self.adaptive = shared_limiter(self.base_url, rate, rate_margin)
+        else:
+            self.adaptive = AdaptiveRate(TokenBucket(rate * rate_margin, burst=burst_for(rate, rate_margin)),
+                                         rate * rate_margin)
+        self.adaptive.cooldown_initial, self.adaptive.cooldown_max = cooldown_initial, cooldown_max
+        self.bucket = self.adaptive.bucket
         self.stats: Counter[str] = Counter()
         self._session = session
         self._own_session = session is None
