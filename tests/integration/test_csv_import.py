@@ -6,12 +6,15 @@ import csv
 import io
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from sqlalchemy import text
 
 from metgan.met.csv_import import CSV_HEADER, import_csv
 from tests.conftest import SHARED
+
+pytest_plugins = ["tests.fakemet"]
 
 SAMPLES = SHARED / "met-samples" / "csv"
 WELLFORMED = SAMPLES / "MetObjects_wellformed_rows_utf8_comma_CONVERTED.csv"
@@ -357,3 +360,71 @@ def test_cli_import_csv_prints_counts_and_errors(db, settings, tmp_path):
     assert "line 5: Object ID 'abc' is not a positive whole number" in result.output
     missing = CliRunner().invoke(cli, ["import-csv", str(tmp_path / "nope.csv")])
     assert missing.exit_code != 0 and "does not exist" in missing.output
+
+
+# --- targeted scraping: the API is asked only about the subset's candidates -----------------------
+
+def csv_row(**fields: str) -> list[str]:
+    values = {name: "" for name in CSV_HEADER}
+    values.update({name.replace("_", " "): value for name, value in fields.items()})
+    return [values[name] for name in CSV_HEADER]
+
+
+def test_targeted_run_asks_the_fake_met_only_about_selected_objects(fake_met, db, tmp_path, monkeypatch):
+    from metgan.config import get_settings
+    from metgan.met import ingest
+    from metgan.met.targeted import discover_targeted
+
+    monkeypatch.setenv("METGAN_MET_RATE", "200")
+    monkeypatch.setenv("METGAN_MET_WORKERS", "1")
+    settings = get_settings()
+    objects = fake_met.fake.collection.objects
+    # The CSV knows every object of the fake collection (as the real CSV knows the Met's), plus
+    # some the API does not serve.
+    rows = [csv_row(Object_ID=str(i), Object_Name=o.record["objectName"], Title=f"CSV title {i}",
+                    Is_Public_Domain=str(o.record["isPublicDomain"]), Department=o.record["department"])
+            for i, o in objects.items()]
+    rows += [csv_row(Object_ID=str(i), Object_Name="Vase", Is_Public_Domain="False") for i in (1, 2)]
+    rows += [csv_row(Object_ID="3", Object_Name="Coin", Is_Public_Domain="True")]
+    import_csv(write_csv(tmp_path / "MetObjects.csv", rows), settings=settings)
+    # the default vase selection, spelled out: the name is a vase (fragments are not), public domain
+    expected = sorted(i for i, o in objects.items()
+                      if o.record["objectName"] in ("Vase", "Vases", "Vase with cover")
+                      and o.record["isPublicDomain"])
+    assert 0 < len(expected) < len(objects)
+    fake_met.reset()
+
+    run = discover_targeted(batch_size=16, settings=settings)
+    for batch in run["batches"]:
+        ingest.fetch_records(batch, settings=settings)
+        ingest.download_images(batch, settings=settings)
+    ingest.finish_run(run["run_id"], settings=settings)
+
+    assert run["total"] == len(expected) and sum(b["count"] for b in run["batches"]) == len(expected)
+    log = fake_met.fake.log.snapshot()
+    assert {entry.endpoint for entry in log} == {"object", "image"}  # no /objects listing, no search
+    asked = [int(entry.path.rsplit("/", 1)[1]) for entry in log if entry.endpoint == "object"]
+    assert sorted(asked) == expected  # each selected object once, nothing else
+    truth = fake_met.fake.truth()
+    selected_files = {unquote(img["url"].rsplit("/", 1)[1]) for i in expected for img in truth[str(i)]["images"]}
+    other_files = {unquote(img["url"].rsplit("/", 1)[1]) for i in objects if i not in expected
+                   for img in truth[str(i)]["images"]}
+    requested_files = {entry.path.rsplit("/", 1)[1] for entry in log if entry.endpoint == "image"}
+    assert requested_files and requested_files <= selected_files and not requested_files & other_files
+    with db.connect() as conn:
+        sources = dict(conn.execute(text("SELECT source, count(*) FROM met_objects GROUP BY source")).all())
+        titles = dict(conn.execute(text(
+            "SELECT object_id, title FROM met_objects WHERE object_id = ANY(:ids)"), {"ids": expected}).all())
+        mode = conn.execute(text("SELECT mode, status FROM scrape_runs WHERE run_id = :id"),
+                            {"id": run["run_id"]}).one()
+    assert sources == {"api": len(expected), "csv": len(rows) - len(expected)}
+    assert titles == {i: objects[i].record["title"] or None for i in expected}  # the API's fields won
+    assert tuple(mode) == ("targeted", "success")
+
+
+def test_targeted_run_needs_imported_metadata(db, settings):
+    from metgan.errors import ConfigError
+    from metgan.met.targeted import discover_targeted
+
+    with pytest.raises(ConfigError, match="import the Open Access CSV first"):
+        discover_targeted(settings=settings)
