@@ -198,11 +198,11 @@ def main() -> None:
         return
 
     import psycopg2
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
 
     from metgan.store import migrate
     from metgan.store.engine import dispose_all
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
 
     rows = 20_000 if args.quick else args.rows
     name = f"metgan_bench_csv_{uuid.uuid4().hex[:8]}"

@@ -38,11 +38,12 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError
@@ -185,8 +186,8 @@ def _timestamp(value: str) -> str:
         except ValueError:
             continue
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc).isoformat()
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC).isoformat()
     return ""
 
 
@@ -233,7 +234,7 @@ class RowParser:
         self._artists = itemgetter(*[CSV_HEADER.index(c) for c in ARTIST_COLUMNS])
         self._metadata_date = CSV_HEADER.index("Metadata Date")
         self._constituent_id = CSV_HEADER.index("Constituent ID")
-        missing = [c for c, i in zip(CSV_HEADER, positions) if i is None]
+        missing = [c for c, i in zip(CSV_HEADER, positions, strict=True) if i is None]
         extra = [c for c in self.header if c not in CSV_HEADER]
         if missing:
             log.warning("CSV header lacks %d of the Met's columns (imported as empty): %s",
@@ -262,8 +263,8 @@ class RowParser:
             row = [value.replace("\x00", "") for value in row]
             joined = "\x1f".join(row)
         staged = [str(object_id), hashlib.blake2b(joined.encode("utf-8"), digest_size=16).hexdigest()]
-        staged.extend(_bool(value, column) for value, column in zip(self._bools(row), BOOL_COLUMNS))
-        staged.extend(_int(value, column) for value, column in zip(self._ints(row), INT_COLUMNS))
+        staged.extend(_bool(value, column) for value, column in zip(self._bools(row), BOOL_COLUMNS, strict=True))
+        staged.extend(_int(value, column) for value, column in zip(self._ints(row), INT_COLUMNS, strict=True))
         staged.append(_timestamp(row[self._metadata_date]))
         artists = self._artists(row)
         staged.append(_constituent_ids(row[self._constituent_id], artists) if any(artists) else "")
@@ -354,7 +355,7 @@ def _records(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str | None]
 # --- database ----------------------------------------------------------------------------------
 
 _RAW = [f"c{i:02d}" for i in range(len(CSV_HEADER))]  # staged raw fields, in CSV_HEADER order
-_RAW_OF = dict(zip(CSV_HEADER, _RAW))
+_RAW_OF = dict(zip(CSV_HEADER, _RAW, strict=True))
 _TYPED_STAGE = ("is_highlight", "is_timeline_work", "is_public_domain", "object_begin_date",
                 "object_end_date", "metadata_date")
 _STAGE_COLUMNS = ("line_number", "object_id", "csv_hash", *_TYPED_STAGE, "constituent_ids", *_RAW)
@@ -619,7 +620,7 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
         progress.start(opened.total_bytes)
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
     cursor.execute(_STAGE_SQL)
-    merge_params = {"header": list(CSV_HEADER), "now": datetime.now(timezone.utc),
+    merge_params = {"header": list(CSV_HEADER), "now": datetime.now(UTC),
                     "absent": ABSENT_REASON + "%"}
     written = {"constituents": 0, "tags": 0}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -192,7 +192,7 @@ def test_newer_csv_reports_new_changed_unchanged_removed(db, settings, tmp_path)
     assert rows_of(db, "SELECT name FROM met_constituents WHERE object_id = 120 ORDER BY seq") == [
         ("Louis C. Tiffany",), ("Tiffany Studios",)]
     assert rows_of(db, "SELECT term FROM met_tags WHERE object_id = 120") == [("Flowers",)]
-    today = datetime.now(timezone.utc).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
     gone = rows_of(db, "SELECT object_id, status, status_reason FROM met_objects WHERE status = 'gone'")
     assert sorted(gone) == sorted((i, "gone", f"absent from CSV {today}") for i in removed_ids)
     assert one(db, "SELECT count(*) FROM met_objects")[0] == len(rows) + 2  # nothing deleted
