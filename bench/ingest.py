@@ -306,10 +306,10 @@ def main() -> int:
 
     header = ("case", "size", "time", "result")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print("-+-".join("-" * w for w in widths))
     for row in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(row, widths)))
+        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     rate_ok = achieved >= 0.95 * 80 and busiest <= 80
     print(f"rate check: {'ok' if rate_ok else 'FAILED'} (at least 95% of 80 req/s, never above 80 in any 1 s window)")
     print(f"speedup: {speedup:.1f}x")

@@ -224,7 +224,7 @@ async def download_image(client: MetClient, url: str, *, object_id: int, seq: in
         _LIVE_TEMPS.add(str(temp))
         try:
             size, digest, content_type = await client.request(
-                encoded, lambda response: _stream_to(response, temp, max_bytes), attempts=attempts)
+                encoded, lambda response, temp=temp: _stream_to(response, temp, max_bytes), attempts=attempts)
             width, height, _format = await asyncio.to_thread(inspect_image, temp, max_pixels)
             os.replace(temp, final)
             return Downloaded(relative_path(object_id, seq), width, height, size, digest, content_type)

@@ -24,8 +24,9 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import yarl
@@ -96,7 +97,7 @@ class MetClient:
         self._semaphore = asyncio.Semaphore(concurrency)
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, **options: Any) -> "MetClient":
+    def from_settings(cls, settings: Settings | None = None, **options: Any) -> MetClient:
         settings = settings or get_settings()
         options.setdefault("rate", settings.task_rate)
         options.setdefault("concurrency", settings.met_concurrency)
@@ -104,7 +105,7 @@ class MetClient:
         options.setdefault("user_agent", settings.met_user_agent)
         return cls(settings.met_api_url, **options)
 
-    async def __aenter__(self) -> "MetClient":
+    async def __aenter__(self) -> MetClient:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(

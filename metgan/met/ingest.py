@@ -19,11 +19,19 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import date
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 from metgan.config import Settings, get_settings
-from metgan.errors import ConfigError, ImageError, MetApiError, MetBlockedError, MetRetryableError, ObjectGoneError
+from metgan.errors import (
+    ConfigError,
+    ImageError,
+    MetApiError,
+    MetBlockedError,
+    MetRetryableError,
+    ObjectGoneError,
+)
 from metgan.images.download import ImageGone, download_image, stored_intact, sweep_temp_files
 from metgan.met import repository
 from metgan.met.client import Attempts, MetClient, run_sync

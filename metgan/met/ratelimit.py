@@ -17,7 +17,7 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from psycopg2.extras import Json, execute_values
 from sqlalchemy import Engine
@@ -76,7 +77,7 @@ def get_run(engine: Engine, run_id: int) -> dict | None:
         if row is None:
             return None
         names = [d[0] for d in cursor.description]
-        return dict(zip(names, row))
+        return dict(zip(names, row, strict=True))
 
 
 def latest_unfinished_run(engine: Engine, mode: str, request: dict) -> int | None:

@@ -8,8 +8,14 @@ import pytest
 from PIL import Image
 
 from metgan.errors import ImageError
-from metgan.images.download import (BadContent, check_host, encode_url, inspect_image, relative_path,
-                                    sweep_temp_files)
+from metgan.images.download import (
+    BadContent,
+    check_host,
+    encode_url,
+    inspect_image,
+    relative_path,
+    sweep_temp_files,
+)
 
 
 def test_spaces_dashes_and_accents_are_percent_encoded():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -59,7 +59,7 @@ def test_current_schema_record_436535():
     assert c["is_highlight"] is True and c["is_timeline_work"] is True
     assert c["culture"] is None  # "" → NULL
     assert c["object_begin_date"] == 1889
-    assert c["metadata_date"] == datetime(2026, 5, 13, 4, 56, 47, 627000, tzinfo=timezone.utc)
+    assert c["metadata_date"] == datetime(2026, 5, 13, 4, 56, 47, 627000, tzinfo=UTC)
     assert [t["term"] for t in parsed.tags] == ["Landscapes", "Cypresses", "Summer"]
     assert parsed.tags[0]["aat_url"].endswith("300132294")
     assert parsed.tags[0]["wikidata_url"].endswith("Q191163")
@@ -83,7 +83,7 @@ def test_2019_schema_tags_are_plain_strings_and_constituents_null():
     assert parsed.columns["measurements"] is None
     assert parsed.columns["accession_year"] is None  # field absent in 2019
     assert parsed.columns["gallery_number"] is None
-    assert parsed.columns["metadata_date"] == datetime(2019, 1, 30, 9, 8, 7, 740000, tzinfo=timezone.utc)
+    assert parsed.columns["metadata_date"] == datetime(2019, 1, 30, 9, 8, 7, 740000, tzinfo=UTC)
 
 
 @needs_samples

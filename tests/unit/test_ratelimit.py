@@ -108,7 +108,7 @@ def test_late_wakeups_are_caught_up_without_exceeding_the_rate():
     for rate in (2, 25, 80, 400):
         clock = SimClock()
 
-        async def late_sleep(seconds: float) -> None:
+        async def late_sleep(seconds: float, clock: SimClock = clock) -> None:
             clock.now += max(seconds, 0.0) + random.uniform(0, 0.004)  # a busy event loop wakes late
             await asyncio.sleep(0)
 
