@@ -168,7 +168,8 @@ class GAN(keras.Model):
             if self.r1_weight > 0:
                 d_loss += 0.5 * self.r1_weight * losses.r1_penalty(
                     self.discriminator, real, self._augment if self.diffaugment else None)
-        grads = tape.gradient(self._scaled(self.d_optimizer, d_loss), self.discriminator.trainable_variables)
+            scaled_loss = self._scaled(self.d_optimizer, d_loss)  # inside the tape: it must be recorded
+        grads = tape.gradient(scaled_loss, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables, strict=True))
         acc_real = tf.reduce_mean(tf.cast(real_logits > 0, tf.float32))
         acc_fake = tf.reduce_mean(tf.cast(fake_logits < 0, tf.float32))
@@ -193,6 +194,7 @@ class GAN(keras.Model):
                     d_loss, acc_real, acc_fake = self._d_step(real, tf.stop_gradient(fake))
                 g_loss = losses.generator_loss(
                     self.loss_kind, self.discriminator(self._augment(fake), training=True))
+                scaled_loss = self._scaled(self.g_optimizer, g_loss)
         else:
             fake = self.generator(self._noise(batch), training=True)
             d_loss, acc_real, acc_fake = self._d_step(real, tf.stop_gradient(fake))
@@ -200,7 +202,8 @@ class GAN(keras.Model):
                 fake = self.generator(self._noise(batch * self.g_batch_factor), training=True)
                 g_loss = losses.generator_loss(
                     self.loss_kind, self.discriminator(self._augment(fake), training=True))
-        grads = g_tape.gradient(self._scaled(self.g_optimizer, g_loss), self.generator.trainable_variables)
+                scaled_loss = self._scaled(self.g_optimizer, g_loss)
+        grads = g_tape.gradient(scaled_loss, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables, strict=True))
         if self.ema_generator is not None:
             self._update_ema()
@@ -262,11 +265,20 @@ def make_optimizers(config: GanConfig, mixed_precision: bool):
 
 
 def build_gan(config: GanConfig, *, mixed_precision: bool = False, jit_compile: bool = False) -> GAN:
-    """Builders + optimizers + compile: a GAN ready for ``fit``."""
-    generator = build_generator(config)
-    discriminator = build_discriminator(config)
-    gan = GAN(generator, discriminator, noise_dim=config.noise_dim, seed=config.seed,
-              ema_decay=config.ema_decay, name="gan")
+    """Builders + optimizers + compile: a GAN ready for ``fit``.
+
+    With ``mixed_precision`` the layers compute in float16 (variables, the tanh output and the
+    logit stay float32) and both optimizers scale the loss dynamically.
+    """
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
+    try:
+        generator = build_generator(config)
+        discriminator = build_discriminator(config)
+        gan = GAN(generator, discriminator, noise_dim=config.noise_dim, seed=config.seed,
+                  ema_decay=config.ema_decay, name="gan")
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
     d_opt, g_opt = make_optimizers(config, mixed_precision)
     gan.compile(d_optimizer=d_opt, g_optimizer=g_opt, loss=config.loss, diffaugment=config.diffaugment,
                 r1_weight=config.r1_weight, gp_weight=config.gp_weight, d_steps=config.d_steps,

@@ -189,12 +189,7 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
     eval_reals = reals[np.sort(order)]
 
     keras.utils.set_random_seed(config.seed)
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
-    try:
-        gan = build_gan(config, mixed_precision=mixed, jit_compile=xla)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    gan = build_gan(config, mixed_precision=mixed, jit_compile=xla)
 
     dataset_probe_steps = len(reals) // config.batch_size
     state = cb.TrialState(trial_dir=trial_dir, config=config, latents=latents, reals=eval_reals,

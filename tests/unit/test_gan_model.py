@@ -33,17 +33,23 @@ def test_grayscale_and_spectral_norm_and_dense_layers_build():
     assert any(name.endswith("_sn") for name in names)
 
 
-@pytest.mark.parametrize("changes", [
-    {}, {"loss": "hinge", "d_norm": "spectral", "r1_weight": 1.0, "diffaugment": ["color", "translation", "cutout"]},
-    {"loss": "wgan-gp", "ema_decay": 0.0}, {"loss": "least-squares", "d_steps": 2, "preset": "origin"},
+@pytest.mark.parametrize(("changes", "mixed"), [
+    ({}, False),
+    ({"loss": "hinge", "d_norm": "spectral", "r1_weight": 1.0, "diffaugment": ["color", "translation", "cutout"]},
+     False),
+    ({"loss": "wgan-gp", "ema_decay": 0.0}, False),
+    ({"loss": "least-squares", "d_steps": 2, "preset": "origin"}, False),
+    ({}, True),  # the GPU path (float16 compute, loss scaling) also runs on a CPU
 ])
-def test_train_step_runs_and_reports_losses_and_accuracies(changes):
+def test_train_step_runs_and_reports_losses_and_accuracies(changes, mixed):
     from metgan.gan.data import training_dataset
     from metgan.gan.model import build_gan
     from tests.gan_support import vase_images
 
     config = GanConfig.from_dict({**TINY, **changes})
-    gan = build_gan(config)
+    gan = build_gan(config, mixed_precision=mixed)
+    if mixed:
+        assert gan.generator.get_layer("up_0").dtype_policy.name == "mixed_float16"
     dataset, steps = training_dataset(vase_images(32), batch_size=16, seed=0, first_epoch=0, epochs=1, x_flip=True)
     before = [w.copy() for w in gan.generator.get_weights()]
     history = gan.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0).history

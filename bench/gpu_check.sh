@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# GPU check: train one trial of the default preset at 160x128 (HxW; the issue's "128x160") for a
+# fixed number of steps and print images/s with the mixed-precision and XLA state actually used.
+#
+#   bash bench/gpu_check.sh                                  # on a GPU machine: 400 steps, batch 64
+#   REQUIRE_GPU=0 SIZE=40x32 STEPS=4 bash bench/gpu_check.sh  # smoke test of the script on a CPU
+#
+# Environment: STEPS (default 400), SIZE HxW (160x128), BATCH (64), MIXED and XLA (auto|on|off;
+# auto = on with a GPU), REQUIRE_GPU (1: exit 2 when TensorFlow sees no GPU), OUT (folder for the
+# trial; default a temp folder). Run from the repository root with the project's venv active or
+# at .venv/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+export STEPS="${STEPS:-400}" SIZE="${SIZE:-160x128}" BATCH="${BATCH:-64}" MIXED="${MIXED:-auto}" XLA="${XLA:-auto}"
+export REQUIRE_GPU="${REQUIRE_GPU:-1}"
+
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+else
+  echo "nvidia-smi: not found"
+fi
+
+exec "$PYTHON" - <<'PY'
+import json, math, os, statistics, sys, tempfile, time
+from pathlib import Path
+
+sys.path.insert(0, "bench")
+sys.path.insert(0, ".")
+import tensorflow as tf
+
+gpus = tf.config.list_physical_devices("GPU")
+print(f"tensorflow {tf.__version__}; GPUs seen: {[g.name for g in gpus] or 'none'}")
+if not gpus and os.environ["REQUIRE_GPU"] == "1":
+    print("no GPU visible to TensorFlow (install the CUDA build: pip install 'metgan[gpu]'); "
+          "set REQUIRE_GPU=0 to run on the CPU anyway", file=sys.stderr)
+    sys.exit(2)
+
+from train import vase_images  # bench/train.py: the same vase-like images as the benchmark
+from metgan.gan.config import GanConfig
+from metgan.gan.trial import read_json, read_metrics, run_trial
+
+height, width = (int(v) for v in os.environ["SIZE"].lower().split("x"))
+steps, batch = int(os.environ["STEPS"]), int(os.environ["BATCH"])
+steps_per_epoch = max(1, min(8, steps))
+epochs = max(2, math.ceil(steps / steps_per_epoch))
+config = GanConfig.from_dict({
+    "preset": "default", "height": height, "width": width, "batch_size": batch, "epochs": epochs,
+    "mixed_precision": os.environ["MIXED"], "xla": os.environ["XLA"], "swd_every": 10**6,
+    "swd_images": 256, "checkpoint_every": 10**6, "n_generated": 8, "n_samples": 16,
+    "collapse_patience": 10**6})
+images = vase_images(steps_per_epoch * batch, height, width, seed=3)
+out = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="metgan-gpu-check-")) / config.trial_id()
+started = time.perf_counter()
+summary = run_trial(out, config, out / "unused", images=images)
+wall = time.perf_counter() - started
+info = read_json(out / "trial.json")
+lines = read_metrics(out)
+rates = [line["images_per_s"] for line in lines if line.get("images_per_s")]
+steady = statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
+print(json.dumps({"device": info["device"], "mixed_precision": info["mixed_precision"], "xla": info["xla"],
+                  "size": f"{height}x{width}", "batch": batch, "steps": epochs * steps_per_epoch,
+                  "status": summary["status"], "first_epoch_images_per_s": rates[0],
+                  "steady_images_per_s": steady, "final_swd": lines[-1]["swd"], "wall_s": round(wall, 1),
+                  "trial_dir": str(out)}, indent=2))
+print(f"images/s: {steady:.1f} (steady, median of epochs 2..{len(rates)}; first epoch with compilation "
+      f"{rates[0]:.1f}); mixed precision: {'on' if info['mixed_precision'] else 'off'}; "
+      f"XLA: {'on' if info['xla'] else 'off'}; device: {info['device']}")
+if summary["status"] != "completed":
+    sys.exit(1)
+PY

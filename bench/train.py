@@ -1,0 +1,253 @@
+"""Benchmark: GAN training throughput and quality, ours vs the origin project's loop.
+
+1. Throughput. Training images per second at 80x64 (HxW; the issue's "64x80"), batch 64, with
+   the origin's architecture on both sides (noise 62, dense to a 20x16x64 seed grid,
+   transposed-conv blocks of 256 and 128 filters with batch norm, tanh; D conv blocks of 64 and
+   128 filters with batch norm and LeakyReLU(0.1), dense sigmoid):
+   * origin-style: Keras ``fit`` on the origin's train step (binary cross-entropy on sigmoid
+     outputs, a fresh generator forward inside the D step, then a second generator forward on
+     twice the batch for the G step) fed by ``image_dataset_from_directory`` as the origin did;
+   * ours: ``metgan.gan.model.GAN`` with the same builders and loss, where one generator forward
+     serves both steps on the batch, fed by the cached, prefetched pipeline of
+     ``metgan.gan.data``.
+   Both are timed over the same number of steps after warm-up steps (tracing excluded).
+2. Quality. Preset ``default`` vs preset ``origin``, each trained as a real trial (same code path
+   as a search) for the same wall-clock budget on a generated vase-like subset (the fake Met's
+   vase drawer when that package is present, else a procedural one here); the SWD (x1e3, vs
+   held-out halves of the reals) of the final epoch, with the real-vs-real floor beside it.
+
+Ends with ``speedup: <ratio>x`` of the throughput comparison.
+
+    python bench/train.py            # 80x64, 8 timed steps, 300 s per preset
+    python bench/train.py --quick    # 40x32, small filters, short budget: checks the script runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def vase_images(count: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """uint8 NHWC vase-like images: the fake Met's drawer if present, else a procedural one."""
+    rng = np.random.default_rng(seed)
+    try:
+        from metgan.met.fake.images import draw_vase
+    except ImportError:
+        draw_vase = None
+    out = []
+    for _ in range(count):
+        if draw_vase is not None:
+            image = np.asarray(Image.fromarray(np.asarray(draw_vase(rng, width * 2, height * 2), np.uint8))
+                               .convert("RGB").resize((width, height), Image.LANCZOS))
+        else:
+            image = _procedural_vase(rng, height, width)
+        out.append(image)
+    return np.stack(out).astype(np.uint8)
+
+
+def _procedural_vase(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    t = yy / height
+    neck = rng.uniform(0.08, 0.15)
+    belly = rng.uniform(0.22, 0.42)
+    belly_at = rng.uniform(0.45, 0.7)
+    profile = width * (neck + (belly - neck) * np.exp(-((t - belly_at) ** 2) / (2 * 0.12 ** 2)))
+    top, bottom = rng.uniform(0.05, 0.15), rng.uniform(0.88, 0.95)
+    inside = (np.abs(xx - width / 2) < profile) & (t > top) & (t < bottom)
+    colour = rng.uniform(30, 200, 3)
+    shade = 0.6 + 0.4 * np.cos((xx - width / 2) / np.maximum(profile, 1) * 1.2)
+    bands = 1 + 0.15 * np.sin(t * rng.uniform(10, 30)) * (rng.random() < 0.5)
+    vase = colour[None, None, :] * (shade * bands)[..., None]
+    background = rng.uniform(225, 245) + (yy / height * -10)[..., None]
+    image = np.where(inside[..., None], vase, background) + rng.normal(0, 2, (height, width, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_folder(images: np.ndarray, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{index:05d}.png")
+
+
+# --- throughput -------------------------------------------------------------------------------
+
+class StepClock:
+    """Times steps after ``warmup`` of them (tracing and the first execution excluded)."""
+
+    def __init__(self, keras, warmup: int):
+        clock = self
+
+        class _Callback(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                clock.stamps.append(time.perf_counter())
+
+        self.callback = _Callback()
+        self.stamps: list[float] = []
+        self.warmup = warmup
+
+    def images_per_s(self, batch_size: int) -> float:
+        timed = self.stamps[self.warmup - 1:]
+        return (len(timed) - 1) * batch_size / (timed[-1] - timed[0])
+
+
+def origin_style_rate(config, folder: Path, steps: int, warmup: int) -> float:
+    import keras
+    import tensorflow as tf
+
+    from metgan.gan.model import build_discriminator, build_generator
+
+    class OriginGAN(keras.Model):
+        """The origin's train step (without its file-system and trainable-flag side effects)."""
+
+        def __init__(self, d_model, g_model, noise_size):
+            super().__init__()
+            self.d_model, self.g_model, self.noise_size = d_model, g_model, noise_size
+            self.bce = keras.losses.BinaryCrossentropy()
+
+        def compile(self, d_optimizer, g_optimizer):
+            super().compile()
+            self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
+
+        def train_step(self, real):
+            batch = tf.shape(real)[0]
+            noise = tf.random.normal([batch, self.noise_size])
+            with tf.GradientTape() as d_tape:
+                d_real = self.d_model(real, training=True)
+                d_loss_real = self.bce(tf.ones((batch, 1)), d_real)
+                fake = self.g_model(noise, training=True)
+                d_fake = self.d_model(fake, training=True)
+                d_loss_fake = self.bce(tf.zeros((batch, 1)), d_fake)
+                d_loss = d_loss_real + d_loss_fake
+            grads = d_tape.gradient(d_loss, self.d_model.trainable_variables)
+            self.d_optimizer.apply_gradients(zip(grads, self.d_model.trainable_variables, strict=True))
+            with tf.GradientTape() as g_tape:
+                fake = self.g_model(tf.random.normal([batch * 2, self.noise_size]), training=True)
+                d_fake = self.d_model(fake, training=True)
+                g_loss = self.bce(tf.ones((batch * 2, 1)), d_fake)
+            grads = g_tape.gradient(g_loss, self.g_model.trainable_variables)
+            self.g_optimizer.apply_gradients(zip(grads, self.g_model.trainable_variables, strict=True))
+            return {"d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake, "g_loss": g_loss}
+
+    keras.utils.set_random_seed(0)
+    discriminator = keras.Sequential([build_discriminator(config), keras.layers.Activation("sigmoid")])
+    gan = OriginGAN(discriminator, build_generator(config), config.noise_dim)
+    gan.compile(d_optimizer=keras.optimizers.Adam(2e-4), g_optimizer=keras.optimizers.Adam(2e-4))
+    dataset = keras.utils.image_dataset_from_directory(
+        str(folder), label_mode=None, seed=123, image_size=(config.height, config.width),
+        batch_size=config.batch_size, verbose=False)
+    dataset = dataset.map(lambda x: tf.cast(x * 2.0 / 255.0 - 1.0, tf.float32))
+    clock = StepClock(keras, warmup)
+    gan.fit(dataset.repeat(), epochs=1, steps_per_epoch=steps + warmup, callbacks=[clock.callback], verbose=0)
+    return clock.images_per_s(config.batch_size)
+
+
+def our_rate(config, folder: Path, steps: int, warmup: int) -> float:
+    import keras
+
+    from metgan.gan.data import load_images, training_dataset
+    from metgan.gan.model import build_gan
+
+    keras.utils.set_random_seed(0)
+    images = load_images(folder, config.height, config.width, config.channels)
+    epochs = -(-(steps + warmup) // (len(images) // config.batch_size))
+    dataset, per_epoch = training_dataset(images, batch_size=config.batch_size, seed=0, first_epoch=0,
+                                          epochs=epochs, x_flip=config.x_flip)
+    gan = build_gan(config)
+    clock = StepClock(keras, warmup)
+    gan.fit(dataset, epochs=1, steps_per_epoch=steps + warmup, callbacks=[clock.callback], verbose=0)
+    return clock.images_per_s(config.batch_size)
+
+
+# --- quality ----------------------------------------------------------------------------------
+
+def preset_swd(preset: str, overrides: dict, images: np.ndarray, budget_s: float, out: Path) -> dict:
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import read_metrics, run_trial
+
+    config = GanConfig.from_dict({"preset": preset, **overrides, "time_budget_s": budget_s})
+    summary = run_trial(out / preset, config, out / "unused", images=images)
+    lines = read_metrics(out / preset)
+    last = lines[-1]
+    return {"swd": last["swd"], "swd_real": last["swd_real"], "epochs": summary["epochs"],
+            "images": summary["epochs"] * (len(images) // config.batch_size) * config.batch_size,
+            "stop": summary["stop_reason"] or summary["status"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: check the script, not the numbers")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per loop")
+    parser.add_argument("--budget", type=float, default=None, help="seconds of training per preset")
+    args = parser.parse_args()
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    from metgan.gan.config import GanConfig
+
+    if args.quick:
+        height, width, steps, warmup, budget = 40, 32, args.steps or 3, 2, args.budget or 20.0
+        arch = {"g_filters": 64, "g_seed_filters": 16, "d_filters": 16}
+        quality = {"height": 40, "width": 32, "g_filters": 64, "g_seed_filters": 32, "d_filters": 16,
+                   "swd_images": 128}
+        quality_images = 128
+    else:
+        height, width, steps, warmup, budget = 80, 64, args.steps or 8, 2, args.budget or 300.0
+        arch = {}
+        quality = {"height": 80, "width": 64, "swd_images": 512}
+        quality_images = 512
+    base = {"preset": "origin", "height": height, "width": width, "batch_size": 64, **arch}
+    origin_config = GanConfig.from_dict(base)
+    our_config = GanConfig.from_dict({**base, "g_batch_factor": 1})
+
+    with tempfile.TemporaryDirectory(prefix="metgan-bench-") as tmp:
+        tmp = Path(tmp)
+        write_folder(vase_images(64 * (steps + warmup), height, width, seed=1), tmp / "images")
+        origin_rate = origin_style_rate(origin_config, tmp / "images", steps, warmup)
+        ours = our_rate(our_config, tmp / "images", steps, warmup)
+
+        images = vase_images(quality_images, quality["height"], quality["width"], seed=2)
+        common = {k: v for k, v in quality.items()}
+        common.update(epochs=1000, swd_every=1000, checkpoint_every=1000, n_generated=0, n_samples=4,
+                      collapse_patience=1000)
+        q_origin = preset_swd("origin", common, images, budget, tmp / "quality")
+        q_default = preset_swd("default", common, images, budget, tmp / "quality")
+
+    speedup = ours / origin_rate
+    reduction = 1 - q_default["swd"] / q_origin["swd"]
+    rows = [
+        ("measurement", "origin-style", "ours", "ours vs origin"),
+        (f"train images/s, {height}x{width}, batch 64, origin architecture", f"{origin_rate:.2f}",
+         f"{ours:.2f}", f"{speedup:.2f}x"),
+        (f"SWD x1e3 after {budget:.0f} s (preset origin vs default), {quality['height']}x{quality['width']}",
+         f"{q_origin['swd']:.1f}", f"{q_default['swd']:.1f}", f"{100 * reduction:.0f}% lower"),
+        ("  real-vs-real SWD floor (same halves)", f"{q_origin['swd_real']:.1f}", f"{q_default['swd_real']:.1f}", ""),
+        ("  epochs / images trained in the budget", f"{q_origin['epochs']} / {q_origin['images']}",
+         f"{q_default['epochs']} / {q_default['images']}", ""),
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for index, row in enumerate(rows):
+        print("| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |")
+        if index == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    print(f"targets: throughput >= 2x ({'met' if speedup >= 2 else 'NOT met'}); "
+          f"SWD >= 30% lower ({'met' if reduction >= 0.3 else 'NOT met'})")
+    print(json.dumps({"origin_images_per_s": origin_rate, "our_images_per_s": ours, "swd_origin": q_origin,
+                      "swd_default": q_default}, default=str))
+    print(f"speedup: {speedup:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
