@@ -147,7 +147,7 @@ def child_ours(path: str, url: str) -> dict:
     started = time.perf_counter()
     result = import_csv(path)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows": result["imported"], "errors": result["errors"],
+    return {"seconds": seconds, "rows": result["objects"], "errors": result["errors"],
             "constituents": result["constituents"], "tags": result["tags"],
             "detail": f"read+COPY+merge {result['read_seconds']:.1f} s, finish {result['finish_seconds']:.1f} s"}
 

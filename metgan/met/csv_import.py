@@ -137,6 +137,7 @@ _FALSE = frozenset({"false", "f", "0", "no"})
 _BOOLS = {"True": "t", "False": "f", "": ""}
 _LFS_POINTER = b"version https://git-lfs"
 _RAW_LINE_LIMIT = 10_000
+_FIELD_SIZE_LIMIT = 16 * 1024 * 1024
 _ADVISORY_KEY = 0x6D6574637376  # "metcsv": one import at a time per database
 ABSENT_REASON = "absent from CSV"
 
@@ -336,19 +337,25 @@ def _records(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str | None]
     """(line number where the record starts, fields or None, error or None) for each record."""
     reader = csv.reader(text, strict=False)
     last_line = reader.line_num
-    while True:
-        start = last_line + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
+    # a field may be long (a stray quote swallows lines up to the next one): the row is then
+    # reported with a wrong column count rather than failing the import
+    limit = csv.field_size_limit(_FIELD_SIZE_LIMIT)
+    try:
+        while True:
+            start = last_line + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                last_line = reader.line_num
+                yield start, None, f"unreadable CSV record: {exc}"
+                continue
             last_line = reader.line_num
-            yield start, None, f"unreadable CSV record: {exc}"
-            continue
-        last_line = reader.line_num
-        if row:
-            yield start, row, None
+            if row:
+                yield start, row, None
+    finally:
+        csv.field_size_limit(limit)
 
 
 # --- database ----------------------------------------------------------------------------------
@@ -555,12 +562,14 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
                progress: Progress | None = None) -> dict[str, Any]:
     """Stream ``MetObjects.csv`` (a path or an http(s) URL) into the store; return the counts.
 
-    Counts: ``rows`` (records read), ``imported`` (rows used), ``errors`` (malformed rows and
-    earlier duplicates, each in csv_import_errors with its line number), ``new`` (not in an
-    earlier import), ``changed``, ``unchanged``, ``removed`` (in an earlier import, absent now;
-    counted and marked only with ``mark_removed``), ``constituents`` and ``tags`` (rows written),
-    plus ``import_id``, ``source``, ``sha256``, ``bytes``, ``seconds`` and ``rows_per_s``.
-    Importing the same file twice changes nothing the second time.
+    Counts: ``rows`` (records read), ``objects`` (distinct objects imported), ``errors``
+    (malformed rows and earlier duplicates, each in csv_import_errors with its line number),
+    ``new`` (not in an earlier import), ``changed``, ``unchanged``, ``removed`` (in an earlier
+    import, absent now; counted and marked only with ``mark_removed``), ``constituents`` and
+    ``tags`` (rows written), plus ``import_id``, ``source``, ``sha256``, ``bytes``,
+    ``read_seconds`` (reading, loading and merging), ``finish_seconds``, ``seconds`` and
+    ``rows_per_s``. A small JSON-able dict (an Airflow task may return it). Importing the same
+    file twice changes nothing the second time.
     """
     from metgan.store import get_engine
 
@@ -606,7 +615,6 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
         raise ConfigError(f"{opened.name} is a Git LFS pointer, not the CSV; fetch the file itself "
                           "(git lfs pull, or the media.githubusercontent.com URL)")
     text = io.TextIOWrapper(buffered, encoding="utf-8-sig", errors="replace", newline="")
-    csv.field_size_limit(16 * 1024 * 1024)
     records = _records(text)
     first = next(records, None)
     if first is None:
@@ -684,7 +692,7 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
         "ON CONFLICT (import_id, line_number) DO NOTHING", (import_id,))
     counts["errors"] = cursor.rowcount
     counts.update({
-        "imported": sum(by_kind.values()),
+        "objects": sum(by_kind.values()),
         "new": by_kind.get("new", 0), "changed": by_kind.get("changed", 0),
         "unchanged": by_kind.get("unchanged", 0), "removed": removed,
         "bytes": counting.bytes_read, "sha256": counting.sha256.hexdigest(),

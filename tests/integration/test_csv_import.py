@@ -60,7 +60,7 @@ def test_sample_files_import_every_row(db, settings, path):
 
     result = import_csv(path, settings=settings)
 
-    assert result["rows"] == result["imported"] == result["new"] == len(rows)
+    assert result["rows"] == result["objects"] == result["new"] == len(rows)
     assert result["errors"] == 0
     ids = {int(r[column("Object ID")]) for r in rows}
     assert set(s for (s,) in rows_of(db, "SELECT object_id FROM met_objects")) == ids
@@ -136,7 +136,7 @@ def test_broken_rows_are_recorded_with_line_numbers_and_skipped(db, settings, tm
 
     result = import_csv(path, settings=settings)
 
-    assert result["rows"] == 9 and result["imported"] == 5 and result["errors"] == 4
+    assert result["rows"] == 9 and result["objects"] == 5 and result["errors"] == 4
     landed = {r for (r,) in rows_of(db, "SELECT object_id FROM met_objects")}
     assert landed == {int(r[column("Object ID")]) for r in good} | {9001}
     assert one(db, "SELECT title FROM met_objects WHERE object_id = 9001") == ('Two\nline title, with "quotes"',)
@@ -160,7 +160,7 @@ def test_duplicate_object_id_keeps_the_last_row(db, settings, tmp_path, chunk_ro
 
     result = import_csv(path, settings=settings, chunk_rows=chunk_rows)
 
-    assert (result["imported"], result["errors"], result["new"]) == (1, 1, 1)
+    assert (result["objects"], result["errors"], result["new"]) == (1, 1, 1)
     assert one(db, "SELECT title FROM met_objects WHERE object_id = 1") == ("Later title",)
     assert rows_of(db, "SELECT line_number FROM csv_import_errors") == [(2,)]
 
@@ -428,3 +428,18 @@ def test_targeted_run_needs_imported_metadata(db, settings):
 
     with pytest.raises(ConfigError, match="import the Open Access CSV first"):
         discover_targeted(settings=settings)
+
+
+def test_a_stray_quote_costs_only_the_rows_it_swallows(db, settings, tmp_path):
+    good = sample_rows()[:3]
+    path = write_csv(tmp_path / "quote.csv", good)
+    # a record whose Title opens a quote that is never closed: it runs to the end of the file
+    broken = ",".join(f'"{v}' if i == column("Title") else v.replace(",", " ").replace('"', "")
+                      for i, v in enumerate(good[0])).replace("1979.486.1", "x")
+    with open(path, "a", encoding="utf-8", newline="") as handle:
+        handle.write(broken.replace(",1,", ",777,", 1) + "\r\n" + "tail,line\r\n")
+
+    result = import_csv(path, settings=settings)
+
+    assert result["objects"] == 3 and result["errors"] == 1
+    assert rows_of(db, "SELECT line_number FROM csv_import_errors") == [(5,)]
