@@ -168,6 +168,7 @@ def test_kill_9_mid_run_then_rerun_completes_without_duplicates_or_partial_files
     rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "resuming run 1" in rerun.stderr
+    assert "images: " in rerun.stderr and "/s, ETA" in rerun.stderr, "non-interactive progress lines"
     truth = fake_met.fake.truth()
     assert_complete(db, settings.images_dir, truth)
     assert_only_images_written(settings.data_dir)
@@ -245,3 +246,14 @@ def test_search_department_incremental_and_limit(met_env, db, fake_met):
     default = ingest.discover_object_ids("incremental")
     assert fake_met.request_log()[-1].query.startswith("metadataDate=")
     assert default["run_id"] > changed["run_id"]
+
+
+def test_block_page_served_with_200_is_recognised_and_never_stored(met_env, db, fake_met):
+    fake_met.set_faults(block_threshold=8, block_window=1.0, block_cooldown=0.5, block_status=200)
+    discovery = ingest.discover_object_ids("full", limit=30, batch_size=30)
+    summary = ingest.fetch_records(discovery["batches"][0])
+    assert fake_met.stats()["faults_injected"].get("block", 0) > 0
+    assert summary["blocked"] > 0 and summary["ok"] + summary["gone"] == 30
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM met_objects WHERE raw::text LIKE '%Incapsula%' "
+                                 "OR status_reason LIKE '%Incapsula%'")).scalar() == 0
