@@ -11,6 +11,7 @@ A killed download leaves only a ``.part`` file that :func:`sweep_temp_files` rem
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -119,50 +120,36 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_TEMP_NAME = re.compile(r"^\.\d+\.jpg\.(?P<host>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
+_LIVE_TEMPS: set[str] = set()  # temp files this process is writing right now
+
+
 def sweep_temp_files(folder: Path) -> int:
     """Remove temp files a killed download left in ``folder``; returns how many.
 
-    A temp file is ``.<seq>.jpg.<host>.<pid>.<random>.part``; it is stale when its process is
-    gone (same host) or it is older than an hour (a process on another machine sharing the volume).
+    A temp file is ``.<seq>.jpg.<host>.<pid>.<random>.part``. It is stale when it is older than an
+    hour, or when it was made on this host by a process that is gone (or by this process, which
+    is not writing it any more).
     """
     removed = 0
     try:
-        entries = list(folder.iterdir())
+        entries = [e for e in folder.iterdir() if e.name.endswith(TEMP_SUFFIX)]
     except OSError:
         return 0
     for entry in entries:
-        if not entry.name.endswith(TEMP_SUFFIX):
-            continue
-        fields = entry.name.split(".")
-        stale = True
+        match = _TEMP_NAME.match(entry.name)
         try:
-            host, pid = fields[-4], int(fields[-3])
-            if host == _HOSTNAME:
-                stale = not _pid_alive(pid) or pid == os.getpid() and not _live_temp(entry)
-            else:
-                stale = time.time() - entry.stat().st_mtime > STALE_TEMP_SECONDS
-        except (IndexError, ValueError, OSError):
-            pass
+            stale = match is None or time.time() - entry.stat().st_mtime > STALE_TEMP_SECONDS
+        except FileNotFoundError:
+            continue
+        if not stale and match["host"] == _HOSTNAME:
+            pid = int(match["pid"])
+            stale = not _pid_alive(pid) or (pid == os.getpid() and str(entry) not in _LIVE_TEMPS)
         if stale:
-            with _ignore_missing():
+            with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
                 removed += 1
     return removed
-
-
-_LIVE_TEMPS: set[str] = set()
-
-
-def _live_temp(entry: Path) -> bool:
-    return str(entry) in _LIVE_TEMPS
-
-
-class _ignore_missing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        return kind is not None and issubclass(kind, FileNotFoundError)
 
 
 @dataclass(frozen=True)
@@ -233,7 +220,7 @@ async def download_image(client: MetClient, url: str, *, object_id: int, seq: in
             log.debug("bad image content from %s: %s", url, exc)
         finally:
             _LIVE_TEMPS.discard(str(temp))
-            with _ignore_missing():
+            with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
     raise ImageError(f"{last_problem} (after {CONTENT_ATTEMPTS} downloads)")
 

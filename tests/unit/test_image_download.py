@@ -84,3 +84,16 @@ def test_sweep_removes_temp_files_of_dead_processes_only(tmp_path):
     keep.write_bytes(b"x")
     assert sweep_temp_files(tmp_path) == 1
     assert not dead.exists() and other_host.exists() and keep.exists()
+
+
+def test_sweep_parses_host_names_with_dots(tmp_path, monkeypatch):
+    from metgan.images import download
+
+    monkeypatch.setattr(download, "_HOSTNAME", "worker-1.example.org")
+    dead = tmp_path / ".3.jpg.worker-1.example.org.999999999.0badc0de.part"
+    dead.write_bytes(b"x")
+    mine_live = tmp_path / f".4.jpg.worker-1.example.org.{os.getpid()}.0badc0de.part"
+    mine_live.write_bytes(b"x")
+    monkeypatch.setattr(download, "_LIVE_TEMPS", {str(mine_live)})
+    assert sweep_temp_files(tmp_path) == 1
+    assert not dead.exists() and mine_live.exists()
