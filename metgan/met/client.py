@@ -110,7 +110,10 @@ class MetClient:
             connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(self.timeout, 10)),
+                # ``timeout`` bounds the silence on a connection; a large image may take longer
+                # than that in total as long as bytes keep coming (up to four times as long).
+                timeout=aiohttp.ClientTimeout(total=self.timeout * 4, sock_connect=min(self.timeout, 10),
+                                              sock_read=self.timeout),
                 headers={"User-Agent": self.user_agent},
                 cookie_jar=aiohttp.CookieJar(unsafe=True),  # the CDN's visitor cookies, kept per session
             )
