@@ -138,6 +138,9 @@ _BOOLS = {"True": "t", "False": "f", "": ""}
 _LFS_POINTER = b"version https://git-lfs"
 _RAW_LINE_LIMIT = 10_000
 _FIELD_SIZE_LIMIT = 16 * 1024 * 1024
+# Part of every csv_hash: change it when the mapping of columns changes, so the next import of
+# the same file rewrites every CSV-owned row instead of skipping it as unchanged.
+_HASH_PERSON = b"metgan-csv-v1"
 _ADVISORY_KEY = 0x6D6574637376  # "metcsv": one import at a time per database
 ABSENT_REASON = "absent from CSV"
 
@@ -263,7 +266,8 @@ class RowParser:
         if "\x00" in joined:  # PostgreSQL text cannot hold NUL
             row = [value.replace("\x00", "") for value in row]
             joined = "\x1f".join(row)
-        staged = [str(object_id), hashlib.blake2b(joined.encode("utf-8"), digest_size=16).hexdigest()]
+        digest = hashlib.blake2b(joined.encode("utf-8"), digest_size=16, person=_HASH_PERSON).hexdigest()
+        staged = [str(object_id), digest]
         staged.extend(_bool(value, column) for value, column in zip(self._bools(row), BOOL_COLUMNS, strict=True))
         staged.extend(_int(value, column) for value, column in zip(self._ints(row), INT_COLUMNS, strict=True))
         staged.append(_timestamp(row[self._metadata_date]))
