@@ -12,8 +12,8 @@ from metgan.progress import Progress
 @click.argument("source", metavar="PATH|URL")
 @click.option("--keep-absent", is_flag=True,
               help="Do not mark objects missing from this file as removed (for partial files).")
-@click.option("--chunk-rows", type=click.IntRange(min=100), default=5000, show_default=True,
-              help="Rows sent to PostgreSQL per COPY.")
+@click.option("--chunk-rows", type=click.IntRange(min=100), default=2000, show_default=True,
+              help="Rows loaded and merged at a time (memory is a few chunks).")
 @click.option("--errors", "show_errors", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many of the recorded malformed rows to print.")
 def import_csv(source: str, keep_absent: bool, chunk_rows: int, show_errors: int) -> None:
@@ -30,7 +30,7 @@ def import_csv(source: str, keep_absent: bool, chunk_rows: int, show_errors: int
     settings = get_settings()
     engine = get_engine(settings)
     migrate(engine)
-    progress = Progress(f"import {source.rsplit('/', 1)[-1]}", bar=True)
+    progress = Progress(f"import {source.rsplit('/', 1)[-1]} (MB)", bar=True)
     result = run_import(source, mark_removed=not keep_absent, chunk_rows=chunk_rows,
                         settings=settings, engine=engine, progress=progress)
     click.echo(f"import {result['import_id']}: {result['rows']} rows in {result['seconds']:.1f} s "

@@ -627,9 +627,10 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
         raise ConfigError(f"{opened.name}: the header line is not readable CSV")
     parser = RowParser(first[1])
 
-    progress = progress or Progress(f"import {Path(opened.name).name} (bytes)", logger=log)
+    # progress counts megabytes read: the row count is unknown until the end
+    progress = progress or Progress(f"import {Path(opened.name).name} (MB)", logger=log)
     if opened.total_bytes:
-        progress.start(opened.total_bytes)
+        progress.start(max(1, round(opened.total_bytes / 1e6)))
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
     cursor.execute(_STAGE_SQL)
     merge_params = {"header": list(CSV_HEADER), "now": datetime.now(UTC),
@@ -656,8 +657,9 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
     def flush() -> None:
         nonlocal reported
         writer.put({"objects": staged, "errors": errors})
-        progress.advance(counting.bytes_read - reported)
-        reported = counting.bytes_read
+        megabytes = round(counting.bytes_read / 1e6)
+        progress.advance(megabytes - reported)
+        reported = megabytes
 
     staged: list[list[str]] = []
     errors: list[list[str | None]] = []
