@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from metgan.config import Settings, get_settings
-from metgan.errors import ConfigError
+from metgan.errors import ConfigError, MetRetryableError
 from metgan.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -280,11 +280,20 @@ class RowParser:
 # --- input -------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Source:
+    name: str
+    stream: IO[bytes]
+    total_bytes: int | None
+    close: Callable[[], None]
+    is_url: bool = False
+
+
 class _CountingReader(io.RawIOBase):
     """A raw binary stream that hashes and counts the bytes read through it."""
 
-    def __init__(self, stream: IO[bytes]):
-        self._stream = stream
+    def __init__(self, source: _Source):
+        self._source = source
         self.sha256 = hashlib.sha256()
         self.bytes_read = 0
 
@@ -292,7 +301,14 @@ class _CountingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:
-        data = self._stream.read(len(buffer))
+        try:
+            data = self._source.stream.read(len(buffer))
+        except Exception as exc:
+            if not self._source.is_url:
+                raise
+            # a dropped connection or a stalled body: worth retrying (the import is one transaction)
+            raise MetRetryableError(f"download of {self._source.name} broke off after "
+                                    f"{self.bytes_read} bytes: {exc}") from exc
         if not data:
             return 0
         n = len(data)
@@ -300,14 +316,6 @@ class _CountingReader(io.RawIOBase):
         self.sha256.update(data)
         self.bytes_read += n
         return n
-
-
-@dataclass
-class _Source:
-    name: str
-    stream: IO[bytes]
-    total_bytes: int | None
-    close: Callable[[], None]
 
 
 def _is_url(source: str) -> bool:
@@ -322,14 +330,18 @@ def _open_source(source: str | os.PathLike, settings: Settings) -> _Source:
         try:
             response = requests.get(text, stream=True, timeout=settings.met_timeout,
                                     headers={"User-Agent": settings.met_user_agent})
-            response.raise_for_status()
         except requests.RequestException as exc:
-            raise ConfigError(f"cannot download {text}: {exc}") from exc
+            raise MetRetryableError(f"cannot download {text}: {exc}") from exc
+        if response.status_code >= 400:
+            response.close()
+            error = ConfigError if 400 <= response.status_code < 500 and response.status_code != 429 \
+                else MetRetryableError
+            raise error(f"cannot download {text}: HTTP {response.status_code} {response.reason}")
         response.raw.decode_content = True
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() and not response.headers.get(
             "Content-Encoding") else None
-        return _Source(text, response.raw, total, response.close)
+        return _Source(text, response.raw, total, response.close, is_url=True)
     path = Path(text).expanduser()
     if not path.is_file():
         raise ConfigError(f"CSV file {text} does not exist")
@@ -613,7 +625,7 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
 def _run(connection, cursor, opened: _Source, import_id: int, import_started: datetime, *,
          mark_removed: bool, chunk_rows: int, progress: Progress | None) -> dict[str, Any]:
     read_started = time.monotonic()
-    counting = _CountingReader(opened.stream)
+    counting = _CountingReader(opened)
     buffered = io.BufferedReader(counting, buffer_size=1 << 20)
     if buffered.peek(len(_LFS_POINTER))[: len(_LFS_POINTER)] == _LFS_POINTER:
         raise ConfigError(f"{opened.name} is a Git LFS pointer, not the CSV; fetch the file itself "

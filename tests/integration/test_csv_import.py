@@ -443,3 +443,33 @@ def test_a_stray_quote_costs_only_the_rows_it_swallows(db, settings, tmp_path):
 
     assert result["objects"] == 3 and result["errors"] == 1
     assert rows_of(db, "SELECT line_number FROM csv_import_errors") == [(5,)]
+
+
+def test_a_download_that_breaks_off_fails_the_import_and_leaves_nothing(db, settings):
+    import socket
+    import threading
+
+    from metgan.errors import MetRetryableError
+
+    sample_rows()
+    body = WELLFORMED.read_bytes()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve_half() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\n"
+                           b"Content-Length: %d\r\n\r\n" % len(body) + body[: len(body) // 2])
+        connection.close()
+
+    thread = threading.Thread(target=serve_half, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/MetObjects.csv"
+
+    with pytest.raises(MetRetryableError, match="broke off"):
+        import_csv(url, settings=settings)
+
+    thread.join(5)
+    listener.close()
+    assert one(db, "SELECT count(*) FROM met_objects") == (0,)
+    assert rows_of(db, "SELECT status FROM csv_imports") == [("failed",)]
