@@ -3,12 +3,13 @@
 The file (about 317 MB, 490k rows, 54 columns, UTF-8 with a BOM) is streamed: the csv module
 reads it record by record from a text wrapper over the file or the HTTP body; Python checks what
 must be rejected with a line number (column count, the Object ID, the begin/end dates, the
-booleans), hashes the row and sends it, raw, in chunks with ``COPY`` (from a second thread, so
-PostgreSQL ingests one chunk while Python reads the next) into a TEMP staging table. Then one
-transaction merges it: typed ``met_objects`` columns (trimmed, "" as NULL, as the API parser
+booleans), hashes the row and hands it, raw, to a second thread in chunks. That thread ``COPY``s
+each chunk into a TEMP staging table and merges it at once, so PostgreSQL works on one chunk while
+Python reads the next: typed ``met_objects`` columns (trimmed, "" as NULL, as the API parser
 does), ``csv_raw`` (the row's non-empty fields as a JSON object), and the pipe-separated artist
-and tag columns unnested, position by position, into ``met_constituents`` and ``met_tags``.
-Memory stays at a chunk or two, whatever the file size.
+and tag columns unnested, position by position, into ``met_constituents`` and ``met_tags``. The
+whole import is one transaction (a failed one leaves nothing behind; concurrent imports take
+turns). Memory stays at a chunk or two, whatever the file size.
 
 Rules of the merge:
 
