@@ -20,7 +20,7 @@ IMAGES_ASSET = Asset("metgan://met/images")
 
 API_RETRIES = {
     "retries": 4,
-    "retry_delay": timedelta(seconds=30),
+    "retry_delay": timedelta(seconds=15),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
 }
@@ -64,7 +64,7 @@ def met_ingest():
 
         return {"imported": True, **run_import(source)}
 
-    @task
+    @task(**API_RETRIES)
     def discover_object_ids(csv_summary: dict, params: dict | None = None) -> dict:
         from metgan.met import ingest
 

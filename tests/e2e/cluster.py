@@ -74,6 +74,12 @@ class Deployment:
         home.mkdir(parents=True, exist_ok=True)
         return cls(home=home, env=env, port=port)
 
+    def prepare(self, pools: dict[str, int]) -> None:
+        """Migrate Airflow's metadata database and create the pools the DAGs use (before start)."""
+        self.airflow("db", "migrate")
+        for pool, slots in pools.items():
+            self.airflow("pools", "set", pool, str(slots), f"{pool} (e2e)")
+
     def airflow(self, *args: str, timeout: float = 300) -> str:
         result = subprocess.run([str(BIN / "airflow"), *args], env=self.env, capture_output=True,
                                 text=True, timeout=timeout)
