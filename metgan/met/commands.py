@@ -32,10 +32,11 @@ def _department_ids(ctx, param, value: str | None) -> list[int] | None:
 
 
 @click.command()
-@click.option("--mode", type=click.Choice(["full", "incremental", "search", "department"]),
+@click.option("--mode", type=click.Choice(["full", "incremental", "search", "department", "targeted"]),
               default="incremental", show_default=True,
               help="full: every object; incremental: changed since the last successful run "
-                   "(or --metadata-date); search: /search?q=...&hasImages=true; department: --department-ids.")
+                   "(or --metadata-date); search: /search?q=...&hasImages=true; department: --department-ids; "
+                   "targeted: only the vase subset's candidates among stored (e.g. CSV-imported) objects.")
 @click.option("--q", "query", help="Search query (mode search).")
 @click.option("--department-ids", callback=_department_ids, help="Comma-separated ids, e.g. 1,3 (mode department).")
 @click.option("--metadata-date", help="YYYY-MM-DD: incremental from this date instead of the watermark.")
@@ -62,9 +63,13 @@ def ingest(mode, query, department_ids, metadata_date, limit, batch_size, additi
     bar = sys.stderr.isatty() if bar is None else bar
     request = dict(query=query, department_ids=department_ids, limit=limit, batch_size=batch_size,
                    metadata_date=metadata_date, settings=settings)
-    discovery = None if new_run else steps.find_unfinished_run(mode, **request)
+    discovery = None if new_run or mode == "targeted" else steps.find_unfinished_run(mode, **request)
     if discovery is not None:
         click.echo(f"resuming run {discovery['run_id']}", err=True)
+    elif mode == "targeted":
+        from metgan.met.targeted import discover_targeted
+
+        discovery = discover_targeted(batch_size=batch_size, settings=settings)
     else:
         discovery = steps.discover_object_ids(mode, **request)
     run_id, batches = discovery["run_id"], discovery["batches"]
