@@ -8,9 +8,9 @@ back to a default.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from metgan.errors import ConfigError
@@ -102,7 +102,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("METGAN_MET_CONCURRENCY", "met_concurrency", _positive_int, 16,
              "requests in flight at once within one task"),
     Variable("METGAN_MET_TIMEOUT", "met_timeout", _positive_float, 30.0,
-             "seconds before one request is abandoned and retried"),
+             "seconds a request may stay silent before it is abandoned and retried (a streaming image may take 4x)"),
     Variable("METGAN_MET_USER_AGENT", "met_user_agent", _text,
              "metgan (+https://github.com/metgan/metgan; open-access research)",
              "User-Agent sent to the Met"),
@@ -145,7 +145,7 @@ class Settings:
         return self.met_rate / self.met_workers
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
         unknown = sorted(k for k in environ if k.startswith("METGAN_") and k not in _BY_NAME)
         if unknown:

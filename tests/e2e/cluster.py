@@ -47,7 +47,7 @@ class Deployment:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def create(cls, home: Path, extra_env: dict | None = None) -> "Deployment":
+    def create(cls, home: Path, extra_env: dict | None = None) -> Deployment:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
         env.update({
