@@ -174,15 +174,14 @@ def our_rate(config, folder: Path, steps: int, warmup: int) -> float:
 
 def preset_swd(preset: str, overrides: dict, images: np.ndarray, budget_s: float, out: Path) -> dict:
     from metgan.gan.config import GanConfig
-    from metgan.gan.trial import read_metrics, run_trial
+    from metgan.gan.trial import read_json, read_metrics, run_trial
 
     config = GanConfig.from_dict({"preset": preset, **overrides, "time_budget_s": budget_s})
     summary = run_trial(out / preset, config, out / "unused", images=images)
-    lines = read_metrics(out / preset)
-    last = lines[-1]
+    last = read_metrics(out / preset)[-1]
+    info = read_json(out / preset / "trial.json")
     return {"swd": last["swd"], "swd_real": last["swd_real"], "epochs": summary["epochs"],
-            "images": summary["epochs"] * (len(images) // config.batch_size) * config.batch_size,
-            "stop": summary["stop_reason"] or summary["status"]}
+            "images": info["images_seen"], "wall_s": info["wall_s"], "stop": summary["stop_reason"] or summary["status"]}
 
 
 def main() -> None:

@@ -97,6 +97,7 @@ class TrialState:
     images_seen: int = 0
     train_seconds: float = 0.0
     epoch_seconds: float = 0.0
+    epoch_steps: int = 0
     _started: float = field(default_factory=time.monotonic)
 
     @property
@@ -141,9 +142,14 @@ class EpochClock(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.monotonic()
+        self.state.epoch_steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.state.epoch_steps += self.state.config.steps_per_execution
 
     def on_epoch_end(self, epoch, logs=None):
         self.state.epoch_seconds = time.monotonic() - self._start
+        self.state.epoch_steps = min(self.state.epoch_steps, self.state.steps_per_epoch)
 
 
 class InitialImage(keras.callbacks.Callback):
@@ -223,17 +229,31 @@ class CollapseBreaker(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stop after the epoch that takes the trial past ``time_budget_s`` of training (0 = none)."""
+    """Stop once the trial has run ``time_budget_s`` (0 = no budget), checked after every step.
+
+    A stop mid-epoch ends that epoch early: Keras still closes it, so its metrics line,
+    samples and checkpoint are written, and the trial is marked stopped (not resumed).
+    """
 
     def __init__(self, state: TrialState, budget_s: float):
         super().__init__()
         self.state = state
         self.budget_s = budget_s
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def _check(self):
+        if self.budget_s and self.state.wall_s >= self.budget_s:
+            self.state.stop(self.model, "time_budget", f"time budget of {self.budget_s:.0f}s used "
+                            f"({self.state.wall_s:.0f}s) in epoch {self._epoch + 1}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check()
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.budget_s and self.state.wall_s >= self.budget_s:
-            self.state.stop(self.model, "time_budget",
-                            f"time budget of {self.budget_s:.0f}s used ({self.state.wall_s:.0f}s) at epoch {epoch + 1}")
+        self._check()
 
 
 class EpochMetrics(keras.callbacks.Callback):
@@ -267,7 +287,7 @@ class EpochMetrics(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         state = self.state
         seconds = state.epoch_seconds
-        images = state.steps_per_epoch * state.config.batch_size
+        images = state.epoch_steps * state.config.batch_size
         state.images_seen += images
         state.train_seconds += seconds
         last = self.model.stop_training or epoch + 1 >= state.config.epochs

@@ -7,6 +7,9 @@ Airflow DAG, stays cheap. Two presets exist:
   G, LeakyReLU(0.2) + dropout in D, non-saturating loss, Adam(2e-4, 0.5), an EMA of G,
   DiffAugment colour + translation, x-flips; G's batch-norm statistics follow at momentum 0.9,
   PyTorch's DCGAN default, so samples drawn in inference mode are right after a few steps).
+  It is sized for CPUs (G 128 filters halving over 3 blocks, D 32 doubling, batch 32): on our
+  2-core machine that many more, smaller steps beat a wider model in the same time (bench/train.py).
+  On a GPU, widen it in the grid (e.g. g_filters 256-512, d_filters 64, batch 64).
 * ``origin``: the origin project's model and training step (noise 62, dense to a seed grid of
   64 channels, stride-2 transposed-conv blocks with batch norm and ReLU halving the filters,
   tanh, Keras' default initialisers and batch-norm momentum; D conv blocks with batch norm and LeakyReLU(0.1), dense sigmoid output; binary
@@ -52,8 +55,8 @@ class GanConfig:
     # generator
     noise_dim: int = 128
     g_blocks: int = 3
-    g_filters: int = 256
-    g_seed_filters: int = 256
+    g_filters: int = 128
+    g_seed_filters: int = 128
     g_kernel: int = 4
     g_dense: int = 0
     g_dense_units: int = 256
@@ -61,7 +64,7 @@ class GanConfig:
     g_bn_momentum: float = 0.9
     # discriminator
     d_blocks: int = 3
-    d_filters: int = 64
+    d_filters: int = 32
     d_kernel: int = 4
     d_dense: int = 0
     d_dense_units: int = 256
@@ -80,7 +83,7 @@ class GanConfig:
     d_lr: float = 2e-4
     d_beta1: float = 0.5
     d_beta2: float = 0.999
-    batch_size: int = 64
+    batch_size: int = 32
     g_batch_factor: int = 1
     epochs: int = 50
     d_steps: int = 1

@@ -56,8 +56,22 @@ def load_grid(path: Path | str) -> dict:
     return {"grid": data, "base": {}, "objective": "swd", "direction": "min"}
 
 
-def expand_grid(grid: dict | list[dict] | None) -> list[dict]:
-    """ParameterGrid semantics: every combination of a dict of lists; a list of dicts concatenated."""
+def _parse_grid_text(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise GanConfigError(f"grid text is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+
+
+def expand_grid(grid: dict | list[dict] | str | None) -> list[dict]:
+    """ParameterGrid semantics: every combination of a dict of lists; a list of dicts concatenated.
+
+    A string is parsed as YAML/JSON first (an Airflow param may arrive as text).
+    """
+    if isinstance(grid, str):
+        grid = _parse_grid_text(grid)
     if grid is None or grid == {}:
         return [{}]
     if isinstance(grid, dict):
@@ -82,7 +96,7 @@ def expand_grid(grid: dict | list[dict] | None) -> list[dict]:
     return combos
 
 
-def resolve_grid(grid: dict | list[dict] | None, base: dict | None = None) -> list[tuple[dict, GanConfig]]:
+def resolve_grid(grid: dict | list[dict] | str | None, base: dict | None = None) -> list[tuple[dict, GanConfig]]:
     """(combination, config) for every grid point, all validated; duplicates removed."""
     resolved, seen = [], set()
     for combo in expand_grid(grid):
@@ -121,7 +135,7 @@ def _utc_now() -> str:
 
 # --- planning ---------------------------------------------------------------------------------
 
-def plan_trials(search_name: str, grid: dict | list[dict], *, subset: str, base: dict | None = None,
+def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str, base: dict | None = None,
                 objective: str = "swd", direction: str = "min", settings: Settings | None = None,
                 dry_run: bool = False) -> list[dict]:
     """Validate the whole grid, then write the search folder, trial folders and DB rows.
@@ -136,6 +150,8 @@ def plan_trials(search_name: str, grid: dict | list[dict], *, subset: str, base:
     if direction not in ("min", "max"):
         raise GanConfigError(f"direction {direction!r} must be 'min' or 'max'")
     folder = search_dir(search_name, settings)
+    if isinstance(grid, str):
+        grid = _parse_grid_text(grid)
     resolved = resolve_grid(grid, base)
     plan = [{"search_name": search_name, "trial_id": config.trial_id(), "label": config.label()}
             for _, config in resolved]

@@ -229,7 +229,7 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
     _write_final_images(trial_dir, gan, config)
     info.update(status="stopped" if state.stop_reason else "completed", stop_reason=state.stop_reason,
                 stop_detail=state.stop_detail, epochs_done=lines[-1]["epoch"] if lines else first_epoch,
-                wall_s=round(state.wall_s, 3), finished_at=utc_now(),
+                wall_s=round(state.wall_s, 3), finished_at=utc_now(), images_seen=state.images_seen,
                 images_per_s=state.images_seen / state.train_seconds if state.train_seconds else None)
     cb.write_json_atomic(trial_dir / "trial.json", info)
     if recorder is not None:

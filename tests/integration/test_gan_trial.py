@@ -165,3 +165,20 @@ def test_train_command_writes_a_trial_folder(settings, subset, tmp_path):
     info = json.loads((out / "trial.json").read_text())
     assert info["status"] == "completed" and info["label"].startswith("origin")
     assert (out / "samples" / "epoch_0001.png").exists() and (out / "final_grid.png").exists()
+
+
+def test_time_budget_stops_a_trial_mid_epoch_and_marks_it_stopped(tmp_path):
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import read_metrics, run_trial
+    from tests.gan_support import vase_images
+
+    config = GanConfig.from_dict({**TINY, "epochs": 50, "time_budget_s": 1.0, "swd_every": 50})
+    summary = run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(64))
+    assert summary["status"] == "stopped" and summary["stop_reason"] == "time_budget"
+    assert 1 <= summary["epochs"] < 50
+    lines = read_metrics(tmp_path / "t")
+    assert lines[-1]["swd"] is not None  # the last epoch is always scored
+    info = json.loads((tmp_path / "t" / "trial.json").read_text())
+    assert "time budget" in info["stop_detail"] and info["images_seen"] >= 16
+    rerun = run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(64))
+    assert rerun["epochs"] == summary["epochs"]  # a stopped trial is finished: not trained again

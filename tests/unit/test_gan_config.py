@@ -96,6 +96,7 @@ def test_grid_expansion_follows_parameter_grid():
         {"g_lr": 2e-4, "loss": "hinge"}, {"g_lr": 2e-4, "loss": "non-saturating"}]
     assert expand_grid([{"loss": ["hinge"]}, {"loss": "wgan-gp", "d_norm": ["none", "spectral"]}]) == [
         {"loss": "hinge"}, {"d_norm": "none", "loss": "wgan-gp"}, {"d_norm": "spectral", "loss": "wgan-gp"}]
+    assert expand_grid('{"loss": ["hinge"], "g_lr": 0.001}') == [{"g_lr": 0.001, "loss": "hinge"}]  # DAG param text
     assert expand_grid({"diffaugment": [["color"], []]}) == [{"diffaugment": ["color"]}, {"diffaugment": []}]
     resolved = resolve_grid({"epochs": [1, 1, 2]})
     assert [config.epochs for _, config in resolved] == [1, 2]  # duplicates collapse to one trial

@@ -129,3 +129,19 @@ def test_collapse_breaker_leaves_a_healthy_generator_running(tmp_path):
     for epoch in range(3):
         breaker.on_epoch_end(epoch)
     assert not gan.stop_training and state.stop_reason is None and state.collapse_streak == 0
+
+
+def test_nan_guard_stops_at_once_and_records_the_reason(tmp_path):
+    from metgan.gan.callbacks import NanGuard, TrialState
+    from metgan.gan.model import build_gan
+
+    config = tiny()
+    gan = build_gan(config)
+    state = TrialState(trial_dir=tmp_path, config=config, latents=np.zeros((1, 16), np.float32),
+                       reals=np.zeros((4, 40, 32, 3), np.uint8), steps_per_epoch=1)
+    guard = NanGuard(state)
+    guard.set_model(gan)
+    guard.on_train_batch_end(0, {"d_loss": 0.7, "g_loss": 0.7})
+    assert not gan.stop_training
+    guard.on_train_batch_end(1, {"d_loss": float("nan"), "g_loss": 0.7})
+    assert gan.stop_training and state.stop_reason == "nan" and "d_loss" in state.stop_detail
