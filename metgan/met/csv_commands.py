@@ -12,7 +12,7 @@ from metgan.progress import Progress
 @click.argument("source", metavar="PATH|URL")
 @click.option("--keep-absent", is_flag=True,
               help="Do not mark objects missing from this file as removed (for partial files).")
-@click.option("--chunk-rows", type=click.IntRange(min=100), default=2000, show_default=True,
+@click.option("--chunk-rows", type=click.IntRange(min=100), default=5000, show_default=True,
               help="Rows loaded and merged at a time (memory is a few chunks).")
 @click.option("--errors", "show_errors", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many of the recorded malformed rows to print.")

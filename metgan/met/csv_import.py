@@ -3,13 +3,16 @@
 The file (about 317 MB, 490k rows, 54 columns, UTF-8 with a BOM) is streamed: the csv module
 reads it record by record from a text wrapper over the file or the HTTP body; Python checks what
 must be rejected with a line number (column count, the Object ID, the begin/end dates, the
-booleans), hashes the row and hands it, raw, to a second thread in chunks. That thread ``COPY``s
-each chunk into a TEMP staging table and merges it at once, so PostgreSQL works on one chunk while
-Python reads the next: typed ``met_objects`` columns (trimmed, "" as NULL, as the API parser
-does), ``csv_raw`` (the row's non-empty fields as a JSON object), and the pipe-separated artist
-and tag columns unnested, position by position, into ``met_constituents`` and ``met_tags``. The
-whole import is one transaction (a failed one leaves nothing behind; concurrent imports take
-turns). Memory stays at a chunk or two, whatever the file size.
+booleans), hashes the row and hands it to a second thread in chunks. That thread asks the store
+for the chunk's stored row hashes in one query (an unchanged row is only counted: a re-import of
+the same file writes almost nothing), builds the finished rows of the new and changed ones
+(``csv_raw`` as JSON text, the pipe-separated artist and tag columns split position by position)
+and ``COPY``s them: the objects into a TEMP table merged with one ``INSERT ... ON CONFLICT``
+(PostgreSQL trims the text columns, as the API parser does), the constituents and tags straight
+into ``met_constituents`` and ``met_tags`` after one ``DELETE`` of the changed objects' old
+lists. PostgreSQL works on one chunk while Python reads the next. The whole import is one
+transaction (a failed one leaves nothing behind; concurrent imports take turns). Memory stays at
+a few chunks, whatever the file size.
 
 Rules of the merge:
 
@@ -42,6 +45,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring  # the C escaper json.dumps uses
 from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
@@ -152,7 +156,7 @@ class RowError(ValueError):
 
 # --- parsing -----------------------------------------------------------------------------------
 #
-# The hot loop (490k rows). Text stays raw: PostgreSQL trims and splits it in the merge, in C.
+# The hot loop (490k rows): every row is checked and hashed; only new and changed rows are built.
 
 
 def _int(value: str, column: str) -> str:
@@ -250,12 +254,18 @@ class RowParser:
     def object_id(self, row: list[str]) -> int | None:
         """The row's Object ID when it is a valid one, else None."""
         raw_id = row[self.id_index].strip(_WHITESPACE) if len(row) > self.id_index else ""
+        if raw_id.isascii() and raw_id.isdigit() and len(raw_id) < 10:
+            return int(raw_id) or None
         if _INTEGER.fullmatch(raw_id) and 0 < int(raw_id) <= _INT32:
             return int(raw_id)
         return None
 
-    def parse(self, row: list[str]) -> list[str]:
-        """The staging row: id, hash, typed booleans/ints/date, constituent ids, then the raw fields."""
+    def parse(self, row: list[str]) -> Parsed:
+        """Check a record (a bad one raises RowError) and return it with its id, hash and typed values.
+
+        Only the checks and the hash are done for every row; the rest of the work (trimming,
+        csv_raw, the pipe lists) is done by ``staged`` for the rows that are new or changed.
+        """
         if len(row) != self.width:
             raise RowError(f"expected {self.width} columns, found {len(row)}")
         object_id = self.object_id(row)
@@ -268,14 +278,113 @@ class RowParser:
             row = [value.replace("\x00", "") for value in row]
             joined = "\x1f".join(row)
         digest = hashlib.blake2b(joined.encode("utf-8"), digest_size=16, person=_HASH_PERSON).hexdigest()
-        staged = [str(object_id), digest]
-        staged.extend(_bool(value, column) for value, column in zip(self._bools(row), BOOL_COLUMNS, strict=True))
-        staged.extend(_int(value, column) for value, column in zip(self._ints(row), INT_COLUMNS, strict=True))
-        staged.append(_timestamp(row[self._metadata_date]))
-        artists = self._artists(row)
-        staged.append(_constituent_ids(row[self._constituent_id], artists) if any(artists) else "")
-        staged.extend(row)
-        return staged
+        # the common spellings by lookup; anything else through the checking converters
+        bools = self._bools(row)
+        typed = [_BOOLS.get(value) for value in bools]
+        if None in typed:
+            typed = [_bool(value, column) for value, column in zip(bools, BOOL_COLUMNS, strict=True)]
+        ints = self._ints(row)
+        if all(value.isdigit() and len(value) < 10 and value.isascii() for value in ints):
+            typed.extend(ints)
+        else:
+            typed.extend(_int(value, column) for value, column in zip(ints, INT_COLUMNS, strict=True))
+        return object_id, digest, typed, row
+
+
+# A checked record: (object id, csv_hash, typed booleans and ints, the fields in CSV_HEADER order).
+Parsed = tuple[int, str, list[str], list[str]]
+
+_ARTIST_INDEXES = itemgetter(*[CSV_HEADER.index(name) for name in ARTIST_COLUMNS])
+_TAG_INDEXES = itemgetter(*[CSV_HEADER.index(name) for name in TAG_COLUMNS])
+_CONSTITUENT_ID_INDEX = CSV_HEADER.index("Constituent ID")
+_METADATA_DATE_INDEX = CSV_HEADER.index("Metadata Date")
+_LIST_BLANK = _WHITESPACE + "|"
+_JSON_KEYS = [encode_basestring(name) + ":" for name in CSV_HEADER]
+
+
+def raw_json(row: list[str]) -> str:
+    """csv_raw as JSON text: the row's non-empty fields, untrimmed, by column name."""
+    return "{" + ",".join([key + encode_basestring(value)
+                           for key, value in zip(_JSON_KEYS, row, strict=True) if value]) + "}"
+
+
+def _split_lists(values: tuple[str, ...]) -> tuple[int, list[list[str]]]:
+    """Pipe lists side by side: their longest length and each list padded with "" to it."""
+    parts = [value.split("|") if value else [] for value in values]
+    length = max(map(len, parts))
+    return length, [p + [""] * (length - len(p)) if len(p) < length else p for p in parts]
+
+
+_TEXT_INDEXES = itemgetter(*[CSV_HEADER.index(name) for name in TEXT_COLUMNS])
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+_TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _escape(text: str) -> str:
+    """A value for COPY's text format."""
+    return text.translate(_TEXT_ESCAPES) if _NEEDS_ESCAPE.search(text) else text
+
+
+def _line(fields: list[str] | tuple[str, ...]) -> str:
+    """A COPY line (text format) of fields: one check of the joined fields for what needs escaping."""
+    joined = "\x1e".join(fields)
+    if _NEEDS_ESCAPE.search(joined) or joined.count("\x1e") != len(fields) - 1:
+        return "\t".join([_escape(value) for value in fields])
+    return joined.replace("\x1e", "\t")
+
+
+def staged_object(parsed: Parsed) -> str:
+    """The met_objects staging line for COPY (text format, "" is NULL): id, hash, typed columns,
+    the text columns as read (the merge trims them in PostgreSQL, as the API parser trims them),
+    csv_raw as JSON text."""
+    object_id, digest, typed, row = parsed
+    texts = _line(_TEXT_INDEXES(row))
+    # JSON text holds no raw tab, newline or carriage return (they are escaped), only backslashes
+    return "\t".join([str(object_id), digest, *typed, _timestamp(row[_METADATA_DATE_INDEX]), texts,
+                      raw_json(row).replace("\\", "\\\\")])
+
+
+_AROUND_SEPARATOR = re.compile(r"[ \t\r\n]*\x1e[ \t\r\n]*")
+
+
+def staged_constituents(parsed: Parsed) -> list[str]:
+    """met_constituents lines of a record: the artist columns' pipe lists, position by position,
+    each value trimmed."""
+    object_id, _, _, row = parsed
+    artists = _ARTIST_INDEXES(row)
+    if not "".join(artists).strip(_LIST_BLANK):
+        return []
+    length, columns = _split_lists(artists)
+    ids = _constituent_ids(row[_CONSTITUENT_ID_INDEX], artists).split("|")
+    if len(ids) != length:
+        ids = [""] * length
+    lines = []
+    for seq, values in enumerate(zip(*columns, strict=True)):
+        # one regex pass trims every value of the position
+        joined = _AROUND_SEPARATOR.sub("\x1e", "\x1e".join(values)).strip(_WHITESPACE)
+        if _NEEDS_ESCAPE.search(joined) or joined.count("\x1e") != len(values) - 1:
+            lines.append(_line([str(object_id), str(seq), ids[seq], *[v.strip(_WHITESPACE) for v in values]]))
+        else:
+            lines.append(f"{object_id}\t{seq}\t{ids[seq]}\t" + joined.replace("\x1e", "\t"))
+    return lines
+
+
+def staged_tags(parsed: Parsed) -> list[str]:
+    """met_tags rows of a record: the three tag columns' pipe lists, position by position; a
+    position without a term is skipped (its seq is not reused)."""
+    object_id, _, _, row = parsed
+    tags = _TAG_INDEXES(row)
+    if not tags[0]:
+        return []
+    length, (terms, aat, wikidata) = _split_lists(tags)
+    key = str(object_id)
+    staged = []
+    for seq in range(length):
+        term = terms[seq].strip(_WHITESPACE)
+        if term:
+            staged.append(_line([key, str(seq), term, aat[seq].strip(_WHITESPACE),
+                                 wikidata[seq].strip(_WHITESPACE)]))
+    return staged
 
 
 # --- input -------------------------------------------------------------------------------------
@@ -376,64 +485,77 @@ def _records(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str | None]
 
 
 # --- database ----------------------------------------------------------------------------------
-# --- database ----------------------------------------------------------------------------------
+#
+# Per chunk (by the merging thread, while the main thread reads the next chunk):
+#
+# 1. one query fetches the stored csv_hash of the chunk's objects: an unchanged row is done
+#    (counted, nothing built or written);
+# 2. for new and changed rows Python builds the finished rows (trimmed columns, csv_raw as JSON
+#    text, the pipe lists split position by position) and COPYs the objects into a TEMP table
+#    merged with one INSERT ... ON CONFLICT, and the constituents and tags straight into their
+#    tables, after one DELETE of the changed objects' old lists;
+# 3. every (object, line, kind) is COPYed into csv_seen: at the end it gives the duplicates,
+#    the counts and the objects absent from this file.
 
-_RAW = [f"c{i:02d}" for i in range(len(CSV_HEADER))]  # staged raw fields, in CSV_HEADER order
-_RAW_OF = dict(zip(CSV_HEADER, _RAW, strict=True))
-_TYPED_STAGE = ("is_highlight", "is_timeline_work", "is_public_domain", "object_begin_date",
-                "object_end_date", "metadata_date")
-_STAGE_COLUMNS = ("line_number", "object_id", "csv_hash", *_TYPED_STAGE, "constituent_ids", *_RAW)
-_WS = r"E' \t\r\n'"
-
-
-def _trimmed(expression: str) -> str:
-    return f"nullif(btrim({expression}, {_WS}), '')"
-
-
-# Each chunk is COPYed into csv_chunk and merged at once (by the sending thread, while Python reads
-# the next chunk); csv_seen keeps every staged (object, line) for the end: duplicates and removals.
-_STAGE_SQL = f"""
+_OBJECT_STAGE = ("object_id", "csv_hash", *BOOL_COLUMNS.values(), *INT_COLUMNS.values(), "metadata_date",
+                 *TEXT_COLUMNS.values(), "csv_raw")
+_STAGE_SQL = """
 CREATE TEMP TABLE csv_chunk (
-    line_number integer NOT NULL, object_id integer NOT NULL, csv_hash text NOT NULL,
+    object_id integer NOT NULL, csv_hash text NOT NULL,
     is_highlight boolean, is_timeline_work boolean, is_public_domain boolean,
     object_begin_date integer, object_end_date integer, metadata_date timestamptz,
-    constituent_ids text, {", ".join(f"{c} text" for c in _RAW)}
+    {text}, csv_raw jsonb NOT NULL
 ) ON COMMIT DROP;
-CREATE TEMP TABLE csv_delta (
-    object_id integer PRIMARY KEY, line_number integer NOT NULL, kind text NOT NULL,
-    api_owned boolean NOT NULL, existed boolean NOT NULL
+CREATE TEMP TABLE csv_seen (
+    object_id integer NOT NULL, line_number integer NOT NULL, kind text NOT NULL
 ) ON COMMIT DROP;
-CREATE TEMP TABLE csv_seen (object_id integer NOT NULL, line_number integer NOT NULL) ON COMMIT DROP;
-CREATE TEMP TABLE csv_kinds (object_id integer PRIMARY KEY, kind text NOT NULL) ON COMMIT DROP;
 CREATE TEMP TABLE csv_stage_errors (
     line_number integer NOT NULL, object_id integer, reason text NOT NULL, raw_line text
 ) ON COMMIT DROP;
-"""
+""".format(text=", ".join(f"{c} text" for c in TEXT_COLUMNS.values()))
+# COPY's text format with NULL '' (no column takes an empty string: text is trimmed to NULL)
 _COPY = {
-    "objects": f"COPY csv_chunk ({', '.join(_STAGE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
-    "errors": "COPY csv_stage_errors (line_number, object_id, reason, raw_line) FROM STDIN WITH (FORMAT csv)",
+    "objects": f"COPY csv_chunk ({', '.join(_OBJECT_STAGE)}) FROM STDIN WITH (NULL '')",
+    "constituents": "COPY met_constituents (object_id, seq, constituent_id, {}) FROM STDIN WITH (NULL '')"
+                    .format(", ".join(ARTIST_COLUMNS.values())),
+    "tags": "COPY met_tags (object_id, seq, {}) FROM STDIN WITH (NULL '')".format(
+        ", ".join(TAG_COLUMNS.values())),
+    "seen": "COPY csv_seen (object_id, line_number, kind) FROM STDIN WITH (NULL '')",
+    "errors": "COPY csv_stage_errors (line_number, object_id, reason, raw_line) FROM STDIN WITH (NULL '')",
 }
 
-# Each object of the chunk against the store: new (no earlier CSV import of it), changed or
-# unchanged; whether the API owns its typed columns (it returned a record); whether a row existed.
-# Of two lines of one object in a chunk the later is merged; the first classification of an
-# object in this import is the one counted (csv_kinds).
-_CLASSIFY_SQL = """
-TRUNCATE csv_delta;
-INSERT INTO csv_seen (object_id, line_number) SELECT object_id, line_number FROM csv_chunk;
-INSERT INTO csv_delta (object_id, line_number, kind, api_owned, existed)
-SELECT DISTINCT ON (s.object_id) s.object_id, s.line_number,
-       CASE WHEN m.object_id IS NULL OR m.csv_hash IS NULL THEN 'new'
-            WHEN m.csv_hash = s.csv_hash THEN 'unchanged'
-            ELSE 'changed' END,
-       coalesce(m.source = 'api' AND m.raw IS NOT NULL, false),
-       m.object_id IS NOT NULL
-FROM csv_chunk s LEFT JOIN met_objects m USING (object_id)
-ORDER BY s.object_id, s.line_number DESC;
-INSERT INTO csv_kinds (object_id, kind) SELECT object_id, kind FROM csv_delta
-ON CONFLICT (object_id) DO NOTHING;
+# The stored state of a chunk's objects: csv_hash (NULL: no earlier CSV import) and whether the
+# API owns the typed columns (it returned a record).
+_EXISTING_SQL = """
+SELECT object_id, csv_hash, source = 'api' AND raw IS NOT NULL
+FROM met_objects WHERE object_id = ANY(%s)
 """
-_CHUNK_JOIN = "csv_chunk s JOIN csv_delta d ON d.object_id = s.object_id AND d.line_number = s.line_number"
+
+
+
+_MERGED = [c for c in _OBJECT_STAGE if c not in ("object_id", "csv_hash", "csv_raw")]
+_MERGED_SOURCES = [f"nullif(btrim({c}, E' \\t\\r\\n'), '')" if c in TEXT_COLUMNS.values() else c
+                   for c in _MERGED]
+_API_OWNED = "(met_objects.source = 'api' AND met_objects.raw IS NOT NULL)"
+_CSV_ABSENT = "(met_objects.status = 'gone' AND met_objects.status_reason LIKE %(absent)s)"
+_KEEP_API_FIELDS = ",\n    ".join(
+    f"{c} = CASE WHEN {_API_OWNED} THEN met_objects.{c} ELSE EXCLUDED.{c} END" for c in _MERGED)
+_MERGE_OBJECTS_SQL = f"""
+INSERT INTO met_objects AS met_objects (object_id, source, status, {", ".join(_MERGED)},
+                                        csv_raw, csv_hash, csv_imported_at, updated_at)
+SELECT object_id, 'csv', 'ok', {", ".join(_MERGED_SOURCES)}, csv_raw, csv_hash, %(now)s, now()
+FROM csv_chunk
+ON CONFLICT (object_id) DO UPDATE SET
+    {_KEEP_API_FIELDS},
+    source = CASE WHEN {_API_OWNED} THEN met_objects.source ELSE 'csv' END,
+    status = CASE WHEN {_CSV_ABSENT} THEN 'ok' ELSE met_objects.status END,
+    status_reason = CASE WHEN {_CSV_ABSENT} THEN NULL ELSE met_objects.status_reason END,
+    csv_raw = EXCLUDED.csv_raw,
+    csv_hash = EXCLUDED.csv_hash,
+    csv_imported_at = EXCLUDED.csv_imported_at,
+    updated_at = now()
+WHERE met_objects.csv_hash IS DISTINCT FROM EXCLUDED.csv_hash
+"""
 
 # At the end: a later line with the same Object ID won; the earlier ones are recorded as errors.
 _DUPLICATES_SQL = """
@@ -447,62 +569,11 @@ JOIN (SELECT object_id, max(line_number) AS line_number FROM csv_seen
       GROUP BY object_id HAVING count(*) > 1) last USING (object_id)
 WHERE s.line_number < last.line_number;
 """
-
-_OBJECT_SOURCES: dict[str, str] = {
-    **{column: f"s.{column}" for column in _TYPED_STAGE},
-    **{column: _trimmed(f"s.{_RAW_OF[name]}") for name, column in TEXT_COLUMNS.items()},
-}
-_API_OWNED = "(met_objects.source = 'api' AND met_objects.raw IS NOT NULL)"
-_CSV_ABSENT = "(met_objects.status = 'gone' AND met_objects.status_reason LIKE %(absent)s)"
-_KEEP_API_FIELDS = ",\n    ".join(
-    f"{c} = CASE WHEN {_API_OWNED} THEN met_objects.{c} ELSE EXCLUDED.{c} END" for c in _OBJECT_SOURCES)
-_MERGE_OBJECTS_SQL = f"""
-INSERT INTO met_objects AS met_objects (object_id, source, status, {", ".join(_OBJECT_SOURCES)},
-                                        csv_raw, csv_hash, csv_imported_at, updated_at)
-SELECT s.object_id, 'csv', 'ok', {", ".join(_OBJECT_SOURCES.values())},
-       jsonb_strip_nulls(jsonb_object(%(header)s::text[], ARRAY[{", ".join(f"s.{c}" for c in _RAW)}])),
-       s.csv_hash, %(now)s, now()
-FROM {_CHUNK_JOIN}
-WHERE d.kind <> 'unchanged'
-ON CONFLICT (object_id) DO UPDATE SET
-    {_KEEP_API_FIELDS},
-    source = CASE WHEN {_API_OWNED} THEN met_objects.source ELSE 'csv' END,
-    status = CASE WHEN {_CSV_ABSENT} THEN 'ok' ELSE met_objects.status END,
-    status_reason = CASE WHEN {_CSV_ABSENT} THEN NULL ELSE met_objects.status_reason END,
-    csv_raw = EXCLUDED.csv_raw,
-    csv_hash = EXCLUDED.csv_hash,
-    csv_imported_at = EXCLUDED.csv_imported_at,
-    updated_at = now()
-WHERE met_objects.csv_hash IS DISTINCT FROM EXCLUDED.csv_hash
-"""
-
-# Constituents and tags of objects whose typed columns the CSV owns are replaced when their row is
-# new or changed: the pipe lists unnested side by side (unnest pads shorter lists with NULL).
-_CSV_OWNED_CHANGES = "d.kind <> 'unchanged' AND NOT d.api_owned"
-_DELETE_LISTS_SQL = """
-DELETE FROM {table} t USING csv_delta d
-WHERE t.object_id = d.object_id AND d.existed AND {owned}
-"""
-_ARTIST_RAW = [f"s.{_RAW_OF[name]}" for name in ARTIST_COLUMNS]
-_INSERT_CONSTITUENTS_SQL = f"""
-INSERT INTO met_constituents (object_id, seq, constituent_id, {", ".join(ARTIST_COLUMNS.values())})
-SELECT s.object_id, u.seq - 1, nullif(u.constituent_id, '')::integer,
-       {", ".join(_trimmed(f"u.{c}") for c in ARTIST_COLUMNS.values())}
-FROM {_CHUNK_JOIN}
-CROSS JOIN LATERAL unnest(string_to_array(s.constituent_ids, '|'),
-                          {", ".join(f"string_to_array({c}, '|')" for c in _ARTIST_RAW)})
-     WITH ORDINALITY AS u(constituent_id, {", ".join(ARTIST_COLUMNS.values())}, seq)
-WHERE {_CSV_OWNED_CHANGES}
-  AND btrim(concat({", ".join(_ARTIST_RAW)}), E' \\t\\r\\n|') <> ''
-"""
-_TAG_RAW = [f"s.{_RAW_OF[name]}" for name in TAG_COLUMNS]
-_INSERT_TAGS_SQL = f"""
-INSERT INTO met_tags (object_id, seq, {", ".join(TAG_COLUMNS.values())})
-SELECT s.object_id, u.seq - 1, {", ".join(_trimmed(f"u.{c}") for c in TAG_COLUMNS.values())}
-FROM {_CHUNK_JOIN}
-CROSS JOIN LATERAL unnest({", ".join(f"string_to_array({c}, '|')" for c in _TAG_RAW)})
-     WITH ORDINALITY AS u({", ".join(TAG_COLUMNS.values())}, seq)
-WHERE {_CSV_OWNED_CHANGES} AND {_TAG_RAW[0]} IS NOT NULL AND {_trimmed("u.term")} IS NOT NULL
+# Each object counted once, as its first line in this import found it.
+_KINDS_SQL = """
+SELECT kind, count(*) FROM (
+    SELECT DISTINCT ON (object_id) kind FROM csv_seen ORDER BY object_id, line_number
+) first GROUP BY kind
 """
 
 # Objects an earlier import saw (csv_hash set) that this file lacks; malformed rows are not absent.
@@ -519,20 +590,21 @@ WHERE m.csv_hash IS NOT NULL
 """
 
 
-def _copy(cursor, kind: str, rows: list[list[str]]) -> None:
+def _copy(cursor, kind: str, rows: list[list[str]] | list[str]) -> None:
+    """COPY rows (lists of strings, escaped here; or lines already escaped) in the text format."""
     if not rows:
         return
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    buffer.seek(0)
-    cursor.copy_expert(_COPY[kind], buffer, size=1 << 16)
+    if isinstance(rows[0], list):
+        rows = [_line(row) for row in rows]
+    rows.append("")
+    cursor.copy_expert(_COPY[kind], io.StringIO("\n".join(rows)), size=1 << 18)
 
 
 class _ChunkWriter:
     """Hands chunks to a second thread that loads and merges them, so that PostgreSQL works on
     one chunk while Python reads the next (psycopg2 releases the GIL while the server works)."""
 
-    def __init__(self, process: Callable[[dict[str, list[list[str]]]], None]):
+    def __init__(self, process: Callable[[dict[str, list]], None]):
         self._process = process
         self._queue: queue.Queue = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
@@ -550,7 +622,7 @@ class _ChunkWriter:
                 except BaseException as exc:  # handed to the main thread by put() / close()
                     self._error = exc
 
-    def put(self, chunks: dict[str, list[list[str]]]) -> None:
+    def put(self, chunks: dict[str, list]) -> None:
         if self._error is not None:
             raise self._error
         self._queue.put(chunks)
@@ -571,10 +643,24 @@ def _raw_line(row: list[str] | None) -> str | None:
     return buffer.getvalue().replace("\x00", "")[:_RAW_LINE_LIMIT]
 
 
+@dataclass
+class _Timings:
+    """Seconds per phase of the merge (summed over chunks), logged at DEBUG and returned."""
+
+    lookup: float = 0.0
+    build: float = 0.0
+    objects: float = 0.0
+    lists: float = 0.0
+    seen: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: round(value, 3) for name, value in vars(self).items()}
+
+
 # --- the import --------------------------------------------------------------------------------
 
 
-def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_rows: int = 2000,
+def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_rows: int = 5000,
                settings: Settings | None = None, engine=None,
                progress: Progress | None = None) -> dict[str, Any]:
     """Stream ``MetObjects.csv`` (a path or an http(s) URL) into the store; return the counts.
@@ -584,9 +670,10 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
     ``new`` (not in an earlier import), ``changed``, ``unchanged``, ``removed`` (in an earlier
     import, absent now; counted and marked only with ``mark_removed``), ``constituents`` and
     ``tags`` (rows written), plus ``import_id``, ``source``, ``sha256``, ``bytes``,
-    ``read_seconds`` (reading, loading and merging), ``finish_seconds``, ``seconds`` and
-    ``rows_per_s``. A small JSON-able dict (an Airflow task may return it). Importing the same
-    file twice changes nothing the second time.
+    ``read_seconds`` (reading, loading and merging), ``finish_seconds``, ``seconds``,
+    ``rows_per_s`` and ``phases`` (seconds of the merging thread per phase). A small JSON-able
+    dict (an Airflow task may return it). Importing the same file twice changes nothing the
+    second time.
     """
     from metgan.store import get_engine
 
@@ -645,23 +732,68 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
     if opened.total_bytes:
         progress.start(max(1, round(opened.total_bytes / 1e6)))
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
+    # one commit at the very end: waiting for its WAL flush buys nothing (a crash before it
+    # loses the whole import either way, and the import is rerun)
+    cursor.execute("SET LOCAL synchronous_commit = off")
     cursor.execute(_STAGE_SQL)
-    merge_params = {"header": list(CSV_HEADER), "now": datetime.now(UTC),
-                    "absent": ABSENT_REASON + "%"}
+    merge_params = {"now": datetime.now(UTC), "absent": ABSENT_REASON + "%"}
     written = {"constituents": 0, "tags": 0}
+    timings = _Timings()
 
-    def merge(chunks: dict[str, list[list[str]]]) -> None:
-        _copy(cursor, "errors", chunks["errors"])
-        if not chunks["objects"]:
+    def merge(chunk: dict[str, list]) -> None:
+        _copy(cursor, "errors", chunk["errors"])
+        lines: list[tuple[int, Parsed]] = chunk["objects"]
+        if not lines:
             return
-        _copy(cursor, "objects", chunks["objects"])
-        cursor.execute(_CLASSIFY_SQL)
-        cursor.execute(_MERGE_OBJECTS_SQL, merge_params)
-        for table, insert in (("met_constituents", _INSERT_CONSTITUENTS_SQL), ("met_tags", _INSERT_TAGS_SQL)):
-            cursor.execute(_DELETE_LISTS_SQL.format(table=table, owned=_CSV_OWNED_CHANGES))
-            cursor.execute(insert)
-            written[table.removeprefix("met_")] += cursor.rowcount
-        cursor.execute("TRUNCATE csv_chunk")
+        clock = time.monotonic()
+        last = {parsed[0]: (line_number, parsed) for line_number, parsed in lines}  # a later line wins
+        cursor.execute(_EXISTING_SQL, (list(last),))
+        stored = {object_id: (csv_hash, api_owned) for object_id, csv_hash, api_owned in cursor.fetchall()}
+        now = time.monotonic()
+        timings.lookup += now - clock
+        clock = now
+
+        kinds: dict[int, str] = {}
+        objects: list[str] = []
+        constituents: list[str] = []
+        tags: list[str] = []
+        replaced: list[int] = []  # CSV-owned objects whose old lists go
+        for object_id, (_, parsed) in last.items():
+            csv_hash, api_owned = stored.get(object_id, (None, False))
+            if csv_hash == parsed[1]:
+                kinds[object_id] = "unchanged"
+                continue
+            kinds[object_id] = "new" if csv_hash is None else "changed"
+            objects.append(staged_object(parsed))
+            if api_owned:
+                continue
+            if object_id in stored:
+                replaced.append(object_id)
+            constituents.extend(staged_constituents(parsed))
+            tags.extend(staged_tags(parsed))
+        seen = [[str(object_id), str(line_number), kinds[object_id]] for line_number, (object_id, *_) in lines]
+        now = time.monotonic()
+        timings.build += now - clock
+        clock = now
+
+        if objects:
+            _copy(cursor, "objects", objects)
+            cursor.execute(_MERGE_OBJECTS_SQL, merge_params)
+            cursor.execute("TRUNCATE csv_chunk")
+            now = time.monotonic()
+            timings.objects += now - clock
+            clock = now
+        if replaced:
+            cursor.execute("DELETE FROM met_constituents WHERE object_id = ANY(%s)", (replaced,))
+            cursor.execute("DELETE FROM met_tags WHERE object_id = ANY(%s)", (replaced,))
+        _copy(cursor, "constituents", constituents)
+        _copy(cursor, "tags", tags)
+        written["constituents"] += len(constituents)
+        written["tags"] += len(tags)
+        now = time.monotonic()
+        timings.lists += now - clock
+        _copy(cursor, "seen", seen)
+        timings.seen += time.monotonic() - now
 
     rows = 0
     writer = _ChunkWriter(merge)
@@ -674,14 +806,14 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
         progress.advance(megabytes - reported)
         reported = megabytes
 
-    staged: list[list[str]] = []
+    staged: list[tuple[int, Parsed]] = []
     errors: list[list[str | None]] = []
     try:
         for line_number, row, error in records:
             rows += 1
             if error is None:
                 try:
-                    staged.append([str(line_number), *parser.parse(row)])
+                    staged.append((line_number, parser.parse(row)))
                     if len(staged) >= chunk_rows:
                         flush()
                         staged, errors = [], []
@@ -690,7 +822,7 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
                     error = str(exc)
             object_id = parser.object_id(row) if row is not None else None
             errors.append([str(line_number), "" if object_id is None else str(object_id), error,
-                           _raw_line(row)])
+                           _raw_line(row) or ""])
         flush()
     finally:
         writer.close()
@@ -698,7 +830,7 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
     read_done = time.monotonic()
 
     cursor.execute(_DUPLICATES_SQL)
-    cursor.execute("SELECT kind, count(*) FROM csv_kinds GROUP BY kind")
+    cursor.execute(_KINDS_SQL)
     by_kind = dict(cursor.fetchall())
     counts: dict[str, Any] = {"rows": rows, **written}
     removed = 0
@@ -717,7 +849,9 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
         "bytes": counting.bytes_read, "sha256": counting.sha256.hexdigest(),
         "read_seconds": round(read_done - read_started, 3),
         "finish_seconds": round(time.monotonic() - read_done, 3),
+        "phases": timings.as_dict(),
     })
+    log.debug("CSV import %d merge phases (s): %s", import_id, counts["phases"])
     cursor.execute("UPDATE csv_imports SET status = 'success', finished_at = now(), sha256 = %s, "
                    "counts = %s WHERE import_id = %s", (counts["sha256"], json.dumps(counts), import_id))
     connection.commit()
