@@ -594,10 +594,8 @@ def _copy(cursor, kind: str, rows: list[list[str]] | list[str]) -> None:
     """COPY rows (lists of strings, escaped here; or lines already escaped) in the text format."""
     if not rows:
         return
-    if isinstance(rows[0], list):
-        rows = [_line(row) for row in rows]
-    rows.append("")
-    cursor.copy_expert(_COPY[kind], io.StringIO("\n".join(rows)), size=1 << 18)
+    lines = [_line(row) for row in rows] if isinstance(rows[0], list) else rows
+    cursor.copy_expert(_COPY[kind], io.StringIO("\n".join(lines) + "\n"), size=1 << 18)
 
 
 class _ChunkWriter:

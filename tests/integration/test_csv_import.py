@@ -77,7 +77,12 @@ def test_sample_files_import_every_row(db, settings, path):
 
 def test_sample_constituents_and_tags_split_in_matching_order(db, settings):
     sample_rows()
-    import_csv(WELLFORMED, settings=settings)
+    result = import_csv(WELLFORMED, settings=settings, chunk_rows=100)  # several chunks
+
+    # the counts reported are the rows written
+    assert (result["constituents"], result["tags"]) == one(
+        db, "SELECT (SELECT count(*) FROM met_constituents), (SELECT count(*) FROM met_tags)")
+    assert result["constituents"] > 0 and result["tags"] > 0
 
     # Object 120 (the sample's Tiffany vase): two constituents, dates space-padded in the file.
     constituents = rows_of(db, """
