@@ -680,6 +680,7 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
     started = time.monotonic()
     opened = _open_source(source, settings)
     connection = engine.raw_connection()
+    lookup_connection = engine.raw_connection()  # reads stored hashes while `connection` merges
     try:
         cursor = connection.cursor()
         cursor.execute("INSERT INTO csv_imports (source) VALUES (%s) RETURNING import_id, started_at",
@@ -687,7 +688,7 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
         import_id, import_started = cursor.fetchone()
         connection.commit()
         try:
-            counts = _run(connection, cursor, opened, import_id, import_started,
+            counts = _run(connection, cursor, lookup_connection, opened, import_id, import_started,
                           mark_removed=mark_removed, chunk_rows=chunk_rows, progress=progress)
         except BaseException as exc:
             connection.rollback()
@@ -698,6 +699,7 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
             raise
     finally:
         opened.close()
+        lookup_connection.close()
         connection.close()
     counts["seconds"] = round(time.monotonic() - started, 3)
     counts["rows_per_s"] = round(counts["rows"] / counts["seconds"], 1) if counts["seconds"] else None
@@ -708,7 +710,7 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
     return {"import_id": import_id, "source": opened.name, **counts}
 
 
-def _run(connection, cursor, opened: _Source, import_id: int, import_started: datetime, *,
+def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int, import_started: datetime, *,
          mark_removed: bool, chunk_rows: int, progress: Progress | None) -> dict[str, Any]:
     read_started = time.monotonic()
     counting = _CountingReader(opened)
@@ -735,71 +737,80 @@ def _run(connection, cursor, opened: _Source, import_id: int, import_started: da
     cursor.execute("SET LOCAL synchronous_commit = off")
     cursor.execute(_STAGE_SQL)
     merge_params = {"now": datetime.now(UTC), "absent": ABSENT_REASON + "%"}
+    lookup = lookup_connection.cursor()
     written = {"constituents": 0, "tags": 0}
     timings = _Timings()
 
-    def merge(chunk: dict[str, list]) -> None:
-        _copy(cursor, "errors", chunk["errors"])
-        lines: list[tuple[int, Parsed]] = chunk["objects"]
-        if not lines:
-            return
+    def classify_and_build(lines: list[tuple[int, Parsed]]) -> dict[str, list]:
+        """(Main thread.) Classify a chunk's rows against the store and build what is written."""
         clock = time.monotonic()
         last = {parsed[0]: (line_number, parsed) for line_number, parsed in lines}  # a later line wins
-        cursor.execute(_EXISTING_SQL, (list(last),))
-        stored = {object_id: (csv_hash, api_owned) for object_id, csv_hash, api_owned in cursor.fetchall()}
+        # the store as it was before this import (committed rows), read on the second connection
+        # while the first one is busy merging the previous chunk
+        lookup.execute(_EXISTING_SQL, (list(last),))
+        stored = {object_id: (csv_hash, api_owned) for object_id, csv_hash, api_owned in lookup.fetchall()}
+        lookup_connection.rollback()
         now = time.monotonic()
         timings.lookup += now - clock
         clock = now
 
         kinds: dict[int, str] = {}
-        objects: list[str] = []
-        constituents: list[str] = []
-        tags: list[str] = []
-        replaced: list[int] = []  # CSV-owned objects whose old lists go
+        built: dict[str, list] = {"objects": [], "constituents": [], "tags": [], "replaced": []}
         for object_id, (_, parsed) in last.items():
             csv_hash, api_owned = stored.get(object_id, (None, False))
-            if csv_hash == parsed[1]:
+            again = object_id in imported  # an earlier chunk had this object: its first kind counts
+            if csv_hash == parsed[1] and not again:
                 kinds[object_id] = "unchanged"
                 continue
             kinds[object_id] = "new" if csv_hash is None else "changed"
-            objects.append(staged_object(parsed))
+            built["objects"].append(staged_object(parsed))
             if api_owned:
                 continue
-            if object_id in stored:
-                replaced.append(object_id)
-            constituents.extend(staged_constituents(parsed))
-            tags.extend(staged_tags(parsed))
-        seen = [[str(object_id), str(line_number), kinds[object_id]] for line_number, (object_id, *_) in lines]
-        now = time.monotonic()
-        timings.build += now - clock
-        clock = now
+            if object_id in stored or again:  # its earlier lists (from the store or this import) go
+                built["replaced"].append(object_id)
+            built["constituents"].extend(staged_constituents(parsed))
+            built["tags"].extend(staged_tags(parsed))
+        imported.update(last)
+        built["seen"] = [[str(object_id), str(line_number), kinds[object_id]]
+                         for line_number, (object_id, *_) in lines]
+        timings.build += time.monotonic() - clock
+        return built
 
-        if objects:
-            _copy(cursor, "objects", objects)
+    def merge(chunk: dict[str, list]) -> None:
+        """(Merging thread.) Load and merge one built chunk."""
+        _copy(cursor, "errors", chunk["errors"])
+        clock = time.monotonic()
+        if chunk["objects"]:
+            _copy(cursor, "objects", chunk["objects"])
             cursor.execute(_MERGE_OBJECTS_SQL, merge_params)
             cursor.execute("TRUNCATE csv_chunk")
-            now = time.monotonic()
-            timings.objects += now - clock
-            clock = now
-        if replaced:
-            cursor.execute("DELETE FROM met_constituents WHERE object_id = ANY(%s)", (replaced,))
-            cursor.execute("DELETE FROM met_tags WHERE object_id = ANY(%s)", (replaced,))
-        _copy(cursor, "constituents", constituents)
-        _copy(cursor, "tags", tags)
-        written["constituents"] += len(constituents)
-        written["tags"] += len(tags)
+        now = time.monotonic()
+        timings.objects += now - clock
+        clock = now
+        if chunk["replaced"]:
+            cursor.execute("DELETE FROM met_constituents WHERE object_id = ANY(%s)", (chunk["replaced"],))
+            cursor.execute("DELETE FROM met_tags WHERE object_id = ANY(%s)", (chunk["replaced"],))
+        _copy(cursor, "constituents", chunk["constituents"])
+        _copy(cursor, "tags", chunk["tags"])
+        written["constituents"] += len(chunk["constituents"])
+        written["tags"] += len(chunk["tags"])
         now = time.monotonic()
         timings.lists += now - clock
-        _copy(cursor, "seen", seen)
+        _copy(cursor, "seen", chunk["seen"])
         timings.seen += time.monotonic() - now
 
     rows = 0
+    # every object id of this import so far (about 30 MB for the real file's 490k): a later
+    # line of an object an earlier chunk wrote is merged over that one, whatever the store said
+    imported: set[int] = set()
     writer = _ChunkWriter(merge)
     reported = 0
 
     def flush() -> None:
         nonlocal reported
-        writer.put({"objects": staged, "errors": errors})
+        built = classify_and_build(staged) if staged else {"objects": [], "constituents": [], "tags": [],
+                                                           "replaced": [], "seen": []}
+        writer.put({**built, "errors": errors})
         megabytes = round(counting.bytes_read / 1e6)
         progress.advance(megabytes - reported)
         reported = megabytes
