@@ -3,16 +3,17 @@
 The file (about 317 MB, 490k rows, 54 columns, UTF-8 with a BOM) is streamed: the csv module
 reads it record by record from a text wrapper over the file or the HTTP body; Python checks what
 must be rejected with a line number (column count, the Object ID, the begin/end dates, the
-booleans), hashes the row and hands it to a second thread in chunks. That thread asks the store
-for the chunk's stored row hashes in one query (an unchanged row is only counted: a re-import of
-the same file writes almost nothing), builds the finished rows of the new and changed ones
-(``csv_raw`` as JSON text, the pipe-separated artist and tag columns split position by position)
-and ``COPY``s them: the objects into a TEMP table merged with one ``INSERT ... ON CONFLICT``
-(PostgreSQL trims the text columns, as the API parser does), the constituents and tags straight
-into ``met_constituents`` and ``met_tags`` after one ``DELETE`` of the changed objects' old
-lists. PostgreSQL works on one chunk while Python reads the next. The whole import is one
-transaction (a failed one leaves nothing behind; concurrent imports take turns). Memory stays at
-a few chunks, whatever the file size.
+booleans) and hashes the row. Per chunk of rows it then asks the store for their stored row
+hashes in one query (on a second connection: the store as it was before the import) so that an
+unchanged row is only counted (a re-import of the same file writes almost nothing), and builds
+the finished rows of the new and changed ones: ``csv_raw`` as JSON text, the pipe-separated
+artist and tag columns split position by position. A second thread ``COPY``s each built chunk
+while Python reads the next: the objects into a TEMP table merged with one ``INSERT ... ON
+CONFLICT`` (PostgreSQL trims the text columns, as the API parser does), the constituents and
+tags straight into ``met_constituents`` and ``met_tags`` after one ``DELETE`` of the changed
+objects' old lists. The whole import is one transaction (a failed one leaves nothing behind;
+concurrent imports take turns). Memory stays at a few chunks, whatever the file size, plus the
+set of object ids seen (about 30 MB for the real file).
 
 Rules of the merge:
 
@@ -595,7 +596,10 @@ def _copy(cursor, kind: str, rows: list[list[str]] | list[str]) -> None:
     if not rows:
         return
     lines = [_line(row) for row in rows] if isinstance(rows[0], list) else rows
-    cursor.copy_expert(_COPY[kind], io.StringIO("\n".join(lines) + "\n"), size=1 << 18)
+    # encoded at once and handed over in one read: psycopg2 needs the GIL for every read of the
+    # file, and the reading thread, busy building the next chunk, holds it for up to 5 ms a time
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    cursor.copy_expert(_COPY[kind], io.BytesIO(data), size=len(data))
 
 
 class _ChunkWriter:
@@ -643,7 +647,8 @@ def _raw_line(row: list[str] | None) -> str | None:
 
 @dataclass
 class _Timings:
-    """Seconds per phase of the merge (summed over chunks), logged at DEBUG and returned."""
+    """Seconds per phase, summed over chunks: lookup and build in the reading thread; objects,
+    lists (constituents and tags) and seen in the merging thread. Logged at DEBUG and returned."""
 
     lookup: float = 0.0
     build: float = 0.0
@@ -669,7 +674,7 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
     import, absent now; counted and marked only with ``mark_removed``), ``constituents`` and
     ``tags`` (rows written), plus ``import_id``, ``source``, ``sha256``, ``bytes``,
     ``read_seconds`` (reading, loading and merging), ``finish_seconds``, ``seconds``,
-    ``rows_per_s`` and ``phases`` (seconds of the merging thread per phase). A small JSON-able
+    ``rows_per_s`` and ``phases`` (seconds per phase, see ``_Timings``). A small JSON-able
     dict (an Airflow task may return it). Importing the same file twice changes nothing the
     second time.
     """
