@@ -156,7 +156,7 @@ def child_ours(path: str, url: str) -> dict:
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "rows": result["objects"], "errors": result["errors"],
             "constituents": result["constituents"], "tags": result["tags"],
-            "detail": f"read+COPY+merge {result['read_seconds']:.1f} s (merge thread: "
+            "detail": f"read+COPY+merge {result['read_seconds']:.1f} s (phases: "
                       + ", ".join(f"{k} {v:.1f}" for k, v in result["phases"].items())
                       + f"), finish {result['finish_seconds']:.1f} s"}
 
