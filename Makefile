@@ -8,7 +8,7 @@ BIN := $(abspath $(VENV)/bin)
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install test test-fast demo up lint bench lock clean
+.PHONY: install test test-fast test-embedded demo up lint bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: $(STAMP)  ## the whole test suite (unit, integration, dags, e2e)
 
 test-fast: $(STAMP)  ## unit and integration tests only
 	$(BIN)/pytest tests/unit tests/integration -m "not slow"
+
+test-embedded: $(STAMP)  ## the integration tests again, on the embedded PostgreSQL server
+	METGAN_TEST_SERVER=embedded $(BIN)/pytest tests/integration tests/dags/test_pipeline.py
 
 demo: $(STAMP)  ## the whole pipeline end to end on embedded defaults
 	$(BIN)/python -m metgan.demo

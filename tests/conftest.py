@@ -73,16 +73,27 @@ def drop_database(admin_url: str, url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory) -> str:
+def pg_admin_url() -> str:
     """URL of the ``postgres`` database on the server the tests use."""
     if TEST_SERVER_MODE != "embedded" and local_server_answers():
         yield LOCAL_ADMIN_URL
         return
+    yield from embedded_server("metgan-test-pg-")
+
+
+def embedded_server(prefix: str):
+    """An embedded server in a fresh folder outside pytest's basetemp: pgserver runs PostgreSQL as
+    an unprivileged user who must traverse the path, and pytest resets its basetemp root to 0700."""
+    import shutil
+
     from metgan.store import embedded
 
-    data_dir = tmp_path_factory.mktemp("embedded-pg")
-    yield embedded.ensure_server(data_dir)
-    embedded.stop_server(data_dir)
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield embedded.ensure_server(data_dir)
+    finally:
+        embedded.stop_server(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

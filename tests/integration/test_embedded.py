@@ -2,8 +2,11 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -17,12 +20,15 @@ WHO = ("import json, psycopg2; from metgan.store import engine;"
 
 
 @pytest.fixture
-def embedded_env(tmp_path):
+def embedded_env():
+    # outside pytest's basetemp, which pytest keeps at 0700: PostgreSQL runs as another user
+    data_dir = Path(tempfile.mkdtemp(prefix="metgan-embedded-")) / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("METGAN_")}
-    env["METGAN_DATA_DIR"] = str(tmp_path / "data")
-    yield env, tmp_path / "data"
-    if (tmp_path / "data" / "postgres").exists():
-        embedded.stop_server(tmp_path / "data")
+    env["METGAN_DATA_DIR"] = str(data_dir)
+    yield env, data_dir
+    if (data_dir / "postgres").exists():
+        embedded.stop_server(data_dir)
+    shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 def test_two_processes_get_one_server_and_data_survives_a_restart(embedded_env):
