@@ -188,10 +188,19 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _engine(settings: Settings):
-    from metgan.store import get_engine
+_MIGRATED: set[str] = set()
 
-    return get_engine(settings)
+
+def _engine(settings: Settings):
+    """The store's engine, migrated once per process (so a fresh database just works)."""
+    from metgan.store import get_engine, migrate
+
+    engine = get_engine(settings)
+    url = engine.url.render_as_string(hide_password=False)
+    if url not in _MIGRATED:
+        migrate(engine)
+        _MIGRATED.add(url)
+    return engine
 
 
 def _db_plan(search_name: str, record: dict, folder: Path, resolved, settings: Settings) -> None:

@@ -115,6 +115,8 @@ def test_grid_with_an_invalid_combination_fails_before_anything_is_written(db, s
                                       "--name", "dry", "--dry-run"])
     assert result.exit_code == 0 and "2 trial(s)" in result.output
     assert not (settings.results_dir / "dry").exists()
+    missing = CliRunner().invoke(cli, ["search", "status", "dry"])
+    assert missing.exit_code != 0 and "no search named 'dry'" in missing.output
 
 
 def test_killed_trial_resumes_from_its_checkpoint_not_from_zero(db, settings, subset, caplog):
