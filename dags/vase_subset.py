@@ -25,8 +25,10 @@ SUBSETS_ALIAS = AssetAlias("metgan-subsets")
     params={
         "name": Param("vases", type="string", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", title="Subset name"),
         "include": Param(["vase"], type="array", items={"type": "string"}, title="Include words",
-                         description="object name or classification contains one of these words"),
-        "exclude": Param(["fragment"], type="array", items={"type": "string"}, title="Exclude words"),
+                         description="the object name contains one of these words (whole words, any case, "
+                                     "optional plural: 'vase' matches Bottle vase, not Vaseline jar)"),
+        "exclude": Param(["fragment", "fragmentary", "sherd"], type="array", items={"type": "string"},
+                         title="Exclude words"),
         "classifications": Param([], type="array", items={"type": "string"}, title="Classifications",
                                  description="also include these classifications (e.g. Vases)"),
         "size": Param("128x160", type="string", pattern=r"^\d+x\d+$", title="Size (WxH)"),
