@@ -141,13 +141,36 @@ def up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_process_groups([process])
     return 0
+
+
+def stop_process_groups(processes: list[subprocess.Popen], timeout: float = 30) -> None:
+    """SIGTERM each process's group, wait for the whole group, SIGKILL what is left.
+
+    The whole group, not only its leader: `airflow standalone` can exit while its scheduler child
+    hangs on idle LocalExecutor workers."""
+    groups = [process.pid for process in processes]
+    for group in groups:
+        _signal_group(group, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_signal_group(group, 0) for group in groups):
+        for process in processes:
+            process.poll()
+        time.sleep(0.5)
+    for group in groups:
+        _signal_group(group, signal.SIGKILL)
+    for process in processes:
+        process.wait()
+
+
+def _signal_group(group: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when the group no longer exists."""
+    try:
+        os.killpg(group, sig)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 def _healthy(url: str) -> bool:
