@@ -110,6 +110,19 @@ def resolve_grid(grid: dict | list[dict] | str | None, base: dict | None = None)
     return resolved
 
 
+def grid_labels(combos: list[dict]) -> list[str]:
+    """Name each trial by the grid settings that vary across the search ("loss=hinge d_norm=none"),
+    not by everything that differs from the preset, which repeats the search's shared settings."""
+    keys = sorted({key for combo in combos for key in combo})
+    varying = [key for key in keys
+               if len({json.dumps(combo.get(key, "\0"), sort_keys=True) for combo in combos}) > 1]
+
+    def text(value: Any) -> str:
+        return "+".join(map(str, value)) or "none" if isinstance(value, list) else str(value)
+
+    return [" ".join(f"{key}={text(combo[key])}" for key in varying if key in combo) for combo in combos]
+
+
 # --- folders ----------------------------------------------------------------------------------
 
 def search_dir(search_name: str, settings: Settings | None = None) -> Path:
@@ -153,8 +166,9 @@ def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str,
     if isinstance(grid, str):
         grid = _parse_grid_text(grid)
     resolved = resolve_grid(grid, base)
-    plan = [{"search_name": search_name, "trial_id": config.trial_id(), "label": config.label()}
-            for _, config in resolved]
+    labels = grid_labels([combo for combo, _ in resolved])
+    plan = [{"search_name": search_name, "trial_id": config.trial_id(), "label": label or config.label()}
+            for (_, config), label in zip(resolved, labels, strict=True)]
     if dry_run:
         return plan
     subset_dir = settings.subsets_dir / subset
