@@ -3,9 +3,10 @@
 ``plan_trials`` expands the grid (a dict of lists, or a list of such dicts, as scikit-learn's
 ParameterGrid) and validates every combination before anything trains; an invalid grid fails
 here with the message. ``train_trial`` is mapped over the trials in pool ``gpu`` (one slot per
-GPU) on queue ``gpu`` (the GPU Celery worker); a retried trial resumes from its last checkpoint.
-``render_gifs`` renders each trial's GIFs; ``publish_report`` writes the search's report and
-gallery, which the metgan page in the Airflow UI shows.
+GPU) on queue ``gpu`` (the GPU Celery worker); a retried trial resumes from its last checkpoint,
+and a trial that still fails turns its task red while the other trials go on. ``render_gifs``
+renders what each trial left (a failed or stopped one says why), and ``publish_report`` writes
+the search's report and gallery, which the metgan page in the Airflow UI shows.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, get_current_context, task
+from airflow.sdk import (
+    ExceptionRetryPolicy,
+    Param,
+    RetryAction,
+    RetryRule,
+    TriggerRule,
+    dag,
+    get_current_context,
+    task,
+)
 
 # Two settings the small-data literature disagrees on: the loss, and how D is regularised.
 DEFAULT_GRID = {
@@ -69,23 +79,28 @@ def gan_search():
     def train_trial(trial: dict) -> dict:
         import socket
 
+        from metgan.errors import TrainingError
         from metgan.gan.search import train_trial as train
 
         get_current_context()["trial_label"] = trial["label"]
         result = train(trial["search_name"], trial["trial_id"])
+        if result["status"] == "failed":
+            raise TrainingError(f"trial {trial['label']} failed: {result['error']}")
         return {**trial, **result, "worker": socket.gethostname()}
 
-    @task(map_index_template="{{ trial_label }}")
-    def render_gifs(trained: dict) -> dict:
+    # Over the plan, not train_trial's results, and whatever the trainings' outcome: a failed or
+    # stopped trial still gets its GIFs and its place in the report, saying why it ended.
+    @task(map_index_template="{{ trial_label }}", trigger_rule=TriggerRule.ALL_DONE)
+    def render_gifs(trial: dict) -> dict:
         from metgan.config import get_settings
         from metgan.viz.render import render_trial
 
-        get_current_context()["trial_label"] = trained["label"]
-        trial_dir = get_settings().results_dir / trained["search_name"] / trained["trial_id"]
+        get_current_context()["trial_label"] = trial["label"]
+        trial_dir = get_settings().results_dir / trial["search_name"] / trial["trial_id"]
         written = render_trial(trial_dir)
-        return {"trial_id": trained["trial_id"], "files": sorted(str(p) for p in written.values())}
+        return {"trial_id": trial["trial_id"], "files": sorted(str(p) for p in written.values())}
 
-    @task
+    @task(trigger_rule=TriggerRule.ALL_DONE)
     def publish_report(rendered, params: dict | None = None) -> dict:
         from metgan.config import get_settings
         from metgan.viz.report import publish_report as publish
@@ -95,7 +110,9 @@ def gan_search():
 
     trials = plan_trials()
     trained = train_trial.expand(trial=trials)
-    publish_report(render_gifs.expand(trained=trained))
+    rendered = render_gifs.expand(trial=trials)
+    trained >> rendered
+    publish_report(rendered)
 
 
 gan_search()

@@ -72,9 +72,12 @@ def test_gan_search_wiring(dagbag):
     dag = dagbag.dags["gan_search"]
     assert _edges(dag) == {
         ("plan_trials", "train_trial"),
+        ("plan_trials", "render_gifs"),
         ("train_trial", "render_gifs"),
         ("render_gifs", "publish_report"),
     }
+    assert dag.get_task("render_gifs").trigger_rule == "all_done"
+    assert dag.get_task("publish_report").trigger_rule == "all_done"
     train = dag.get_task("train_trial")
     assert train.pool == "gpu" and train.queue == "gpu"
     assert dag.get_task("plan_trials").queue != "gpu"
