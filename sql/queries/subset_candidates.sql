@@ -1,4 +1,5 @@
--- Objects of a training subset, from metadata alone (no image needed): the object name matches
+-- Objects of a training subset, from metadata alone (no image needed); the rule itself is the
+-- function subset_candidates (sql/0020_subset_candidates_function.sql): the object name matches
 -- one of the include patterns, or the classification is one of the chosen ones (e.g. the Greek
 -- and Roman department's "Vases"), and the name matches none of the exclude patterns
 -- (fragments). Public domain only, unless asked otherwise. Objects known only from the Open
@@ -10,13 +11,7 @@
 --   exclude          text[]  same, for names to leave out
 --   classifications  text[]  lower-case classifications taken whatever the name
 --   public_domain    boolean require is_public_domain
-SELECT o.object_id
-FROM met_objects AS o
-WHERE o.status IN ('ok', 'pending')
-  AND (NOT %(public_domain)s OR o.is_public_domain IS TRUE)
-  AND (
-        coalesce(o.object_name, '') ~* ANY (%(include)s::text[])
-     OR lower(coalesce(o.classification, '')) = ANY (%(classifications)s::text[])
-  )
-  AND NOT coalesce(o.object_name, '') ~* ANY (%(exclude)s::text[])
-ORDER BY o.object_id
+SELECT c.object_id
+FROM subset_candidates(%(include)s::text[], %(exclude)s::text[], %(classifications)s::text[],
+                       %(public_domain)s) AS c
+ORDER BY c.object_id

@@ -6,16 +6,10 @@
 -- Parameters: those of subset_candidates.sql, plus
 --   primary_only  boolean  only each object's primary image (seq 0)
 SELECT i.object_id, i.seq, i.path, i.sha256, i.width, i.height
-FROM met_objects AS o
-JOIN met_images AS i ON i.object_id = o.object_id
-WHERE o.status IN ('ok', 'pending')
-  AND (NOT %(public_domain)s OR o.is_public_domain IS TRUE)
-  AND (
-        coalesce(o.object_name, '') ~* ANY (%(include)s::text[])
-     OR lower(coalesce(o.classification, '')) = ANY (%(classifications)s::text[])
-  )
-  AND NOT coalesce(o.object_name, '') ~* ANY (%(exclude)s::text[])
-  AND i.status = 'ok'
+FROM subset_candidates(%(include)s::text[], %(exclude)s::text[], %(classifications)s::text[],
+                       %(public_domain)s) AS c
+JOIN met_images AS i ON i.object_id = c.object_id
+WHERE i.status = 'ok'
   AND i.path IS NOT NULL
   AND i.sha256 IS NOT NULL
   AND (NOT %(primary_only)s OR i.seq = 0)
