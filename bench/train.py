@@ -45,14 +45,15 @@ def vase_images(count: int, height: int, width: int, seed: int = 0) -> np.ndarra
     """uint8 NHWC vase-like images: the fake Met's drawer if present, else a procedural one."""
     rng = np.random.default_rng(seed)
     try:
-        from metgan.met.fake.images import draw_vase
+        from metgan.met.fake.images import render
     except ImportError:
-        draw_vase = None
+        render = None
     out = []
-    for _ in range(count):
-        if draw_vase is not None:
-            image = np.asarray(Image.fromarray(np.asarray(draw_vase(rng, width * 2, height * 2), np.uint8))
-                               .convert("RGB").resize((width, height), Image.LANCZOS))
+    for scene in range(count):
+        if render is not None:
+            # render() gives the finished RGB photograph (the drawers alone return floats in 0..1)
+            image = np.asarray(render("vase", seed, scene, width * 2, height * 2)
+                               .resize((width, height), Image.LANCZOS))
         else:
             image = _procedural_vase(rng, height, width)
         out.append(image)
