@@ -140,7 +140,8 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
         log.info("trial %s already %s: skipped", trial_id, info["status"])
         return summary_from_files(trial_dir, objective)
     info.update({"search_name": search_name, "trial_id": trial_id, "status": "running", "stop_reason": None,
-                 "error": None, "epochs": config.epochs, "label": config.label(), "overrides": config.overrides(),
+                 "error": None, "epochs": config.epochs, "label": info.get("label") or config.label(),
+                 "overrides": config.overrides(),
                  "hostname": socket.gethostname(), "finished_at": None})
     info.setdefault("started_at", utc_now())
     info.setdefault("epochs_done", 0)

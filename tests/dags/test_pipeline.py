@@ -59,6 +59,7 @@ def test_ingest_subset_and_search_end_to_end(airflow_db, db, fake_met, settings,
     tis = _run(dags["gan_search"], {"search_name": "e2e", "subset": "vases", "grid": {"loss": ["non-saturating", "hinge"]},
                                     "base": TINY_GAN, "epochs": 2, "time_budget_s": 300})
     assert sorted(m for t, m in tis if t == "train_trial") == [0, 1]
+    assert {tis[("train_trial", m)].rendered_map_index for m in (0, 1)} == {"loss=non-saturating", "loss=hinge"}
     with db.connect() as conn:
         trials = conn.execute(text("SELECT trial_id, status, epochs_done FROM trials WHERE search_name = 'e2e'")).all()
         epochs = conn.execute(text("SELECT count(*) FROM trial_epochs WHERE search_name = 'e2e'")).scalar_one()
@@ -67,7 +68,9 @@ def test_ingest_subset_and_search_end_to_end(airflow_db, db, fake_met, settings,
     search = settings.results_dir / "e2e"
     for trial_id, _, _ in trials:
         folder = search / trial_id
-        assert json.loads((folder / "trial.json").read_text())["status"] == "completed"
+        info = json.loads((folder / "trial.json").read_text())
+        assert info["status"] == "completed"
+        assert info["label"] in ("loss=non-saturating", "loss=hinge")  # the varying grid key only
         for name in ("progress.gif", "graph_expanding.gif", "graph_rolling.gif", "graph_static.gif",
                      "final_grid.png", "metrics.jsonl", "latents.npy"):
             assert (folder / name).is_file(), name
