@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 
 import click
 
@@ -64,6 +65,8 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="metgan")
 def cli(verbose: int, quiet: bool) -> None:
     """metgan: scrape the Met's open-access collection and train GANs on it."""
+    # pgserver's platformdirs warns on every start where XDG_RUNTIME_DIR is unset (containers, CI)
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
