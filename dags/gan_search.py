@@ -71,9 +71,13 @@ def gan_search():
         map_index_template="{{ trial_label }}",
         retries=2,
         retry_delay=timedelta(seconds=10),
+        # Retries are for a lost worker or machine (the retry resumes from the checkpoint); a trial
+        # that failed in training (its traceback is in trial.json) would only fail again.
         retry_policy=ExceptionRetryPolicy(rules=[
             RetryRule(exception="metgan.errors.GanConfigError", action=RetryAction.FAIL,
                       reason="an invalid config does not become valid by retrying"),
+            RetryRule(exception="metgan.errors.TrainingError", action=RetryAction.FAIL,
+                      reason="the trial failed in training; see trial.json for its traceback"),
         ]),
     )
     def train_trial(trial: dict) -> dict:

@@ -25,12 +25,12 @@ def dags():
     return DagBag(dag_folder=str(REPO / "dags")).dags
 
 
-def _run(dag, conf):
-    from airflow.utils.state import DagRunState
-
+def _run(dag, conf, failed=()):
+    """Run ``dag`` with dag.test(); every task must succeed except the ``failed`` ones, which must fail."""
     run = dag.test(run_conf=conf)
-    failed = [(ti.task_id, ti.map_index) for ti in run.get_task_instances() if ti.state != "success"]
-    assert run.state == DagRunState.SUCCESS, failed
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert {key for key, state in states.items() if state != "success"} == set(failed), states
+    assert all(states[key] == "failed" for key in failed), states
     return {(ti.task_id, ti.map_index): ti for ti in run.get_task_instances()}
 
 
@@ -56,24 +56,31 @@ def test_ingest_subset_and_search_end_to_end(airflow_db, db, fake_met, settings,
                                   "AND status = 'ok'")).scalar_one()
     assert built == len(manifest) - 1
 
-    tis = _run(dags["gan_search"], {"search_name": "e2e", "subset": "vases", "grid": {"loss": ["non-saturating", "hinge"]},
-                                    "base": TINY_GAN, "epochs": 2, "time_budget_s": 300})
-    assert sorted(m for t, m in tis if t == "train_trial") == [0, 1]
-    assert {tis[("train_trial", m)].rendered_map_index for m in (0, 1)} == {"loss=non-saturating", "loss=hinge"}
+    # Two trials that train, and one whose batch is larger than the subset: valid, fails in training.
+    grid = [{"loss": ["non-saturating", "hinge"]}, {"batch_size": [4096]}]
+    tis = _run(dags["gan_search"], {"search_name": "e2e", "subset": "vases", "grid": grid, "base": TINY_GAN,
+                                    "epochs": 2, "time_budget_s": 300}, failed=[("train_trial", 2)])
+    assert [tis[("train_trial", m)].rendered_map_index for m in (0, 1, 2)] == [
+        "loss=non-saturating", "loss=hinge", "batch_size=4096"]
+    assert tis[("train_trial", 2)].try_number == 1  # a training failure is not retried
     with db.connect() as conn:
-        trials = conn.execute(text("SELECT trial_id, status, epochs_done FROM trials WHERE search_name = 'e2e'")).all()
+        trials = dict(conn.execute(text("SELECT trial_id, status FROM trials WHERE search_name = 'e2e'")).all())
         epochs = conn.execute(text("SELECT count(*) FROM trial_epochs WHERE search_name = 'e2e'")).scalar_one()
-    assert len(trials) == 2 and {status for _, status, _ in trials} == {"completed"}
+    assert sorted(trials.values()) == ["completed", "completed", "failed"]
     assert epochs == 4
     search = settings.results_dir / "e2e"
-    for trial_id, _, _ in trials:
+    for trial_id, status in trials.items():
         folder = search / trial_id
         info = json.loads((folder / "trial.json").read_text())
-        assert info["status"] == "completed"
-        assert info["label"] in ("loss=non-saturating", "loss=hinge")  # the varying grid key only
-        for name in ("progress.gif", "graph_expanding.gif", "graph_rolling.gif", "graph_static.gif",
-                     "final_grid.png", "metrics.jsonl", "latents.npy"):
-            assert (folder / name).is_file(), name
+        assert info["status"] == status
+        assert info["label"] in ("loss=non-saturating", "loss=hinge", "batch_size=4096")  # the varying keys only
+        assert (folder / "progress.gif").is_file()  # rendered whatever the outcome
+        if status == "completed":
+            for name in ("graph_expanding.gif", "graph_rolling.gif", "graph_static.gif",
+                         "final_grid.png", "metrics.jsonl", "latents.npy"):
+                assert (folder / name).is_file(), name
+        else:
+            assert info["error"]
     report = (search / "report.html").read_text()
-    assert all(trial_id in report for trial_id, _, _ in trials)
+    assert all(trial_id in report for trial_id in trials) and "failed" in report
     assert (search / "leaderboard.csv").is_file()
