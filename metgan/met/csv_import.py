@@ -1,23 +1,31 @@
 """Import the Met's Open Access ``MetObjects.csv`` into the tables the API ingest fills.
 
 The file (about 317 MB, 490k rows, 54 columns, UTF-8 with a BOM) is streamed: the csv module
-reads it record by record from a text wrapper over the file or the HTTP body; Python checks what
-must be rejected with a line number (column count, the Object ID, the begin/end dates, the
-booleans) and hashes the row. Per chunk of rows it then asks the store for their stored row
-hashes in one query (on a second connection: the store as it was before the import) so that an
-unchanged row is only counted (a re-import of the same file writes almost nothing), and builds
-the finished rows of the new and changed ones: ``csv_raw`` as JSON text, the pipe-separated
-artist and tag columns split position by position. A second thread ``COPY``s each built chunk
-while Python reads the next: the objects into a TEMP table merged with one ``INSERT ... ON
-CONFLICT`` (PostgreSQL trims the text columns, as the API parser does), the constituents and
-tags straight into ``met_constituents`` and ``met_tags`` after one ``DELETE`` of the changed
-objects' old lists. The whole import is one transaction (a failed one leaves nothing behind;
-concurrent imports take turns). Memory stays at a few chunks, whatever the file size, plus the
-set of object ids seen (about 30 MB for the real file).
+reads it record by record from a text wrapper over the file or the HTTP body, and the text of
+each record is kept as read (``csv_raw``). Python checks what must be rejected with a line
+number (column count, the Object ID, the begin/end dates, the booleans) and hashes the record.
+Per chunk of rows it asks the store for their stored hashes in one query (on a second
+connection: the store as it was before the import), so that an unchanged row is only counted (a
+re-import of the same file writes almost nothing), and builds COPY lines for the new and changed
+ones: the text columns trimmed, the pipe-separated artist and tag columns split position by
+position. A second thread loads each built chunk while Python reads the next (two cores: Python
+on one, PostgreSQL on the other):
+
+- objects the store has never had are ``COPY``d straight into ``met_objects``;
+- objects it has (an earlier import, the API, a removed one coming back) are ``COPY``d into a
+  TEMP table and merged with one ``INSERT ... ON CONFLICT``;
+- constituents and tags are ``COPY``d into ``met_constituents`` and ``met_tags`` after one
+  ``DELETE`` of the changed objects' old lists.
+
+The whole import is one transaction: a failed one leaves nothing behind. It holds ``met_objects``
+in SHARE ROW EXCLUSIVE mode: readers go on, concurrent imports take turns, and an API ingest
+writing objects meanwhile waits for the commit (so no object can appear between the lookup and
+the COPY). Memory stays at a few chunks, whatever the file size, plus the line number of every
+object id seen (about 40 MB for the real file).
 
 Rules of the merge:
 
-- ``csv_hash`` (of the row's fields) detects change: an unchanged row is not written at all.
+- ``csv_hash`` (of the record's text) detects change: an unchanged row is not written at all.
 - Objects the API returned (``source = 'api'`` with a raw record) keep their API fields; only
   ``csv_raw``, ``csv_hash`` and ``csv_imported_at`` are updated on them. CSV-only rows are
   overwritten by a later API fetch (the API ingest's upsert sets ``source = 'api'``).
@@ -34,8 +42,10 @@ Rules of the merge:
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -46,7 +56,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from json.encoder import encode_basestring  # the C escaper json.dumps uses
 from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
@@ -141,13 +150,14 @@ _WHITESPACE = " \t\r\n"
 _TRUE = frozenset({"true", "t", "1", "yes"})
 _FALSE = frozenset({"false", "f", "0", "no"})
 _BOOLS = {"True": "t", "False": "f", "": ""}
+# the three boolean columns as the file spells them -> their COPY values, in one lookup
+_BOOL_TRIPLES = {(a, b, c): (_BOOLS[a], _BOOLS[b], _BOOLS[c]) for a in _BOOLS for b in _BOOLS for c in _BOOLS}
 _LFS_POINTER = b"version https://git-lfs"
 _RAW_LINE_LIMIT = 10_000
 _FIELD_SIZE_LIMIT = 16 * 1024 * 1024
 # Part of every csv_hash: change it when the mapping of columns changes, so the next import of
 # the same file rewrites every CSV-owned row instead of skipping it as unchanged.
-_HASH_PERSON = b"metgan-csv-v1"
-_ADVISORY_KEY = 0x6D6574637376  # "metcsv": one import at a time per database
+_HASH_PERSON = b"metgan-csv-v2"  # v2: the hash of the record's text (v1 hashed its fields)
 ABSENT_REASON = "absent from CSV"
 
 
@@ -157,7 +167,7 @@ class RowError(ValueError):
 
 # --- parsing -----------------------------------------------------------------------------------
 #
-# The hot loop (490k rows): every row is checked and hashed; only new and changed rows are built.
+# The hot loop (490k rows): every record is checked and hashed; only new and changed rows are built.
 
 
 def _int(value: str, column: str) -> str:
@@ -185,6 +195,7 @@ def _bool(value: str, column: str) -> str:
     raise RowError(f"{column} {value!r} is not True or False")
 
 
+@functools.lru_cache(maxsize=4096)  # the file's dates repeat: one parse per distinct value
 def _timestamp(value: str) -> str:
     """The Metadata Date as ISO 8601 UTC; an unreadable one is dropped (csv_raw keeps it)."""
     value = value.strip(_WHITESPACE)
@@ -201,16 +212,14 @@ def _timestamp(value: str) -> str:
     return ""
 
 
-def _constituent_ids(value: str, artists: tuple[str, ...]) -> str:
-    """Pipe-joined ids when they split into one per constituent, else "" (csv_raw keeps them)."""
-    value = value.strip(_WHITESPACE)
-    if not value:
-        return ""
+def _constituent_ids(value: str, length: int) -> list[str]:
+    """One id per constituent when the ids split into ``length`` parts, else "" for each
+    (csv_raw keeps them)."""
     parts = value.split("|")
-    if len(parts) != max(v.count("|") for v in artists) + 1:
-        return ""
+    if len(parts) != length:
+        return [""] * length
     ids = [p.strip(_WHITESPACE) for p in parts]
-    return "|".join(p if _INTEGER.fullmatch(p) and 0 < int(p) <= _INT32 else "" for p in ids)
+    return [p if _INTEGER.fullmatch(p) and 0 < int(p) <= _INT32 else "" for p in ids]
 
 
 def _getter(indexes: list[int | None]) -> Callable[[list[str]], tuple[str, ...]]:
@@ -223,8 +232,21 @@ def _getter(indexes: list[int | None]) -> Callable[[list[str]], tuple[str, ...]]
     return lambda row: tuple("" if i is None else row[i] for i in indexes)
 
 
+# What a record's text holds that COPY's text format must escape, which decides how its lines
+# are built (see _tabbed): nothing (most records), only line breaks (multi-line Dimensions), or
+# a tab or backslash somewhere.
+PLAIN, BREAKS, SPECIAL = 0, 1, 2
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+
+
+def _escapes(raw: str) -> int:
+    if "\t" in raw or "\\" in raw:
+        return SPECIAL
+    return BREAKS if "\n" in raw or "\r" in raw else PLAIN
+
+
 class RowParser:
-    """Turns CSV records into staging rows, given the file's header."""
+    """Turns CSV records into checked rows, given the file's header."""
 
     def __init__(self, header: list[str]):
         self.header = [name.lstrip("\ufeff").strip() for name in header]
@@ -237,13 +259,10 @@ class RowParser:
         self.width = len(self.header)
         self.id_index = index["Object ID"]
         positions = [index.get(name) for name in CSV_HEADER]
-        # the staged raw columns follow CSV_HEADER whatever the file's column order
+        # the fields follow CSV_HEADER whatever the file's column order
         self._canonical = None if self.header == list(CSV_HEADER) else _getter(positions)
         self._bools = itemgetter(*[CSV_HEADER.index(c) for c in BOOL_COLUMNS])
         self._ints = itemgetter(*[CSV_HEADER.index(c) for c in INT_COLUMNS])
-        self._artists = itemgetter(*[CSV_HEADER.index(c) for c in ARTIST_COLUMNS])
-        self._metadata_date = CSV_HEADER.index("Metadata Date")
-        self._constituent_id = CSV_HEADER.index("Constituent ID")
         missing = [c for c, i in zip(CSV_HEADER, positions, strict=True) if i is None]
         extra = [c for c in self.header if c not in CSV_HEADER]
         if missing:
@@ -261,64 +280,49 @@ class RowParser:
             return int(raw_id)
         return None
 
-    def parse(self, row: list[str]) -> Parsed:
+    def parse(self, row: list[str], raw: str) -> Parsed:
         """Check a record (a bad one raises RowError) and return it with its id, hash and typed values.
 
-        Only the checks and the hash are done for every row; the rest of the work (trimming,
-        csv_raw, the pipe lists) is done by ``staged`` for the rows that are new or changed.
+        ``raw`` is the record's text as read, without its line break. Only the checks and the
+        hash are done for every row; the COPY lines are built by ``staged_*`` for the rows that
+        are new or changed.
         """
         if len(row) != self.width:
             raise RowError(f"expected {self.width} columns, found {len(row)}")
         object_id = self.object_id(row)
         if object_id is None:
             raise RowError(f"Object ID {row[self.id_index].strip()!r} is not a positive whole number")
+        if "\x00" in raw:  # PostgreSQL text cannot hold NUL
+            row = [value.replace("\x00", "") for value in row]
+            raw = raw.replace("\x00", "")
         if self._canonical is not None:
             row = list(self._canonical(row))
-        joined = "\x1f".join(row)
-        if "\x00" in joined:  # PostgreSQL text cannot hold NUL
-            row = [value.replace("\x00", "") for value in row]
-            joined = "\x1f".join(row)
-        digest = hashlib.blake2b(joined.encode("utf-8"), digest_size=16, person=_HASH_PERSON).hexdigest()
+        digest = hashlib.blake2b(raw.encode("utf-8"), digest_size=16, person=_HASH_PERSON).hexdigest()
         # the common spellings by lookup; anything else through the checking converters
         bools = self._bools(row)
-        typed = [_BOOLS.get(value) for value in bools]
-        if None in typed:
-            typed = [_bool(value, column) for value, column in zip(bools, BOOL_COLUMNS, strict=True)]
-        ints = self._ints(row)
-        if all(value.isdigit() and len(value) < 10 and value.isascii() for value in ints):
-            typed.extend(ints)
+        typed = _BOOL_TRIPLES.get(bools)
+        typed = list(typed) if typed is not None else [
+            _bool(value, column) for value, column in zip(bools, BOOL_COLUMNS, strict=True)]
+        begin, end = self._ints(row)
+        if begin.isdigit() and end.isdigit() and len(begin) < 10 and len(end) < 10 and (begin + end).isascii():
+            typed += (begin, end)
         else:
-            typed.extend(_int(value, column) for value, column in zip(ints, INT_COLUMNS, strict=True))
-        return object_id, digest, typed, row
+            typed += (_int(begin, "Object Begin Date"), _int(end, "Object End Date"))
+        return object_id, digest, typed, row, raw, _escapes(raw)
 
 
-# A checked record: (object id, csv_hash, typed booleans and ints, the fields in CSV_HEADER order).
-Parsed = tuple[int, str, list[str], list[str]]
+# A checked record: (object id, csv_hash, typed booleans and ints, the fields in CSV_HEADER
+# order, the record's text, what that text holds that COPY must escape).
+Parsed = tuple[int, str, list[str], list[str], str, int]
 
+_TEXT_INDEXES = itemgetter(*[CSV_HEADER.index(name) for name in TEXT_COLUMNS])
 _ARTIST_INDEXES = itemgetter(*[CSV_HEADER.index(name) for name in ARTIST_COLUMNS])
 _TAG_INDEXES = itemgetter(*[CSV_HEADER.index(name) for name in TAG_COLUMNS])
 _CONSTITUENT_ID_INDEX = CSV_HEADER.index("Constituent ID")
 _METADATA_DATE_INDEX = CSV_HEADER.index("Metadata Date")
 _LIST_BLANK = _WHITESPACE + "|"
-_JSON_KEYS = [encode_basestring(name) + ":" for name in CSV_HEADER]
-
-
-def raw_json(row: list[str]) -> str:
-    """csv_raw as JSON text: the row's non-empty fields, untrimmed, by column name."""
-    return "{" + ",".join([key + encode_basestring(value)
-                           for key, value in zip(_JSON_KEYS, row, strict=True) if value]) + "}"
-
-
-def _split_lists(values: tuple[str, ...]) -> tuple[int, list[list[str]]]:
-    """Pipe lists side by side: their longest length and each list padded with "" to it."""
-    parts = [value.split("|") if value else [] for value in values]
-    length = max(map(len, parts))
-    return length, [p + [""] * (length - len(p)) if len(p) < length else p for p in parts]
-
-
-_TEXT_INDEXES = itemgetter(*[CSV_HEADER.index(name) for name in TEXT_COLUMNS])
-_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 _TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_TRIMMED = itertools.repeat(_WHITESPACE)  # map(str.strip, values, _TRIMMED): each value trimmed
 
 
 def _escape(text: str) -> str:
@@ -327,65 +331,89 @@ def _escape(text: str) -> str:
 
 
 def _line(fields: list[str] | tuple[str, ...]) -> str:
-    """A COPY line (text format) of fields: one check of the joined fields for what needs escaping."""
-    joined = "\x1e".join(fields)
-    if _NEEDS_ESCAPE.search(joined) or joined.count("\x1e") != len(fields) - 1:
-        return "\t".join([_escape(value) for value in fields])
-    return joined.replace("\x1e", "\t")
+    """A COPY line (text format) of any fields."""
+    return "\t".join([_escape(value) for value in fields])
 
 
-def staged_object(parsed: Parsed) -> str:
-    """The met_objects staging line for COPY (text format, "" is NULL): id, hash, typed columns,
-    the text columns as read (the merge trims them in PostgreSQL, as the API parser trims them),
-    csv_raw as JSON text."""
-    object_id, digest, typed, row = parsed
-    texts = _line(_TEXT_INDEXES(row))
-    # JSON text holds no raw tab, newline or carriage return (they are escaped), only backslashes
-    return "\t".join([str(object_id), digest, *typed, _timestamp(row[_METADATA_DATE_INDEX]), texts,
-                      raw_json(row).replace("\\", "\\\\")])
+def _tabbed(values: tuple[str, ...] | list[str], escapes: int) -> str:
+    """Values trimmed of spaces, tabs and line breaks, tab-separated for COPY ("" is NULL).
+
+    ``escapes`` (what the record's text holds) picks the way: a PLAIN record's values hold no
+    tab or line break, so they are joined, and trimmed only when the joined text shows a space
+    at a value's edge; a record with line BREAKS has its values trimmed and then the breaks
+    escaped in the joined text; only a record with a tab or backslash has each value escaped alone.
+    """
+    if escapes == PLAIN:
+        joined = "\t".join(values)
+        if " \t" in joined or "\t " in joined or joined[:1] == " " or joined[-1:] == " ":
+            joined = "\t".join(map(str.strip, values, _TRIMMED))
+        return joined
+    if escapes == BREAKS:
+        return "\t".join(map(str.strip, values, _TRIMMED)).replace("\r", "\\r").replace("\n", "\\n")
+    return "\t".join([_escape(value.strip(_WHITESPACE)) for value in values])
 
 
-_AROUND_SEPARATOR = re.compile(r"[ \t\r\n]*\x1e[ \t\r\n]*")
+def _escaped_raw(raw: str, escapes: int) -> str:
+    if escapes == PLAIN:
+        return raw
+    if escapes == BREAKS:
+        return raw.replace("\r", "\\r").replace("\n", "\\n")
+    return raw.translate(_TEXT_ESCAPES)
 
 
-def staged_constituents(parsed: Parsed) -> list[str]:
-    """met_constituents lines of a record: the artist columns' pipe lists, position by position,
-    each value trimmed."""
-    object_id, _, _, row = parsed
+def staged_object(parsed: Parsed, imported_at: str) -> str:
+    """The met_objects COPY line of a record (columns: OBJECT_COLUMNS)."""
+    object_id, digest, typed, row, raw, escapes = parsed
+    return "\t".join([str(object_id), "csv", digest, *typed, _timestamp(row[_METADATA_DATE_INDEX]),
+                      _tabbed(_TEXT_INDEXES(row), escapes), _escaped_raw(raw, escapes), imported_at])
+
+
+def _split_lists(values: tuple[str, ...]) -> tuple[int, list[list[str]]]:
+    """Pipe lists side by side, each value trimmed: their longest length and each list padded
+    with "" to it."""
+    parts = [list(map(str.strip, value.split("|"), _TRIMMED)) if value else [] for value in values]
+    length = max(map(len, parts))
+    return length, [p + [""] * (length - len(p)) if len(p) < length else p for p in parts]
+
+
+def staged_constituents(parsed: Parsed) -> tuple[int, str]:
+    """The met_constituents COPY lines of a record, as one block, and their number: the artist
+    columns' pipe lists, position by position, each value trimmed."""
+    object_id, _, _, row, _, escapes = parsed
     artists = _ARTIST_INDEXES(row)
     if not "".join(artists).strip(_LIST_BLANK):
-        return []
+        return 0, ""
+    if escapes == PLAIN and "|" not in "".join(artists):  # one constituent, the commonest case
+        (constituent_id,) = _constituent_ids(row[_CONSTITUENT_ID_INDEX], 1)
+        return 1, f"{object_id}\t0\t{constituent_id}\t" + "\t".join(map(str.strip, artists, _TRIMMED))
     length, columns = _split_lists(artists)
-    ids = _constituent_ids(row[_CONSTITUENT_ID_INDEX], artists).split("|")
-    if len(ids) != length:
-        ids = [""] * length
-    lines = []
-    for seq, values in enumerate(zip(*columns, strict=True)):
-        # one regex pass trims every value of the position
-        joined = _AROUND_SEPARATOR.sub("\x1e", "\x1e".join(values)).strip(_WHITESPACE)
-        if _NEEDS_ESCAPE.search(joined) or joined.count("\x1e") != len(values) - 1:
-            lines.append(_line([str(object_id), str(seq), ids[seq], *[v.strip(_WHITESPACE) for v in values]]))
-        else:
-            lines.append(f"{object_id}\t{seq}\t{ids[seq]}\t" + joined.replace("\x1e", "\t"))
-    return lines
+    ids = _constituent_ids(row[_CONSTITUENT_ID_INDEX], length)
+    if escapes == PLAIN:
+        return length, "\n".join([f"{object_id}\t{seq}\t{ids[seq]}\t" + "\t".join(values)
+                                  for seq, values in enumerate(zip(*columns, strict=True))])
+    return length, "\n".join([f"{object_id}\t{seq}\t{ids[seq]}\t" + _tabbed(values, escapes)
+                              for seq, values in enumerate(zip(*columns, strict=True))])
 
 
-def staged_tags(parsed: Parsed) -> list[str]:
-    """met_tags rows of a record: the three tag columns' pipe lists, position by position; a
-    position without a term is skipped (its seq is not reused)."""
-    object_id, _, _, row = parsed
+def staged_tags(parsed: Parsed) -> tuple[int, str]:
+    """The met_tags COPY lines of a record, as one block, and their number: the three tag
+    columns' pipe lists, position by position, trimmed; a position without a term is skipped
+    (its seq is not reused)."""
+    object_id, _, _, row, _, escapes = parsed
     tags = _TAG_INDEXES(row)
     if not tags[0]:
-        return []
+        return 0, ""
+    if escapes == PLAIN and "|" not in "".join(tags):  # one tag
+        term, aat_url, wikidata_url = map(str.strip, tags, _TRIMMED)
+        return (1, f"{object_id}\t0\t{term}\t{aat_url}\t{wikidata_url}") if term else (0, "")
     length, (terms, aat, wikidata) = _split_lists(tags)
-    key = str(object_id)
-    staged = []
-    for seq in range(length):
-        term = terms[seq].strip(_WHITESPACE)
-        if term:
-            staged.append(_line([key, str(seq), term, aat[seq].strip(_WHITESPACE),
-                                 wikidata[seq].strip(_WHITESPACE)]))
-    return staged
+    if escapes == PLAIN:
+        lines = [f"{object_id}\t{seq}\t{terms[seq]}\t{aat[seq]}\t{wikidata[seq]}"
+                 for seq in range(length) if terms[seq]]
+    else:
+        lines = [f"{object_id}\t{seq}\t" + _tabbed((terms[seq], aat[seq], wikidata[seq]), escapes)
+                 for seq in range(length) if terms[seq]]
+    return len(lines), "\n".join(lines)
 
 
 # --- input -------------------------------------------------------------------------------------
@@ -460,69 +488,85 @@ def _open_source(source: str | os.PathLike, settings: Settings) -> _Source:
     return _Source(str(path), handle, path.stat().st_size, handle.close)
 
 
-def _records(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str | None]]:
-    """(line number where the record starts, fields or None, error or None) for each record."""
-    reader = csv.reader(text, strict=False)
-    last_line = reader.line_num
+def _records(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str | None, str]]:
+    """(line number where the record starts, fields or None, error or None, the record's text
+    without its line break) for each record."""
+    # The csv reader reads lines from blocks of about 1 MB of them (itertools.chain: no Python
+    # call per line); a record's text is the lines it took, found by the reader's line count.
+    blocks: list[tuple[int, list[str]]] = []  # (index of the block's first line, its lines)
+
+    def read_blocks() -> Iterator[list[str]]:
+        first = 0
+        while lines := text.readlines(1 << 20):
+            blocks.append((first, lines))
+            first += len(lines)
+            yield lines
+
+    reader = csv.reader(itertools.chain.from_iterable(read_blocks()), strict=False)
+    taken = 0  # lines the reader has taken
     # a field may be long (a stray quote swallows lines up to the next one): the row is then
     # reported with a wrong column count rather than failing the import
     limit = csv.field_size_limit(_FIELD_SIZE_LIMIT)
     try:
         while True:
-            start = last_line + 1
+            start = taken
             try:
                 row = next(reader)
+                error = None
             except StopIteration:
                 return
             except csv.Error as exc:
-                last_line = reader.line_num
-                yield start, None, f"unreadable CSV record: {exc}"
-                continue
-            last_line = reader.line_num
-            if row:
-                yield start, row, None
+                row, error = None, f"unreadable CSV record: {exc}"
+            taken = reader.line_num
+            first, lines = blocks[-1]
+            if start >= first:  # the record is in the last block: the earlier ones are done with
+                if len(blocks) > 1:
+                    del blocks[:-1]
+                raw = lines[start - first] if taken - start == 1 else "".join(lines[start - first:taken - first])
+            else:  # a record across blocks
+                while blocks[1][0] <= start:
+                    del blocks[0]
+                raw = "".join(line for block_first, block in blocks
+                              for line in block[max(start - block_first, 0):taken - block_first])
+            if row or error:
+                yield start + 1, row, error, raw.rstrip("\r\n")
     finally:
         csv.field_size_limit(limit)
 
 
 # --- database ----------------------------------------------------------------------------------
 #
-# Per chunk (by the merging thread, while the main thread reads the next chunk):
+# Per chunk:
 #
-# 1. one query fetches the stored csv_hash of the chunk's objects: an unchanged row is done
-#    (counted, nothing built or written);
-# 2. for new and changed rows Python builds the finished rows (trimmed columns, csv_raw as JSON
-#    text, the pipe lists split position by position) and COPYs the objects into a TEMP table
-#    merged with one INSERT ... ON CONFLICT, and the constituents and tags straight into their
-#    tables, after one DELETE of the changed objects' old lists;
-# 3. every (object, line, kind) is COPYed into csv_seen: at the end it gives the duplicates,
-#    the counts and the objects absent from this file.
+# 1. (reading thread) one query on the second connection fetches the stored csv_hash of the
+#    chunk's objects: an unchanged row is done (counted, nothing built or written); for new and
+#    changed rows Python builds the COPY lines;
+# 2. (merging thread) objects the store lacks are COPYed into met_objects; the others into the
+#    TEMP table csv_chunk, merged with one INSERT ... ON CONFLICT; the changed objects' old lists
+#    are deleted and the constituents and tags COPYed into their tables.
+#
+# Python keeps the line of every object id seen: at the end it gives the duplicates and, with
+# one query, the objects absent from this file.
 
-_OBJECT_STAGE = ("object_id", "csv_hash", *BOOL_COLUMNS.values(), *INT_COLUMNS.values(), "metadata_date",
-                 *TEXT_COLUMNS.values(), "csv_raw")
+OBJECT_COLUMNS = ("object_id", "source", "csv_hash", *BOOL_COLUMNS.values(), *INT_COLUMNS.values(),
+                  "metadata_date", *TEXT_COLUMNS.values(), "csv_raw", "csv_imported_at")
 _STAGE_SQL = """
 CREATE TEMP TABLE csv_chunk (
-    object_id integer NOT NULL, csv_hash text NOT NULL,
+    object_id integer NOT NULL, source text NOT NULL, csv_hash text NOT NULL,
     is_highlight boolean, is_timeline_work boolean, is_public_domain boolean,
     object_begin_date integer, object_end_date integer, metadata_date timestamptz,
-    {text}, csv_raw jsonb NOT NULL
-) ON COMMIT DROP;
-CREATE TEMP TABLE csv_seen (
-    object_id integer NOT NULL, line_number integer NOT NULL, kind text NOT NULL
-) ON COMMIT DROP;
-CREATE TEMP TABLE csv_stage_errors (
-    line_number integer NOT NULL, object_id integer, reason text NOT NULL, raw_line text
-) ON COMMIT DROP;
+    {text}, csv_raw text NOT NULL, csv_imported_at timestamptz NOT NULL
+) ON COMMIT DROP
 """.format(text=", ".join(f"{c} text" for c in TEXT_COLUMNS.values()))
 # COPY's text format with NULL '' (no column takes an empty string: text is trimmed to NULL)
 _COPY = {
-    "objects": f"COPY csv_chunk ({', '.join(_OBJECT_STAGE)}) FROM STDIN WITH (NULL '')",
+    "new": f"COPY met_objects ({', '.join(OBJECT_COLUMNS)}) FROM STDIN WITH (NULL '')",
+    "changed": f"COPY csv_chunk ({', '.join(OBJECT_COLUMNS)}) FROM STDIN WITH (NULL '')",
     "constituents": "COPY met_constituents (object_id, seq, constituent_id, {}) FROM STDIN WITH (NULL '')"
                     .format(", ".join(ARTIST_COLUMNS.values())),
     "tags": "COPY met_tags (object_id, seq, {}) FROM STDIN WITH (NULL '')".format(
         ", ".join(TAG_COLUMNS.values())),
-    "seen": "COPY csv_seen (object_id, line_number, kind) FROM STDIN WITH (NULL '')",
-    "errors": "COPY csv_stage_errors (line_number, object_id, reason, raw_line) FROM STDIN WITH (NULL '')",
+    "errors": "COPY csv_import_errors (import_id, line_number, reason, raw_line) FROM STDIN WITH (NULL '')",
 }
 
 # The stored state of a chunk's objects: csv_hash (NULL: no earlier CSV import) and whether the
@@ -532,20 +576,14 @@ SELECT object_id, csv_hash, source = 'api' AND raw IS NOT NULL
 FROM met_objects WHERE object_id = ANY(%s)
 """
 
-
-
-_MERGED = [c for c in _OBJECT_STAGE if c not in ("object_id", "csv_hash", "csv_raw")]
-_MERGED_SOURCES = [f"nullif(btrim({c}, E' \\t\\r\\n'), '')" if c in TEXT_COLUMNS.values() else c
-                   for c in _MERGED]
+_MERGED = [c for c in OBJECT_COLUMNS if c not in ("object_id", "source", "csv_hash", "csv_raw", "csv_imported_at")]
 _API_OWNED = "(met_objects.source = 'api' AND met_objects.raw IS NOT NULL)"
 _CSV_ABSENT = "(met_objects.status = 'gone' AND met_objects.status_reason LIKE %(absent)s)"
 _KEEP_API_FIELDS = ",\n    ".join(
     f"{c} = CASE WHEN {_API_OWNED} THEN met_objects.{c} ELSE EXCLUDED.{c} END" for c in _MERGED)
 _MERGE_OBJECTS_SQL = f"""
-INSERT INTO met_objects AS met_objects (object_id, source, status, {", ".join(_MERGED)},
-                                        csv_raw, csv_hash, csv_imported_at, updated_at)
-SELECT object_id, 'csv', 'ok', {", ".join(_MERGED_SOURCES)}, csv_raw, csv_hash, %(now)s, now()
-FROM csv_chunk
+INSERT INTO met_objects AS met_objects ({", ".join(OBJECT_COLUMNS)})
+SELECT {", ".join(OBJECT_COLUMNS)} FROM csv_chunk
 ON CONFLICT (object_id) DO UPDATE SET
     {_KEEP_API_FIELDS},
     source = CASE WHEN {_API_OWNED} THEN met_objects.source ELSE 'csv' END,
@@ -558,44 +596,27 @@ ON CONFLICT (object_id) DO UPDATE SET
 WHERE met_objects.csv_hash IS DISTINCT FROM EXCLUDED.csv_hash
 """
 
-# At the end: a later line with the same Object ID won; the earlier ones are recorded as errors.
-_DUPLICATES_SQL = """
-CREATE INDEX ON csv_seen (object_id);
-ANALYZE csv_seen;
-INSERT INTO csv_stage_errors (line_number, object_id, reason)
-SELECT s.line_number, s.object_id,
-       'duplicate Object ID ' || s.object_id || ' (line ' || last.line_number || ' is used)'
-FROM csv_seen s
-JOIN (SELECT object_id, max(line_number) AS line_number FROM csv_seen
-      GROUP BY object_id HAVING count(*) > 1) last USING (object_id)
-WHERE s.line_number < last.line_number;
+# Objects an earlier import saw (csv_hash set) that this import did not write: the unchanged
+# ones and those absent from this file (Python tells them apart).
+_NOT_WRITTEN_SQL = """
+SELECT object_id FROM met_objects
+WHERE csv_hash IS NOT NULL AND csv_imported_at IS DISTINCT FROM %(now)s
 """
-# Each object counted once, as its first line in this import found it.
-_KINDS_SQL = """
-SELECT kind, count(*) FROM (
-    SELECT DISTINCT ON (object_id) kind FROM csv_seen ORDER BY object_id, line_number
-) first GROUP BY kind
-"""
-
-# Objects an earlier import saw (csv_hash set) that this file lacks; malformed rows are not absent.
-_REMOVED_SQL = """
+_MARK_REMOVED_SQL = """
 UPDATE met_objects m SET
     csv_hash = NULL,
     status = CASE WHEN m.source = 'csv' AND m.status <> 'gone' THEN 'gone' ELSE m.status END,
     status_reason = CASE WHEN m.source = 'csv' AND m.status <> 'gone' THEN %(reason)s
                          ELSE m.status_reason END,
     updated_at = now()
-WHERE m.csv_hash IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM csv_seen s WHERE s.object_id = m.object_id)
-  AND NOT EXISTS (SELECT 1 FROM csv_stage_errors e WHERE e.object_id = m.object_id)
+WHERE m.object_id = ANY(%(ids)s)
 """
 
 
-def _copy(cursor, kind: str, rows: list[list[str]] | list[str]) -> None:
-    """COPY rows (lists of strings, escaped here; or lines already escaped) in the text format."""
-    if not rows:
+def _copy(cursor, kind: str, lines: list[str]) -> None:
+    """COPY lines (or blocks of lines) already in the text format."""
+    if not lines:
         return
-    lines = [_line(row) for row in rows] if isinstance(rows[0], list) else rows
     # encoded at once and handed over in one read: psycopg2 needs the GIL for every read of the
     # file, and the reading thread, busy building the next chunk, holds it for up to 5 ms a time
     data = ("\n".join(lines) + "\n").encode("utf-8")
@@ -637,24 +658,15 @@ class _ChunkWriter:
             raise self._error
 
 
-def _raw_line(row: list[str] | None) -> str | None:
-    if row is None:
-        return None
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(row)
-    return buffer.getvalue().replace("\x00", "")[:_RAW_LINE_LIMIT]
-
-
 @dataclass
 class _Timings:
-    """Seconds per phase, summed over chunks: lookup and build in the reading thread; objects,
-    lists (constituents and tags) and seen in the merging thread. Logged at DEBUG and returned."""
+    """Seconds per phase, summed over chunks: lookup and build in the reading thread; objects
+    and lists (constituents and tags) in the merging thread. Logged at DEBUG and returned."""
 
     lookup: float = 0.0
     build: float = 0.0
     objects: float = 0.0
     lists: float = 0.0
-    seen: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {name: round(value, 3) for name, value in vars(self).items()}
@@ -715,6 +727,11 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
     return {"import_id": import_id, "source": opened.name, **counts}
 
 
+def _error_line(import_id: int, line_number: int, reason: str, raw: str | None) -> str:
+    raw_line = None if raw is None else raw.replace("\x00", "")[:_RAW_LINE_LIMIT]
+    return _line([str(import_id), str(line_number), reason, raw_line or ""])
+
+
 def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int, import_started: datetime, *,
          mark_removed: bool, chunk_rows: int, progress: Progress | None) -> dict[str, Any]:
     read_started = time.monotonic()
@@ -736,48 +753,81 @@ def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int,
     progress = progress or Progress(f"import {Path(opened.name).name} (MB)", logger=log)
     if opened.total_bytes:
         progress.start(max(1, round(opened.total_bytes / 1e6)))
-    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
+    # Readers go on; another import, or an API ingest writing objects, waits for this one to
+    # commit, so the store cannot change between a chunk's lookup and its COPY.
+    cursor.execute("LOCK TABLE met_objects IN SHARE ROW EXCLUSIVE MODE")
     # one commit at the very end: waiting for its WAL flush buys nothing (a crash before it
     # loses the whole import either way, and the import is rerun)
     cursor.execute("SET LOCAL synchronous_commit = off")
     cursor.execute(_STAGE_SQL)
-    merge_params = {"now": datetime.now(UTC), "absent": ABSENT_REASON + "%"}
+    # a first import into an empty store (the bootstrap) needs no lookups: every object is new
+    cursor.execute("SELECT NOT EXISTS (SELECT 1 FROM met_objects)")
+    store_was_empty = cursor.fetchone()[0]
+    imported_at = datetime.now(UTC)
+    imported_at_text = imported_at.isoformat()
+    merge_params = {"absent": ABSENT_REASON + "%"}
     lookup = lookup_connection.cursor()
     written = {"constituents": 0, "tags": 0}
+    kinds = {"new": 0, "changed": 0, "unchanged": 0}
     timings = _Timings()
+    # the line of every object id of this import so far (about 40 MB for the real file's
+    # 490k): a later line of an object is merged over the earlier one, which is recorded as
+    # a duplicate at the end
+    seen: dict[int, int] = {}
+    duplicates: list[tuple[int, int]] = []  # (object id, an earlier line of it)
+    error_ids: set[int] = set()  # objects of malformed rows: not counted as removed
 
     def classify_and_build(lines: list[tuple[int, Parsed]]) -> dict[str, list]:
-        """(Main thread.) Classify a chunk's rows against the store and build what is written."""
+        """(Reading thread.) Classify a chunk's rows against the store and build what is written."""
         clock = time.monotonic()
-        last = {parsed[0]: (line_number, parsed) for line_number, parsed in lines}  # a later line wins
+        first_line = lines[0][0]
+        last: dict[int, Parsed] = {}  # a later line wins
+        again: set[int] = set()  # objects an earlier chunk already wrote
+        for line_number, parsed in lines:
+            object_id = parsed[0]
+            earlier = seen.get(object_id)
+            if earlier is not None:
+                duplicates.append((object_id, earlier))
+                if earlier < first_line:
+                    again.add(object_id)
+            seen[object_id] = line_number
+            last[object_id] = parsed
         # the store as it was before this import (committed rows), read on the second connection
         # while the first one is busy merging the previous chunk
-        lookup.execute(_EXISTING_SQL, (list(last),))
-        stored = {object_id: (csv_hash, api_owned) for object_id, csv_hash, api_owned in lookup.fetchall()}
-        lookup_connection.rollback()
+        stored: dict[int, tuple[str | None, bool]] = {}
+        if not store_was_empty:
+            lookup.execute(_EXISTING_SQL, (list(last),))
+            stored = {object_id: (csv_hash, api_owned) for object_id, csv_hash, api_owned in lookup.fetchall()}
+            lookup_connection.rollback()
         now = time.monotonic()
         timings.lookup += now - clock
         clock = now
 
-        kinds: dict[int, str] = {}
-        built: dict[str, list] = {"objects": [], "constituents": [], "tags": [], "replaced": []}
-        for object_id, (_, parsed) in last.items():
-            csv_hash, api_owned = stored.get(object_id, (None, False))
-            again = object_id in imported  # an earlier chunk had this object: its first kind counts
-            if csv_hash == parsed[1] and not again:
-                kinds[object_id] = "unchanged"
-                continue
-            kinds[object_id] = "new" if csv_hash is None else "changed"
-            built["objects"].append(staged_object(parsed))
+        built: dict[str, list] = {"new": [], "changed": [], "constituents": [], "tags": [], "replaced": []}
+        listed = {"constituents": 0, "tags": 0}
+        for object_id, parsed in last.items():
+            known = object_id in stored
+            csv_hash, api_owned = stored[object_id] if known else (None, False)
+            if object_id not in again:  # each object counted once, as its first line found it
+                if csv_hash == parsed[1]:
+                    kinds["unchanged"] += 1
+                    continue
+                kinds["new" if csv_hash is None else "changed"] += 1
+            line = staged_object(parsed, imported_at_text)
+            if not known and object_id not in again:
+                built["new"].append(line)
+            else:
+                built["changed"].append(line)
             if api_owned:
                 continue
-            if object_id in stored or again:  # its earlier lists (from the store or this import) go
+            if known or object_id in again:  # its earlier lists (from the store or this import) go
                 built["replaced"].append(object_id)
-            built["constituents"].extend(staged_constituents(parsed))
-            built["tags"].extend(staged_tags(parsed))
-        imported.update(last)
-        built["seen"] = [[str(object_id), str(line_number), kinds[object_id]]
-                         for line_number, (object_id, *_) in lines]
+            for kind, stage in (("constituents", staged_constituents), ("tags", staged_tags)):
+                count, block = stage(parsed)
+                if count:
+                    listed[kind] += count
+                    built[kind].append(block)
+        built["listed"] = [listed]
         timings.build += time.monotonic() - clock
         return built
 
@@ -785,49 +835,46 @@ def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int,
         """(Merging thread.) Load and merge one built chunk."""
         _copy(cursor, "errors", chunk["errors"])
         clock = time.monotonic()
-        if chunk["objects"]:
-            _copy(cursor, "objects", chunk["objects"])
+        _copy(cursor, "new", chunk["new"])
+        if chunk["changed"]:
+            _copy(cursor, "changed", chunk["changed"])
             cursor.execute(_MERGE_OBJECTS_SQL, merge_params)
             cursor.execute("TRUNCATE csv_chunk")
         now = time.monotonic()
         timings.objects += now - clock
-        clock = now
         if chunk["replaced"]:
             cursor.execute("DELETE FROM met_constituents WHERE object_id = ANY(%s)", (chunk["replaced"],))
             cursor.execute("DELETE FROM met_tags WHERE object_id = ANY(%s)", (chunk["replaced"],))
         _copy(cursor, "constituents", chunk["constituents"])
         _copy(cursor, "tags", chunk["tags"])
-        written["constituents"] += len(chunk["constituents"])
-        written["tags"] += len(chunk["tags"])
-        now = time.monotonic()
-        timings.lists += now - clock
-        _copy(cursor, "seen", chunk["seen"])
-        timings.seen += time.monotonic() - now
+        for kind, count in chunk["listed"][0].items():
+            written[kind] += count
+        timings.lists += time.monotonic() - now
 
     rows = 0
-    # every object id of this import so far (about 30 MB for the real file's 490k): a later
-    # line of an object an earlier chunk wrote is merged over that one, whatever the store said
-    imported: set[int] = set()
+    errors_written = 0
     writer = _ChunkWriter(merge)
     reported = 0
 
     def flush() -> None:
-        nonlocal reported
-        built = classify_and_build(staged) if staged else {"objects": [], "constituents": [], "tags": [],
-                                                           "replaced": [], "seen": []}
+        nonlocal reported, errors_written
+        built = classify_and_build(staged) if staged else {
+            "new": [], "changed": [], "constituents": [], "tags": [], "replaced": [],
+            "listed": [{"constituents": 0, "tags": 0}]}
         writer.put({**built, "errors": errors})
+        errors_written += len(errors)
         megabytes = round(counting.bytes_read / 1e6)
         progress.advance(megabytes - reported)
         reported = megabytes
 
     staged: list[tuple[int, Parsed]] = []
-    errors: list[list[str | None]] = []
+    errors: list[str] = []
     try:
-        for line_number, row, error in records:
+        for line_number, row, error, raw in records:
             rows += 1
             if error is None:
                 try:
-                    staged.append((line_number, parser.parse(row)))
+                    staged.append((line_number, parser.parse(row, raw)))
                     if len(staged) >= chunk_rows:
                         flush()
                         staged, errors = [], []
@@ -835,31 +882,35 @@ def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int,
                 except RowError as exc:
                     error = str(exc)
             object_id = parser.object_id(row) if row is not None else None
-            errors.append([str(line_number), "" if object_id is None else str(object_id), error,
-                           _raw_line(row) or ""])
+            if object_id is not None:
+                error_ids.add(object_id)
+            errors.append(_error_line(import_id, line_number, error, raw))
+        flush()
+        # an earlier line of an object a later line replaced is an error too
+        errors = [_error_line(import_id, earlier, f"duplicate Object ID {object_id} "
+                                                  f"(line {seen[object_id]} is used)", None)
+                  for object_id, earlier in duplicates]
+        staged = []
         flush()
     finally:
         writer.close()
     progress.finish()
     read_done = time.monotonic()
 
-    cursor.execute(_DUPLICATES_SQL)
-    cursor.execute(_KINDS_SQL)
-    by_kind = dict(cursor.fetchall())
     counts: dict[str, Any] = {"rows": rows, **written}
     removed = 0
     if mark_removed:
-        cursor.execute(_REMOVED_SQL, {"reason": f"{ABSENT_REASON} {import_started.date().isoformat()}"})
-        removed = cursor.rowcount
-    cursor.execute(
-        "INSERT INTO csv_import_errors (import_id, line_number, reason, raw_line) "
-        "SELECT %s, line_number, reason, raw_line FROM csv_stage_errors "
-        "ON CONFLICT (import_id, line_number) DO NOTHING", (import_id,))
-    counts["errors"] = cursor.rowcount
+        cursor.execute(_NOT_WRITTEN_SQL, {"now": imported_at})
+        absent = [object_id for (object_id,) in cursor.fetchall()
+                  if object_id not in seen and object_id not in error_ids]
+        if absent:
+            cursor.execute(_MARK_REMOVED_SQL, {
+                "ids": absent, "reason": f"{ABSENT_REASON} {import_started.date().isoformat()}"})
+            removed = cursor.rowcount
     counts.update({
-        "objects": sum(by_kind.values()),
-        "new": by_kind.get("new", 0), "changed": by_kind.get("changed", 0),
-        "unchanged": by_kind.get("unchanged", 0), "removed": removed,
+        "errors": errors_written,
+        "objects": len(seen),
+        **kinds, "removed": removed,
         "bytes": counting.bytes_read, "sha256": counting.sha256.hexdigest(),
         "read_seconds": round(read_done - read_started, 3),
         "finish_seconds": round(time.monotonic() - read_done, 3),
