@@ -157,7 +157,9 @@ _RAW_LINE_LIMIT = 10_000
 _FIELD_SIZE_LIMIT = 16 * 1024 * 1024
 # Part of every csv_hash: change it when the mapping of columns changes, so the next import of
 # the same file rewrites every CSV-owned row instead of skipping it as unchanged.
-_HASH_PERSON = b"metgan-csv-v2"  # v2: the hash of the record's text (v1 hashed its fields)
+# v2: sha256 of the record's bytes (v1: blake2b of its fields). Copied per record: cheaper than
+# a new hash object, and OpenSSL's sha256 is several times faster here than blake2b.
+_HASH_SEED = hashlib.sha256(b"metgan-csv-v2\x00")
 ABSENT_REASON = "absent from CSV"
 
 
@@ -171,8 +173,8 @@ class RowError(ValueError):
 
 
 def _int(value: str, column: str) -> str:
-    if value.isascii() and value.isdigit() and len(value) < 10:
-        return value
+    if value.isascii() and len(value) < 10 and (value.isdigit() or value[:1] == "-" and value[1:].isdigit()):
+        return value  # the file's spelling (a year, B.C. ones negative) is COPY's
     value = value.strip(_WHITESPACE)
     if not value:
         return ""
@@ -239,10 +241,10 @@ PLAIN, BREAKS, SPECIAL = 0, 1, 2
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 
 
-def _escapes(raw: str) -> int:
-    if "\t" in raw or "\\" in raw:
+def _escapes(raw: bytes) -> int:
+    if b"\t" in raw or b"\\" in raw:
         return SPECIAL
-    return BREAKS if "\n" in raw or "\r" in raw else PLAIN
+    return BREAKS if b"\n" in raw or b"\r" in raw else PLAIN
 
 
 class RowParser:
@@ -283,7 +285,7 @@ class RowParser:
     def parse(self, row: list[str], raw: str) -> Parsed:
         """Check a record (a bad one raises RowError) and return it with its id, hash and typed values.
 
-        ``raw`` is the record's text as read, without its line break. Only the checks and the
+        ``raw`` is the record's bytes as read, without its line break. Only the checks and the
         hash are done for every row; the COPY lines are built by ``staged_*`` for the rows that
         are new or changed.
         """
@@ -292,12 +294,14 @@ class RowParser:
         object_id = self.object_id(row)
         if object_id is None:
             raise RowError(f"Object ID {row[self.id_index].strip()!r} is not a positive whole number")
-        if "\x00" in raw:  # PostgreSQL text cannot hold NUL
+        if b"\x00" in raw:  # PostgreSQL text cannot hold NUL
             row = [value.replace("\x00", "") for value in row]
-            raw = raw.replace("\x00", "")
+            raw = raw.replace(b"\x00", b"")
         if self._canonical is not None:
             row = list(self._canonical(row))
-        digest = hashlib.blake2b(raw.encode("utf-8"), digest_size=16, person=_HASH_PERSON).hexdigest()
+        digest = _HASH_SEED.copy()
+        digest.update(raw)
+        digest = digest.hexdigest()[:32]
         # the common spellings by lookup; anything else through the checking converters
         bools = self._bools(row)
         typed = _BOOL_TRIPLES.get(bools)
@@ -312,8 +316,8 @@ class RowParser:
 
 
 # A checked record: (object id, csv_hash, typed booleans and ints, the fields in CSV_HEADER
-# order, the record's text, what that text holds that COPY must escape).
-Parsed = tuple[int, str, list[str], list[str], str, int]
+# order, the record's bytes (UTF-8, as in the file), what they hold that COPY must escape).
+Parsed = tuple[int, str, list[str], list[str], bytes, int]
 
 _TEXT_INDEXES = itemgetter(*[CSV_HEADER.index(name) for name in TEXT_COLUMNS])
 _ARTIST_INDEXES = itemgetter(*[CSV_HEADER.index(name) for name in ARTIST_COLUMNS])
@@ -322,6 +326,7 @@ _CONSTITUENT_ID_INDEX = CSV_HEADER.index("Constituent ID")
 _METADATA_DATE_INDEX = CSV_HEADER.index("Metadata Date")
 _LIST_BLANK = _WHITESPACE + "|"
 _TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_UNTRIMMED_BREAKS = re.compile(r"[ \r\n]\t|\t[ \r\n]")  # a value starting or ending with a space or break
 _TRIMMED = itertools.repeat(_WHITESPACE)  # map(str.strip, values, _TRIMMED): each value trimmed
 
 
@@ -353,19 +358,21 @@ def _tabbed(values: tuple[str, ...] | list[str], escapes: int) -> str:
     return "\t".join([_escape(value.strip(_WHITESPACE)) for value in values])
 
 
-def _escaped_raw(raw: str, escapes: int) -> str:
+def _escaped_raw(raw: bytes, escapes: int) -> bytes:
     if escapes == PLAIN:
         return raw
-    if escapes == BREAKS:
-        return raw.replace("\r", "\\r").replace("\n", "\\n")
-    return raw.translate(_TEXT_ESCAPES)
+    if escapes == SPECIAL:
+        raw = raw.replace(b"\\", b"\\\\").replace(b"\t", b"\\t")
+    return raw.replace(b"\r", b"\\r").replace(b"\n", b"\\n")
 
 
-def staged_object(parsed: Parsed, imported_at: str) -> str:
-    """The met_objects COPY line of a record (columns: OBJECT_COLUMNS)."""
+def staged_object(parsed: Parsed, imported_at: bytes) -> bytes:
+    """The met_objects COPY line of a record (columns: OBJECT_COLUMNS), UTF-8: the record's
+    bytes go in as read, only the typed columns are encoded."""
     object_id, digest, typed, row, raw, escapes = parsed
-    return "\t".join([str(object_id), "csv", digest, *typed, _timestamp(row[_METADATA_DATE_INDEX]),
-                      _tabbed(_TEXT_INDEXES(row), escapes), _escaped_raw(raw, escapes), imported_at])
+    head = "\t".join([str(object_id), "csv", digest, *typed, _timestamp(row[_METADATA_DATE_INDEX]),
+                      _tabbed(_TEXT_INDEXES(row), escapes), ""]).encode("utf-8")
+    return head + _escaped_raw(raw, escapes) + imported_at
 
 
 def _split_lists(values: tuple[str, ...]) -> tuple[int, list[list[str]]]:
@@ -428,33 +435,29 @@ class _Source:
     is_url: bool = False
 
 
-class _CountingReader(io.RawIOBase):
-    """A raw binary stream that hashes and counts the bytes read through it."""
+class _CountingReader:
+    """Reads the source in blocks, hashing and counting the bytes."""
+
+    BLOCK = 1 << 20
 
     def __init__(self, source: _Source):
         self._source = source
         self.sha256 = hashlib.sha256()
         self.bytes_read = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
+    def read(self) -> bytes:
+        """The next block (b"" at the end)."""
         try:
-            data = self._source.stream.read(len(buffer))
+            data = self._source.stream.read(self.BLOCK)
         except Exception as exc:
             if not self._source.is_url:
                 raise
             # a dropped connection or a stalled body: worth retrying (the import is one transaction)
             raise MetRetryableError(f"download of {self._source.name} broke off after "
                                     f"{self.bytes_read} bytes: {exc}") from exc
-        if not data:
-            return 0
-        n = len(data)
-        buffer[:n] = data
         self.sha256.update(data)
-        self.bytes_read += n
-        return n
+        self.bytes_read += len(data)
+        return data
 
 
 def _is_url(source: str) -> bool:
@@ -488,19 +491,43 @@ def _open_source(source: str | os.PathLike, settings: Settings) -> _Source:
     return _Source(str(path), handle, path.stat().st_size, handle.close)
 
 
-def _records(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str | None, str]]:
-    """(line number where the record starts, fields or None, error or None, the record's text
-    without its line break) for each record."""
-    # The csv reader reads lines from blocks of about 1 MB of them (itertools.chain: no Python
-    # call per line); a record's text is the lines it took, found by the reader's line count.
-    blocks: list[tuple[int, list[str]]] = []  # (index of the block's first line, its lines)
+def _line_blocks(chunks: Iterator[bytes]) -> Iterator[list[bytes]]:
+    """The lines of the file (bytes, each with its line break: \\n, \\r\\n or \\r, as a csv
+    reader over a text file opened with newline="" sees them), a block of them per chunk read;
+    a UTF-8 BOM at the start is dropped."""
+    pending = b""
+    first = True
+    for data in chunks:
+        if first:
+            data = data.removeprefix(b"\xef\xbb\xbf")
+            first = False
+        lines = (pending + data).splitlines(keepends=True)
+        # the last line goes on with the next chunk unless it ends in \n (one ending in \r may
+        # be the first half of a \r\n)
+        pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        if lines:
+            yield lines
+    if pending:
+        yield [pending]
+
+
+_UTF8, _REPLACE = itertools.repeat("utf-8"), itertools.repeat("replace")
+
+
+def _records(chunks: Iterator[bytes]) -> Iterator[tuple[int, list[str] | None, str | None, bytes]]:
+    """(line number where the record starts, fields or None, error or None, the record's bytes
+    without its line break) for each record of the file read in ``chunks``."""
+    # The csv reader reads text lines from blocks of them (itertools.chain: no Python call per
+    # line); a record's bytes are the lines it took, found by the reader's line count. Bytes
+    # that are not UTF-8 read as U+FFFD.
+    blocks: list[tuple[int, list[bytes]]] = []  # (index of the block's first line, its lines)
 
     def read_blocks() -> Iterator[list[str]]:
         first = 0
-        while lines := text.readlines(1 << 20):
+        for lines in _line_blocks(chunks):
             blocks.append((first, lines))
             first += len(lines)
-            yield lines
+            yield list(map(bytes.decode, lines, _UTF8, _REPLACE))
 
     reader = csv.reader(itertools.chain.from_iterable(read_blocks()), strict=False)
     taken = 0  # lines the reader has taken
@@ -522,14 +549,14 @@ def _records(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str | None,
             if start >= first:  # the record is in the last block: the earlier ones are done with
                 if len(blocks) > 1:
                     del blocks[:-1]
-                raw = lines[start - first] if taken - start == 1 else "".join(lines[start - first:taken - first])
+                raw = lines[start - first] if taken - start == 1 else b"".join(lines[start - first:taken - first])
             else:  # a record across blocks
                 while blocks[1][0] <= start:
                     del blocks[0]
-                raw = "".join(line for block_first, block in blocks
-                              for line in block[max(start - block_first, 0):taken - block_first])
+                raw = b"".join(line for block_first, block in blocks
+                               for line in block[max(start - block_first, 0):taken - block_first])
             if row or error:
-                yield start + 1, row, error, raw.rstrip("\r\n")
+                yield start + 1, row, error, raw.rstrip(b"\r\n")
     finally:
         csv.field_size_limit(limit)
 
@@ -613,13 +640,18 @@ WHERE m.object_id = ANY(%(ids)s)
 """
 
 
-def _copy(cursor, kind: str, lines: list[str]) -> None:
-    """COPY lines (or blocks of lines) already in the text format."""
+def _copy(cursor, kind: str, lines: list[str] | list[bytes]) -> None:
+    """COPY lines (or blocks of lines) already in the text format, as text or UTF-8."""
     if not lines:
         return
-    # encoded at once and handed over in one read: psycopg2 needs the GIL for every read of the
+    # joined at once and handed over in one read: psycopg2 needs the GIL for every read of the
     # file, and the reading thread, busy building the next chunk, holds it for up to 5 ms a time
-    data = ("\n".join(lines) + "\n").encode("utf-8")
+    if isinstance(lines[0], bytes):
+        lines.append(b"")  # the last line's newline, without copying the joined data again
+        data = b"\n".join(lines)
+    else:
+        lines.append("")
+        data = "\n".join(lines).encode("utf-8")
     cursor.copy_expert(_COPY[kind], io.BytesIO(data), size=len(data))
 
 
@@ -727,8 +759,8 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
     return {"import_id": import_id, "source": opened.name, **counts}
 
 
-def _error_line(import_id: int, line_number: int, reason: str, raw: str | None) -> str:
-    raw_line = None if raw is None else raw.replace("\x00", "")[:_RAW_LINE_LIMIT]
+def _error_line(import_id: int, line_number: int, reason: str, raw: bytes | None) -> str:
+    raw_line = None if raw is None else raw.decode("utf-8", "replace").replace("\x00", "")[:_RAW_LINE_LIMIT]
     return _line([str(import_id), str(line_number), reason, raw_line or ""])
 
 
@@ -736,12 +768,11 @@ def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int,
          mark_removed: bool, chunk_rows: int, progress: Progress | None) -> dict[str, Any]:
     read_started = time.monotonic()
     counting = _CountingReader(opened)
-    buffered = io.BufferedReader(counting, buffer_size=1 << 20)
-    if buffered.peek(len(_LFS_POINTER))[: len(_LFS_POINTER)] == _LFS_POINTER:
+    head = counting.read()
+    if head.startswith(_LFS_POINTER):
         raise ConfigError(f"{opened.name} is a Git LFS pointer, not the CSV; fetch the file itself "
                           "(git lfs pull, or the media.githubusercontent.com URL)")
-    text = io.TextIOWrapper(buffered, encoding="utf-8-sig", errors="replace", newline="")
-    records = _records(text)
+    records = _records(itertools.chain([head], iter(counting.read, b"")))
     first = next(records, None)
     if first is None:
         raise ConfigError(f"{opened.name} is empty")
@@ -764,7 +795,7 @@ def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int,
     cursor.execute("SELECT NOT EXISTS (SELECT 1 FROM met_objects)")
     store_was_empty = cursor.fetchone()[0]
     imported_at = datetime.now(UTC)
-    imported_at_text = imported_at.isoformat()
+    imported_at_column = ("\t" + imported_at.isoformat()).encode()  # csv_imported_at, last in a line
     merge_params = {"absent": ABSENT_REASON + "%"}
     lookup = lookup_connection.cursor()
     written = {"constituents": 0, "tags": 0}
@@ -813,7 +844,7 @@ def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int,
                     kinds["unchanged"] += 1
                     continue
                 kinds["new" if csv_hash is None else "changed"] += 1
-            line = staged_object(parsed, imported_at_text)
+            line = staged_object(parsed, imported_at_column)
             if not known and object_id not in again:
                 built["new"].append(line)
             else:
