@@ -495,13 +495,18 @@ def _line_blocks(chunks: Iterator[bytes]) -> Iterator[list[bytes]]:
     """The lines of the file (bytes, each with its line break: \\n, \\r\\n or \\r, as a csv
     reader over a text file opened with newline="" sees them), a block of them per chunk read;
     a UTF-8 BOM at the start is dropped."""
+    bom = b"\xef\xbb\xbf"
     pending = b""
     first = True
     for data in chunks:
+        data = pending + data
         if first:
-            data = data.removeprefix(b"\xef\xbb\xbf")
+            if len(data) < len(bom) and bom.startswith(data):  # a read shorter than the BOM
+                pending = data
+                continue
+            data = data.removeprefix(bom)
             first = False
-        lines = (pending + data).splitlines(keepends=True)
+        lines = data.splitlines(keepends=True)
         # the last line goes on with the next chunk unless it ends in \n (one ending in \r may
         # be the first half of a \r\n)
         pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
@@ -519,15 +524,20 @@ def _records(chunks: Iterator[bytes]) -> Iterator[tuple[int, list[str] | None, s
     without its line break) for each record of the file read in ``chunks``."""
     # The csv reader reads text lines from blocks of them (itertools.chain: no Python call per
     # line); a record's bytes are the lines it took, found by the reader's line count. Bytes
-    # that are not UTF-8 read as U+FFFD.
+    # that are not UTF-8 read (and are stored) as U+FFFD.
     blocks: list[tuple[int, list[bytes]]] = []  # (index of the block's first line, its lines)
 
     def read_blocks() -> Iterator[list[str]]:
         first = 0
         for lines in _line_blocks(chunks):
+            try:
+                text = list(map(bytes.decode, lines))
+            except UnicodeDecodeError:  # a line that is not UTF-8: its bytes become the text's
+                text = list(map(bytes.decode, lines, _UTF8, _REPLACE))
+                lines = [line.encode("utf-8") for line in text]
             blocks.append((first, lines))
             first += len(lines)
-            yield list(map(bytes.decode, lines, _UTF8, _REPLACE))
+            yield text
 
     reader = csv.reader(itertools.chain.from_iterable(read_blocks()), strict=False)
     taken = 0  # lines the reader has taken

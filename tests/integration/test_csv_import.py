@@ -164,6 +164,42 @@ def test_broken_rows_are_recorded_with_line_numbers_and_skipped(db, settings, tm
     assert raw_line.split(",")[column("Object ID")] == "abc"
 
 
+def test_each_record_is_kept_as_it_stands_in_the_file(db, settings, tmp_path, monkeypatch):
+    from metgan.met import csv_import
+
+    rows = [list(r) for r in sample_rows()[:60]]
+    rows[7][column("Title")] = 'Three\r\nline\ntitle, "quoted"'
+    rows[8][column("Medium")] = "tab\there, back\\slash"
+    path = write_csv(tmp_path / "records.csv", rows)
+    # reads of 97 bytes: line breaks, records and the BOM fall across reads
+    monkeypatch.setattr(csv_import._CountingReader, "BLOCK", 97)
+
+    result = import_csv(path, settings=settings, chunk_rows=7)
+
+    assert (result["objects"], result["errors"], result["bytes"]) == (60, 0, path.stat().st_size)
+    stored = dict(rows_of(db, "SELECT object_id, csv_raw FROM met_objects"))
+    for row in rows:
+        text_of_record = io.StringIO()
+        csv.writer(text_of_record, lineterminator="").writerow(row)
+        assert stored[int(row[column("Object ID")])] == text_of_record.getvalue()
+    assert one(db, "SELECT title, medium FROM met_objects WHERE object_id = :id",
+               id=int(rows[8][column("Object ID")]))[1] == "tab\there, back\\slash"
+    assert one(db, "SELECT title FROM met_objects WHERE object_id = :id",
+               id=int(rows[7][column("Object ID")])) == ('Three\r\nline\ntitle, "quoted"',)
+
+
+def test_bytes_that_are_not_utf8_do_not_stop_the_import(db, settings, tmp_path):
+    row = sample_rows()[0]
+    path = write_csv(tmp_path / "latin1.csv", [row])
+    path.write_bytes(path.read_bytes().replace(row[column("Title")].encode(), b"Caf\xe9 coin"))
+
+    result = import_csv(path, settings=settings)
+
+    assert (result["new"], result["errors"]) == (1, 0)
+    title, raw = one(db, "SELECT title, csv_raw FROM met_objects")
+    assert title == "Caf\ufffd coin" and field(raw, "Title") == title
+
+
 @pytest.mark.parametrize("chunk_rows", [5000, 1], ids=["same chunk", "chunk per row"])
 def test_duplicate_object_id_keeps_the_last_row(db, settings, tmp_path, chunk_rows):
     first = sample_rows()[0]

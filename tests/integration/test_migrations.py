@@ -110,3 +110,35 @@ def test_migrate_can_create_a_missing_database(pg_admin_url):
         assert again.returncode == 0 and "created" not in again.stdout
     finally:
         drop_database(pg_admin_url, url)
+
+
+# --- sql/0040: the lists' references to met_objects, checked per statement ----------------------
+
+
+def test_lists_must_name_an_existing_object_and_go_with_it(db):
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    with db.begin() as conn:
+        conn.execute(text("INSERT INTO met_objects (object_id) VALUES (1), (2)"))
+        conn.execute(text("INSERT INTO met_constituents (object_id, seq, name) VALUES (1, 0, 'a'), (2, 0, 'b')"))
+        conn.execute(text("INSERT INTO met_tags (object_id, seq, term) VALUES (1, 0, 'x'), (2, 0, 'y')"))
+
+    # a row naming an absent object is refused, and the statement's other rows with it
+    for sql in ("INSERT INTO met_constituents (object_id, seq, name) VALUES (1, 1, 'ok'), (99, 0, 'orphan')",
+                "INSERT INTO met_tags (object_id, seq, term) VALUES (99, 0, 'orphan')",
+                "UPDATE met_tags SET object_id = 98 WHERE object_id = 2"):
+        with pytest.raises(IntegrityError, match=r"object_id 9[89] absent from met_objects"), db.begin() as conn:
+            conn.execute(text(sql))
+    with pytest.raises(DBAPIError, match="object_id of met_objects cannot change"), db.begin() as conn:
+        conn.execute(text("UPDATE met_objects SET object_id = 3 WHERE object_id = 2"))
+
+    def lists(conn):
+        return (conn.execute(text("SELECT object_id, name FROM met_constituents ORDER BY 1")).all(),
+                conn.execute(text("SELECT object_id, term FROM met_tags ORDER BY 1")).all())
+
+    with db.begin() as conn:
+        assert lists(conn) == ([(1, "a"), (2, "b")], [(1, "x"), (2, "y")])
+        conn.execute(text("DELETE FROM met_objects WHERE object_id = 1"))  # its lists go with it
+        assert lists(conn) == ([(2, "b")], [(2, "y")])
+        conn.execute(text("TRUNCATE met_objects CASCADE"))
+        assert lists(conn) == ([], [])
