@@ -1,9 +1,10 @@
 """Import the Met's Open Access ``MetObjects.csv`` into the tables the API ingest fills.
 
-The file (about 317 MB, 490k rows, 54 columns, UTF-8 with a BOM) is streamed: the csv module
-reads it record by record from a text wrapper over the file or the HTTP body, and the text of
-each record is kept as read (``csv_raw``). Python checks what must be rejected with a line
-number (column count, the Object ID, the begin/end dates, the booleans) and hashes the record.
+The file (about 317 MB, 490k rows, 54 columns, UTF-8 with a BOM) is streamed: it is read in
+1 MB blocks (from disk or the HTTP body) split into lines, the csv module parses the decoded
+lines, and each record's bytes are kept as they stand in the file (``csv_raw``). Python checks
+what must be rejected with a line number (column count, the Object ID, the begin/end dates, the
+booleans) and hashes the record.
 Per chunk of rows it asks the store for their stored hashes in one query (on a second
 connection: the store as it was before the import), so that an unchanged row is only counted (a
 re-import of the same file writes almost nothing), and builds COPY lines for the new and changed
@@ -25,7 +26,7 @@ object id seen (about 40 MB for the real file).
 
 Rules of the merge:
 
-- ``csv_hash`` (of the record's text) detects change: an unchanged row is not written at all.
+- ``csv_hash`` (of the record's bytes) detects change: an unchanged row is not written at all.
 - Objects the API returned (``source = 'api'`` with a raw record) keep their API fields; only
   ``csv_raw``, ``csv_hash`` and ``csv_imported_at`` are updated on them. CSV-only rows are
   overwritten by a later API fetch (the API ingest's upsert sets ``source = 'api'``).
@@ -669,7 +670,7 @@ class _ChunkWriter:
     """Hands chunks to a second thread that loads and merges them, so that PostgreSQL works on
     one chunk while Python reads the next (psycopg2 releases the GIL while the server works)."""
 
-    def __init__(self, process: Callable[[dict[str, list]], None]):
+    def __init__(self, process: Callable[[dict[str, Any]], None]):
         self._process = process
         self._queue: queue.Queue = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
@@ -687,7 +688,7 @@ class _ChunkWriter:
                 except BaseException as exc:  # handed to the main thread by put() / close()
                     self._error = exc
 
-    def put(self, chunks: dict[str, list]) -> None:
+    def put(self, chunks: dict[str, Any]) -> None:
         if self._error is not None:
             raise self._error
         self._queue.put(chunks)
@@ -818,7 +819,7 @@ def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int,
     duplicates: list[tuple[int, int]] = []  # (object id, an earlier line of it)
     error_ids: set[int] = set()  # objects of malformed rows: not counted as removed
 
-    def classify_and_build(lines: list[tuple[int, Parsed]]) -> dict[str, list]:
+    def classify_and_build(lines: list[tuple[int, Parsed]]) -> dict[str, Any]:
         """(Reading thread.) Classify a chunk's rows against the store and build what is written."""
         clock = time.monotonic()
         first_line = lines[0][0]
@@ -844,8 +845,8 @@ def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int,
         timings.lookup += now - clock
         clock = now
 
-        built: dict[str, list] = {"new": [], "changed": [], "constituents": [], "tags": [], "replaced": []}
-        listed = {"constituents": 0, "tags": 0}
+        built: dict[str, Any] = {"new": [], "changed": [], "constituents": [], "tags": [], "replaced": [],
+                                 "listed": {"constituents": 0, "tags": 0}}  # list rows built
         for object_id, parsed in last.items():
             known = object_id in stored
             csv_hash, api_owned = stored[object_id] if known else (None, False)
@@ -866,13 +867,12 @@ def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int,
             for kind, stage in (("constituents", staged_constituents), ("tags", staged_tags)):
                 count, block = stage(parsed)
                 if count:
-                    listed[kind] += count
+                    built["listed"][kind] += count
                     built[kind].append(block)
-        built["listed"] = [listed]
         timings.build += time.monotonic() - clock
         return built
 
-    def merge(chunk: dict[str, list]) -> None:
+    def merge(chunk: dict[str, Any]) -> None:
         """(Merging thread.) Load and merge one built chunk."""
         _copy(cursor, "errors", chunk["errors"])
         clock = time.monotonic()
@@ -888,7 +888,7 @@ def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int,
             cursor.execute("DELETE FROM met_tags WHERE object_id = ANY(%s)", (chunk["replaced"],))
         _copy(cursor, "constituents", chunk["constituents"])
         _copy(cursor, "tags", chunk["tags"])
-        for kind, count in chunk["listed"][0].items():
+        for kind, count in chunk["listed"].items():
             written[kind] += count
         timings.lists += time.monotonic() - now
 
@@ -901,7 +901,7 @@ def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int,
         nonlocal reported, errors_written
         built = classify_and_build(staged) if staged else {
             "new": [], "changed": [], "constituents": [], "tags": [], "replaced": [],
-            "listed": [{"constituents": 0, "tags": 0}]}
+            "listed": {"constituents": 0, "tags": 0}}
         writer.put({**built, "errors": errors})
         errors_written += len(errors)
         megabytes = round(counting.bytes_read / 1e6)

@@ -36,7 +36,7 @@ def test_records_carry_their_bytes_and_first_line_number(size):
 
     assert [(line, row) for line, row, _, _ in records] == [(1, rows[0]), (2, rows[1]), (3, rows[2]),
                                                             (5, rows[3]), (6, rows[4])]
-    for (_, row, error, raw), written in zip(records, rows, strict=True):
+    for (_, _, error, raw), written in zip(records, rows, strict=True):
         assert error is None
         one = io.StringIO()
         csv.writer(one, lineterminator="").writerow(written)
