@@ -329,7 +329,6 @@ _CONSTITUENT_ID_INDEX = CSV_HEADER.index("Constituent ID")
 _METADATA_DATE_INDEX = CSV_HEADER.index("Metadata Date")
 _LIST_BLANK = _WHITESPACE + "|"
 _TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_UNTRIMMED_BREAKS = re.compile(r"[ \r\n]\t|\t[ \r\n]")  # a value starting or ending with a space or break
 _TRIMMED = itertools.repeat(_WHITESPACE)  # map(str.strip, values, _TRIMMED): each value trimmed
 
 
