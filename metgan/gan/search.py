@@ -20,8 +20,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from metgan import names
 from metgan.config import Settings, get_settings
-from metgan.errors import GanConfigError, MetganError, TrainingError
+from metgan.errors import ConfigError, GanConfigError, MetganError, TrainingError
 from metgan.gan.config import GanConfig
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,10 @@ def grid_labels(combos: list[dict]) -> list[str]:
 
 def search_dir(search_name: str, settings: Settings | None = None) -> Path:
     settings = settings or get_settings()
-    if not search_name or "/" in search_name or search_name.startswith("."):
-        raise GanConfigError(f"search name {search_name!r} must be a plain folder name")
+    try:
+        names.check_name(search_name, "search name")
+    except ConfigError as exc:
+        raise GanConfigError(str(exc)) from None
     return settings.results_dir / search_name
 
 

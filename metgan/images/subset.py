@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import os
-import re
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -32,6 +31,7 @@ from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError, SubsetError
 from metgan.images.resize import convert_many
 from metgan.images.selection import SourceImage, SubsetParams, candidate_images, candidate_object_ids
+from metgan import names
 from metgan.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 DEFAULT_NAME = "vases"
 MANIFEST_FIELDS = ("file", "sha256", "object_id", "image_seq", "width", "height", "mode",
                    "source_width", "source_height")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _LOCK_CLASS = 0x5342  # "SB": subset builds
 _FLUSH_EVERY = 256
 # Skips worth retrying on the next build (the file may be there by then).
@@ -47,11 +46,8 @@ _RETRY_REASONS = ("missing", "error")
 
 
 def check_name(name: str) -> str:
-    """A subset name is also a folder name: letters, digits, '-' and '_' (at most 63)."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"subset name {name!r} must be letters, digits, '-' or '_' (at most 63, "
-                          "starting with a letter or digit)")
-    return name
+    """A subset name is also a folder name (:func:`metgan.names.check_name`)."""
+    return names.check_name(name, "subset name")
 
 
 def subset_dir(name: str, settings: Settings | None = None) -> Path:

@@ -44,6 +44,32 @@ RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 
 
+async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body of ``response``, at most ``limit`` bytes.
+
+    ``StreamReader.read(n)`` returns what is buffered, not ``n`` bytes: the body is read in chunks
+    until the end of the stream. A body over ``limit`` (declared or streamed) raises MetApiError
+    before it is all in memory; one shorter than its Content-Length, or cut off by the connection,
+    raises MetRetryableError.
+    """
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise MetApiError(f"response from {response.url.host} declares {declared} bytes, over the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.content.iter_chunked(256 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise MetApiError(f"response from {response.url.host} is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except aiohttp.ClientPayloadError as exc:
+        raise MetRetryableError(f"truncated body after {size} bytes: {type(exc).__name__}") from None
+    if declared is not None and size < declared:
+        raise MetRetryableError(f"truncated body: {size} of {declared} bytes")
+    return b"".join(chunks)
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """A Retry-After header (seconds or an HTTP date) as seconds from now; None when absent."""
     if not value:
@@ -215,11 +241,7 @@ class MetClient:
 
     async def _json(self, response: aiohttp.ClientResponse) -> Any:
         self.check_block(response)
-        body = await response.content.read(MAX_JSON_BYTES + 1)
-        if len(body) > MAX_JSON_BYTES:
-            raise MetApiError(f"response from {response.url} is over {MAX_JSON_BYTES} bytes")
-        if response.content_length is not None and len(body) < response.content_length:
-            raise MetRetryableError(f"truncated body: {len(body)} of {response.content_length} bytes")
+        body = await read_body(response, MAX_JSON_BYTES)
         self.check_block(response, body)
         if response.status == 404:
             message = parse.error_message(body) or "HTTP 404"
