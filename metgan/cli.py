@@ -7,6 +7,7 @@ only when used, so ``metgan --help`` and ``metgan db ...`` never import TensorFl
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
 import warnings

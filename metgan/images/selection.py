@@ -33,6 +33,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from metgan.images.resize import Shape, parse_mode, parse_size
 
 log = logging.getLogger(__name__)
 
-QUERIES_DIR = Path(__file__).resolve().parents[2] / "sql" / "queries"
+QUERIES_DIR = Path(str(resources.files("metgan").joinpath("sql", "queries")))
 
 DEFAULT_INCLUDE = ("vase",)
 DEFAULT_EXCLUDE = ("fragment", "fragmentary", "sherd")
@@ -54,7 +55,7 @@ PARAM_KEYS = ("include", "exclude", "regex", "classifications", "public_domain",
 
 
 def load_query(name: str) -> str:
-    """The SQL of ``sql/queries/<name>.sql``, without its comment lines.
+    """The SQL of ``metgan/sql/queries/<name>.sql``, without its comment lines.
 
     psycopg2 binds parameters into the text client-side, comments included; dropping comment
     lines means no placeholder can ever sit where a value's newline would end a comment.
@@ -114,7 +115,7 @@ class Selection:
                 word_pattern(pattern)
 
     def query_params(self) -> dict[str, Any]:
-        """The bound parameters of the selection queries in sql/queries/."""
+        """The bound parameters of the selection queries in metgan/sql/queries/."""
         compile_ = (lambda p: p) if self.regex else word_pattern
         return {
             "include": [compile_(p) for p in self.include],

@@ -1,9 +1,10 @@
 """Numbered plain-SQL migrations, applied in order by one runner.
 
-Files are ``sql/NNNN_name.sql``. Each one runs in its own transaction together with the row that
-records it in ``schema_migrations`` (version, name, sha256 of the file). A session-level advisory
-lock makes concurrent runners take turns: the second one finds everything applied and does
-nothing. An applied file whose checksum changed is refused: write a new migration instead.
+Files are ``metgan/sql/NNNN_name.sql`` (package data, so an installed wheel carries them). Each
+one runs in its own transaction together with the row that records it in ``schema_migrations``
+(version, name, sha256 of the file). A session-level advisory lock makes concurrent runners take
+turns: the second one finds everything applied and does nothing. An applied file whose checksum
+changed is refused: write a new migration instead.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -20,7 +22,8 @@ from metgan.errors import MigrationError
 
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+# Package data: the same files in a checkout, an editable install and an installed wheel.
+SQL_DIR = Path(str(resources.files("metgan").joinpath("sql")))
 _LOCK_KEY = 0x6D657467616E  # "metgan"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
