@@ -230,11 +230,13 @@ async def _fetch_all(settings: Settings, engine, run_id: int, ids: list[int], pr
                 raise
             except MetApiError as exc:
                 return FetchOutcome(object_id, "error", attempts.count, reason=str(exc))
-            except (RecursionError, ValueError) as exc:
-                # json.loads raises RecursionError for a body nested ~1,000 deep and ValueError for
-                # e.g. an integer of over 4,300 digits: that object's body is bad, not the batch.
+            except RecursionError:
+                # json.loads gives up on a body nested ~1,000 deep: that object's body is bad, not the batch.
                 return FetchOutcome(object_id, "error", attempts.count,
-                                    reason=f"object {object_id}: unreadable record ({type(exc).__name__})")
+                                    reason=f"object {object_id}: record nested too deep to decode (RecursionError)")
+            except ValueError as exc:
+                return FetchOutcome(object_id, "error", attempts.count,
+                                    reason=f"object {object_id}: unreadable record ({type(exc).__name__}: {exc})")
 
         await _run_and_store(ids, fetch_one,
                              lambda chunk: repository.store_fetch_outcomes(engine, run_id, chunk), progress)

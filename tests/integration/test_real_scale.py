@@ -59,7 +59,7 @@ def test_full_discovery_lists_all_490000_ids_in_batches_that_cover_them(real_env
             "WHERE run_id = :r"), {"r": discovery["run_id"]}).one()
     assert tuple(stored) == (REAL_LISTING, REAL_LISTING, listed[0], listed[-1])
     assert real_met.counts() == {"objects": 1}, "one listing request, no object fetched"
-    assert seconds < 30, f"a 490,000-id discovery took {seconds:.1f}s"
+    assert seconds < 60, f"a 490,000-id discovery took {seconds:.1f}s (about 6 s on an idle 2-core machine)"
 
 
 def test_cli_ingest_full_limit_5_against_the_real_scale_listing(real_env, db, real_met):
@@ -140,7 +140,7 @@ def test_hostile_records_are_recorded_on_their_objects_while_the_batch_is_stored
     assert all(objects[i].status == "ok" and items[i] == "ok" for i in good), "the good records were lost"
     deep, nested = objects[by_kind["deep"]], objects[by_kind["nested"]]
     assert (deep.status, items[deep.object_id]) == ("error", "error")
-    assert deep.status_reason == f"object {deep.object_id}: unreadable record (RecursionError)"
+    assert deep.status_reason == f"object {deep.object_id}: record nested too deep to decode (RecursionError)"
     assert (nested.status, items[nested.object_id]) == ("error", "error")
     assert nested.status_reason == f"object {nested.object_id}: record nested deeper than 64 levels"
     # What PostgreSQL cannot hold is made storable, the rest of the record kept.
