@@ -6,11 +6,15 @@
     extrapolated per object (it says so in the table).
 (b) the limit at 80 req/s and 50 ms latency: achieved request rate (>= 95% of the limit wanted)
     and the busiest 1 s window counted by the fake server (never above the limit).
+(c) a full-mode discovery of the real API's 490,000-id listing (about 3.8 MB; the fake Met's
+    ``--scale real``): its time and peak RSS, measured in a child process that does nothing but
+    the discovery (``resource.getrusage`` ru_maxrss, next to its RSS after the imports).
 The fake Met runs in a child process (``metgan fake-met serve``) with its images pre-rendered, so
 neither contender pays for drawing them. Peak RSS is the ingest process's.
 
     python bench/ingest.py            # 5,000 objects (a), 800 requests (b)
     python bench/ingest.py --quick    # 400 objects (a), 240 requests (b)
+    python bench/ingest.py --discovery-only    # (c) alone, a few seconds
 
 Uses METGAN_DATABASE_URL's server when set, else PostgreSQL at 127.0.0.1:5432, else the embedded
 server, always in a temporary database that is dropped at the end. Ends with ``speedup: <x>x``.
@@ -167,12 +171,12 @@ def set_env(**values) -> None:
 class FakeMetProcess:
     """``metgan fake-met serve`` in a child process (its own CPU, not this process's GIL)."""
 
-    def __init__(self, workdir: Path, *, objects: int, seed: int, latency: float):
+    def __init__(self, workdir: Path, *, objects: int, seed: int, latency: float, scale: str = "default"):
         url_file = workdir / f"fake-met-{seed}.url"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "metgan", "-q", "fake-met", "serve", "--port", "0", "--seed", str(seed),
-             "--objects", str(objects), "--image-variants", "24", "--fault", f"latency={latency}",
-             "--url-file", str(url_file)],
+             "--scale", scale, "--objects", str(objects), "--image-variants", "24",
+             "--fault", f"latency={latency}", "--url-file", str(url_file)],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120
         while not url_file.exists() or not url_file.read_text().strip():
@@ -217,12 +221,56 @@ class FakeMetProcess:
             self.process.kill()
 
 
+DISCOVERY_CHILD = """
+import json, resource, sys, time
+from metgan.met import ingest
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+started = time.perf_counter()
+discovery = ingest.discover_object_ids("full", batch_size=1000)
+seconds = time.perf_counter() - started
+print(json.dumps({"total": discovery["total"], "batches": len(discovery["batches"]), "seconds": seconds,
+                  "rss_before_mb": before,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def full_discovery(workdir: Path) -> dict:
+    """(c): discover_object_ids("full") of a 490,000-id listing, in a child process of its own."""
+    server = FakeMetProcess(workdir, objects=400, seed=9, latency=0.0, scale="real")
+    try:
+        env = {**os.environ, "METGAN_MET_API_URL": server.url, "METGAN_IMAGE_HOSTS": server.image_host}
+        result = subprocess.run([sys.executable, "-c", DISCOVERY_CHILD], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=300)
+    finally:
+        server.stop()
+    if result.returncode != 0:
+        raise RuntimeError(f"the discovery failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def discovery_rows(found: dict) -> list[tuple[str, str, str, str]]:
+    return [("(c) full discovery of the real-size listing",
+             f"{found['total']} ids in {found['batches']} batches", f"{found['seconds']:.1f} s",
+             f"peak RSS {found['peak_rss_mb']:.0f} MB (ru_maxrss of a child doing only this; "
+             f"{found['rss_before_mb']:.0f} MB after its imports)")]
+
+
+def print_table(rows: list[tuple[str, str, str, str]]) -> None:
+    header = ("case", "size", "time", "result")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("-+-".join("-" * w for w in widths))
+    for row in rows:
+        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to validate the benchmark")
     parser.add_argument("--objects", type=int, help="objects for (a) (default 5000, quick 400)")
     parser.add_argument("--baseline-objects", type=int, help="objects the baseline runs on (default 300, quick 60)")
     parser.add_argument("--rate-requests", type=int, help="about this many requests for (b) (default 800, quick 240)")
+    parser.add_argument("--discovery-only", action="store_true", help="only (c), the 490,000-id discovery")
     args = parser.parse_args()
     n_objects = args.objects or (400 if args.quick else 5000)
     n_baseline = min(n_objects, args.baseline_objects or (60 if args.quick else 300))
@@ -244,6 +292,9 @@ def main() -> int:
     try:
         set_env(METGAN_DATABASE_URL=db_url, METGAN_DATA_DIR=workdir / "data")
         migrate(get_engine())
+        if args.discovery_only:
+            print_table(discovery_rows(full_discovery(workdir)))
+            return 0
 
         # (a) throughput at 20 ms latency, no rate limit
         server = FakeMetProcess(workdir, objects=n_objects, seed=7, latency=0.02)
@@ -296,6 +347,8 @@ def main() -> int:
                      f"{achieved:.1f} req/s while streaming = {100 * achieved / 80:.1f}% of the limit "
                      f"({overall:.1f} req/s over the whole run); busiest 1 s window: {busiest}"))
         rows.append(("peak RSS of the ingest process", "", "", f"{peak_rss_mb():.0f} MB"))
+        truncate(db_url)
+        rows.extend(discovery_rows(full_discovery(workdir)))
     finally:
         drop_database(admin, db_url)
         if embedded_dir is not None:
@@ -304,12 +357,7 @@ def main() -> int:
             embedded.stop_server(embedded_dir)
         shutil.rmtree(workdir, ignore_errors=True)
 
-    header = ("case", "size", "time", "result")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print("-+-".join("-" * w for w in widths))
-    for row in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    print_table(rows)
     rate_ok = achieved >= 0.95 * 80 and busiest <= 80
     print(f"rate check: {'ok' if rate_ok else 'FAILED'} (at least 95% of 80 req/s, never above 80 in any 1 s window)")
     print(f"speedup: {speedup:.1f}x")

@@ -230,6 +230,13 @@ async def _fetch_all(settings: Settings, engine, run_id: int, ids: list[int], pr
                 raise
             except MetApiError as exc:
                 return FetchOutcome(object_id, "error", attempts.count, reason=str(exc))
+            except RecursionError:
+                # json.loads gives up on a body nested ~1,000 deep: that object's body is bad, not the batch.
+                return FetchOutcome(object_id, "error", attempts.count,
+                                    reason=f"object {object_id}: record nested too deep to decode (RecursionError)")
+            except ValueError as exc:
+                return FetchOutcome(object_id, "error", attempts.count,
+                                    reason=f"object {object_id}: unreadable record ({type(exc).__name__}: {exc})")
 
         await _run_and_store(ids, fetch_one,
                              lambda chunk: repository.store_fetch_outcomes(engine, run_id, chunk), progress)
@@ -346,6 +353,17 @@ async def _download_all(settings: Settings, engine, rows: list, progress: Progre
                 raise
             except MetApiError as exc:
                 return ImageOutcome(row.object_id, row.seq, row.url, "failed", attempts.count, error=str(exc))
+            except ValueError as exc:
+                # urllib and yarl raise ValueError for a URL they cannot parse (a port over 65535,
+                # an unclosed "[") before any request: the URL is bad for good, so it is refused.
+                return ImageOutcome(row.object_id, row.seq, row.url, "rejected", attempts.count,
+                                    error=f"invalid image URL {row.url[:200]!r}: {exc}")
+            except Exception as exc:
+                # Anything else is recorded on this image and retried later; the batch goes on.
+                log.warning("image %s/%s (%s) failed unexpectedly", row.object_id, row.seq, row.url,
+                            exc_info=True)
+                return ImageOutcome(row.object_id, row.seq, row.url, "failed", attempts.count,
+                                    error=f"{type(exc).__name__}: {exc}")
             return ImageOutcome(row.object_id, row.seq, row.url, "ok", attempts.count, path=done.path,
                                 width=done.width, height=done.height, bytes=done.bytes, sha256=done.sha256,
                                 content_type=done.content_type)

@@ -6,11 +6,17 @@ The API's schema drifted since 2018 and the parser accepts every variant seen in
 ``constituentID`` (before 2020); ``measurements`` missing or ``null``; ``GalleryNumber`` missing;
 ``accessionYear`` missing. Empty strings become NULL in the typed columns (the raw record keeps
 them as sent); a record that is not a JSON object with an integer ``objectID`` is refused.
+
+Python's json accepts what PostgreSQL does not, so this module alone makes every value storable:
+NUL characters are dropped (text and jsonb cannot hold them), lone surrogates become U+FFFD (they
+have no UTF-8 encoding), ``NaN`` / ``Infinity`` / ``1e400`` become null (jsonb has no such numbers),
+and a record nested deeper than MAX_DEPTH is refused with a MetApiError naming the object.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,6 +79,11 @@ OBJECT_COLUMNS: tuple[str, ...] = (
 
 _HTML_START = re.compile(rb"^\s*(<!doctype html|<html|<head|<body|<iframe)", re.IGNORECASE)
 _INT32 = 2**31 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Real records nest four levels deep; far below the recursion limit json.dumps would hit.
+MAX_DEPTH = 64
+# Python refuses to print ints over 4,300 digits (json.dumps raises): none is a real Met value.
+_MAX_INT_BITS = 14_000
 
 
 @dataclass(frozen=True)
@@ -90,15 +101,65 @@ class ParsedObject:
         return self.image_urls[0] if self.image_urls else None
 
 
+def storable_text(value: str) -> str:
+    """``value`` as PostgreSQL text accepts it: without NUL, lone surrogates replaced by U+FFFD."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if _SURROGATE.search(value):
+        value = _SURROGATE.sub("\ufffd", value)
+    return value
+
+
+def storable_json(value: Any, max_depth: int = MAX_DEPTH) -> Any:
+    """A JSON-decoded value as jsonb accepts it (see the module docstring); the same object when
+    nothing had to change. Raises ValueError when it nests deeper than ``max_depth``."""
+    return _storable(value, max_depth)
+
+
+def _storable(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _MAX_INT_BITS:
+        return None
+    if isinstance(value, (dict, list)):
+        if depth <= 0:
+            raise ValueError("nested too deep")
+        changed = False
+        if isinstance(value, dict):
+            out: Any = {}
+            for key, item in value.items():
+                clean_key = storable_text(key) if isinstance(key, str) else str(key)
+                clean_item = _storable(item, depth - 1)
+                changed = changed or clean_key is not key or clean_item is not item
+                out[clean_key] = clean_item
+        else:
+            out = []
+            for item in value:
+                clean_item = _storable(item, depth - 1)
+                changed = changed or clean_item is not item
+                out.append(clean_item)
+        return out if changed else value
+    return value
+
+
 def text_or_none(value: Any) -> str | None:
     """A stripped string, or None for null, "" and whitespace; other scalars are stringified."""
     if value is None:
         return None
     if not isinstance(value, str):
         if isinstance(value, (dict, list)):
-            return json.dumps(value, ensure_ascii=False)
+            try:
+                return json.dumps(storable_json(value), ensure_ascii=False)
+            except ValueError:  # nested too deep to be a field's value: parse_record refuses the record
+                return None
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+            return None
         value = str(value)
-    value = value.replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL
+    value = storable_text(value).strip()
     return value or None
 
 
@@ -152,7 +213,10 @@ def parse_metadata_date(value: Any) -> datetime | None:
             return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 with a positive offset lies before datetime.min in UTC
+        return None
 
 
 def _url_list(value: Any) -> list[str]:
@@ -230,9 +294,13 @@ def parse_record(record: Any) -> ParsedObject:
     if not isinstance(record, dict):
         raise MetApiError(f"object record is a {type(record).__name__}, not a JSON object")
     object_id = int_or_none(record.get("objectID"))
+    try:
+        record = storable_json(record)
+    except ValueError:
+        raise MetApiError(f"object {object_id or '?'}: record nested deeper than {MAX_DEPTH} levels") from None
     if object_id is None or object_id <= 0:
         message = text_or_none(record.get("message"))
-        detail = f" (message: {message})" if message else ""
+        detail = f" (message: {message[:200]})" if message else ""
         raise MetApiError(f"object record has no valid objectID{detail}")
     columns: dict[str, Any] = {"object_id": object_id}
     for api_name, column in BOOL_FIELDS.items():

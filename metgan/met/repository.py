@@ -3,7 +3,9 @@
 Every write is an upsert or an update keyed by ids, done per chunk of results in one transaction
 (``psycopg2.extras.execute_values``), so a task killed at any point leaves whole chunks behind and
 a rerun converges to the same rows. A record whose raw JSON did not change is not rewritten:
-refetching an unchanged collection changes no row.
+refetching an unchanged collection changes no row. When PostgreSQL refuses a chunk's records for
+their values, they are written again one by one, each under a savepoint, and a refused record is
+recorded as an error on its own object: one bad row never loses the rest of its chunk.
 """
 
 from __future__ import annotations
@@ -11,18 +13,27 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import psycopg2
 from psycopg2.extras import Json, execute_values
 from sqlalchemy import Engine
 
-from metgan.met.parse import OBJECT_COLUMNS, ParsedObject
+from metgan.met.parse import OBJECT_COLUMNS, ParsedObject, storable_text
+
+log = logging.getLogger(__name__)
 
 # Full and incremental runs cover the whole collection; only they move the watermark.
 WATERMARK_MODES = ("full", "incremental")
+# SQLSTATE classes that mean PostgreSQL refused a row's values (22 data exception, 23 integrity
+# constraint, 54 program limit, e.g. an index row too large). Anything else (a lost connection,
+# a deadlock, a syntax error) concerns the whole write and propagates.
+ROW_REFUSED_CLASSES = ("22", "23", "54")
+MAX_REASON = 500
 
 
 @contextlib.contextmanager
@@ -196,31 +207,100 @@ def _object_values(outcome: FetchOutcome) -> tuple:
     for column in OBJECT_COLUMNS:
         value = columns[column]
         if column in _JSON_COLUMNS:
-            value = None if value is None else json.dumps(value, ensure_ascii=False).replace("\\u0000", "")
+            value = None if value is None else json.dumps(value, ensure_ascii=False)
         values.append(value)
     return (*values, outcome.attempts)
 
 
+def one_line_reason(text: str | None) -> str | None:
+    """A reason as a status column holds it: its first line, storable, at most MAX_REASON chars."""
+    if text is None:
+        return None
+    lines = storable_text(str(text)).strip().splitlines()
+    line = lines[0] if lines else ""
+    return line if len(line) <= MAX_REASON else line[:MAX_REASON - 1] + "…"
+
+
+def row_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` means one row's values were refused (not the connection or the statement).
+
+    psycopg2 raises ValueError (UnicodeEncodeError) before sending a value it cannot encode, and
+    json.dumps RecursionError for a value nested too deep: those are the row's fault too.
+    """
+    if isinstance(exc, psycopg2.Error):
+        return (exc.pgcode or "")[:2] in ROW_REFUSED_CLASSES
+    return isinstance(exc, (ValueError, RecursionError))
+
+
+def _refusal(exc: BaseException) -> str:
+    if isinstance(exc, psycopg2.Error):
+        return (exc.pgerror or str(exc)).removeprefix("ERROR:").strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _write_records(cursor, ok: list[FetchOutcome]) -> None:
+    changed = {row[0] for row in execute_values(
+        cursor, UPSERT_OBJECTS, [_object_values(o) for o in ok],
+        template=_OBJECT_TEMPLATE, page_size=len(ok), fetch=True)}
+    if changed:
+        _replace_children(cursor, [o.parsed for o in ok if o.object_id in changed])
+
+
+def _write_records_isolated(cursor, ok: list[FetchOutcome]) -> dict[int, FetchOutcome]:
+    """Write ``ok`` in bulk; if PostgreSQL refuses a value, row by row under savepoints.
+
+    Returns the records refused, as error outcomes naming PostgreSQL's reason. The per-row path
+    costs a round trip per record, so it runs only for a chunk whose bulk statement failed.
+    """
+    if not ok:
+        return {}
+    cursor.execute("SAVEPOINT bulk_records")
+    try:
+        _write_records(cursor, ok)
+        cursor.execute("RELEASE SAVEPOINT bulk_records")
+        return {}
+    except Exception as exc:
+        if not row_refused(exc):
+            raise
+        cursor.execute("ROLLBACK TO SAVEPOINT bulk_records")
+        log.warning("bulk write of %d records refused (%s); writing them one by one",
+                    len(ok), one_line_reason(_refusal(exc)))
+    refused: dict[int, FetchOutcome] = {}
+    for outcome in ok:
+        cursor.execute("SAVEPOINT one_record")
+        try:
+            _write_records(cursor, [outcome])
+            cursor.execute("RELEASE SAVEPOINT one_record")
+        except Exception as exc:
+            if not row_refused(exc):
+                raise
+            cursor.execute("ROLLBACK TO SAVEPOINT one_record")
+            reason = one_line_reason(f"object {outcome.object_id}: record refused by PostgreSQL: "
+                                     f"{_refusal(exc)}")
+            log.warning("%s", reason)
+            refused[outcome.object_id] = FetchOutcome(outcome.object_id, "error", outcome.attempts,
+                                                      reason=reason)
+    return refused
+
+
 def store_fetch_outcomes(engine: Engine, run_id: int, outcomes: Iterable[FetchOutcome]) -> None:
-    """Write one chunk of fetch outcomes (records, gone and failed objects) in one transaction."""
+    """Write one chunk of fetch outcomes (records, gone and failed objects) in one transaction.
+
+    A record PostgreSQL refuses is stored as an error on its object (and its run item) with the
+    reason; the chunk's other outcomes are stored all the same.
+    """
     outcomes = list(outcomes)
-    ok = [o for o in outcomes if o.status == "ok"]
-    gone = [o for o in outcomes if o.status == "gone"]
-    errors = [o for o in outcomes if o.status == "error"]
     with transaction(engine) as cursor:
-        changed: list[int] = []
-        if ok:
-            changed = [row[0] for row in execute_values(
-                cursor, UPSERT_OBJECTS, [_object_values(o) for o in ok],
-                template=_OBJECT_TEMPLATE, page_size=len(ok), fetch=True)]
-        if changed:
-            _replace_children(cursor, [o.parsed for o in ok if o.object_id in set(changed)])
+        refused = _write_records_isolated(cursor, [o for o in outcomes if o.status == "ok"])
+        outcomes = [refused.get(o.object_id, o) if o.status == "ok" else o for o in outcomes]
+        gone = [o for o in outcomes if o.status == "gone"]
+        errors = [o for o in outcomes if o.status == "error"]
         if gone:
-            execute_values(cursor, MARK_GONE, [(o.object_id, "gone", o.reason, o.attempts, "now")
+            execute_values(cursor, MARK_GONE, [(o.object_id, "gone", one_line_reason(o.reason), o.attempts, "now")
                                                for o in gone],
                            template="(%s, %s, %s, %s, %s::timestamptz)")
         if errors:
-            execute_values(cursor, MARK_ERROR, [(o.object_id, "error", o.reason, o.attempts)
+            execute_values(cursor, MARK_ERROR, [(o.object_id, "error", one_line_reason(o.reason), o.attempts)
                                                 for o in errors])
         execute_values(
             cursor,
@@ -228,7 +308,7 @@ def store_fetch_outcomes(engine: Engine, run_id: int, outcomes: Iterable[FetchOu
             "attempts = i.attempts + v.attempts, fetched_at = now() "
             "FROM (VALUES %s) AS v (run_id, object_id, status, reason, attempts) "
             "WHERE i.run_id = v.run_id AND i.object_id = v.object_id",
-            [(run_id, o.object_id, o.status, o.reason, o.attempts) for o in outcomes],
+            [(run_id, o.object_id, o.status, one_line_reason(o.reason), o.attempts) for o in outcomes],
             template="(%s::bigint, %s::integer, %s, %s, %s::integer)", page_size=max(len(outcomes), 1))
 
 
@@ -308,7 +388,7 @@ class ImageOutcome:
 def store_image_outcomes(engine: Engine, outcomes: Iterable[ImageOutcome]) -> None:
     """Record one chunk of download outcomes; a row whose URL changed meanwhile is left alone."""
     rows = [(o.object_id, o.seq, o.url, o.status, o.path, o.width, o.height, o.bytes, o.sha256,
-             o.content_type, o.error, o.attempts) for o in outcomes]
+             o.content_type, one_line_reason(o.error), o.attempts) for o in outcomes]
     if not rows:
         return
     with transaction(engine) as cursor:

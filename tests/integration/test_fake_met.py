@@ -439,3 +439,114 @@ def test_session_server_starts_each_test_clean(fake_met_session, round_):
     assert fake_met_session.faults == Faults() and fake_met_session.stats()["requests"] == 0
     fake_met_session.set_faults(error_5xx=1.0)          # must not leak into the next test
     assert get(fake_met_session, "/departments").status_code >= 500
+
+
+# Real scale and hostile bodies
+
+
+@pytest.fixture(scope="module")
+def real_scale():
+    from metgan.met.fake import run_in_thread
+
+    with run_in_thread(scale="real", image_width=32) as handle:
+        yield handle
+
+
+def test_default_listing_is_byte_for_byte_what_json_dumps_writes(fake_met):
+    ids = fake_met.collection.sorted_ids
+    body = requests.get(fake_met.url + "/objects", timeout=10).content
+    assert body == json.dumps({"total": len(ids), "objectIDs": ids}, ensure_ascii=False).encode()
+
+
+def test_real_scale_lists_490000_ids_in_about_4_mb_and_serves_records_beyond_the_generated_ones(real_scale):
+    response = requests.get(real_scale.url + "/objects", timeout=30)
+    listing = response.json()
+    ids = listing["objectIDs"]
+    assert listing["total"] == len(ids) == 490_000 == len(set(ids))
+    assert ids == sorted(ids) and 3_500_000 < len(response.content) < 4_500_000
+    assert requests.get(real_scale.url + "/objects", timeout=30).content == response.content
+    generated = set(real_scale.collection.objects)
+    beyond = [i for i in ids[-3:] if i not in generated]
+    assert len(beyond) == 3
+    for object_id in beyond:
+        answer = requests.get(f"{real_scale.url}/objects/{object_id}", timeout=10)
+        assert answer.status_code == 404 or answer.json()["objectID"] == object_id
+    assert any(requests.get(f"{real_scale.url}/objects/{i}", timeout=10).status_code == 200 for i in ids[-40:])
+    listed = set(ids)
+    gap = next(i for i in range(ids[-1000], ids[-1]) if i not in listed)
+    for unlisted in (gap, ids[-1] + 1):
+        assert requests.get(f"{real_scale.url}/objects/{unlisted}", timeout=10).status_code == 404
+    filtered = requests.get(real_scale.url + "/objects", params={"departmentIds": "6"}, timeout=10).json()
+    assert set(filtered["objectIDs"]) <= generated, "filtered listings cover the generated objects"
+
+
+def test_real_scale_records_reach_1_mb(real_scale):
+    huge = [i for i, kind in real_scale.collection.special.items() if kind == "huge"]
+    assert len(huge) == 2
+    for object_id in huge:
+        body = requests.get(f"{real_scale.url}/objects/{object_id}", timeout=10).content
+        assert 900_000 < len(body) <= 1_000_000
+        record = json.loads(body)
+        assert record["objectID"] == object_id and len(record["additionalImages"]) >= 2000
+
+
+def test_hostile_bodies_carry_what_python_json_accepts_and_postgresql_refuses(real_scale):
+    by_kind = {kind: i for i, kind in real_scale.collection.special.items()}
+
+    def body(kind: str) -> bytes:
+        answer = requests.get(f"{real_scale.url}/objects/{by_kind[kind]}", timeout=10)
+        assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("application/json")
+        return answer.content
+
+    with pytest.raises(RecursionError):
+        json.loads(body("deep"))
+    assert len(json.dumps(json.loads(body("nested"))["measurements"])) > 200
+    assert b"NaN" in body("nan") and b"Infinity" in body("infinity") and b"1e400" in body("overflow")
+    assert json.loads(body("overflow"))["measurements"][0]["elementMeasurements"]["Height"] == float("inf")
+    assert "\ud800" in json.loads(body("surrogate"))["title"]
+    assert "\x00" in json.loads(body("nul"))["title"]
+    assert json.loads(body("escaped_nul"))["title"].startswith("C:\\u0000\\")
+    port_url = json.loads(body("bad_port_url"))["primaryImage"]
+    assert urlsplit(port_url).hostname == real_scale.image_host
+    with pytest.raises(ValueError):
+        assert urlsplit(port_url).port is None  # never reached: .port raises
+    with pytest.raises(ValueError):
+        urlsplit(json.loads(body("bad_bracket_url"))["primaryImage"])
+
+
+def test_real_scale_images_redirect_to_the_same_host_a_foreign_host_and_a_foreign_port(real_scale):
+    collection = real_scale.collection
+    targets = {}
+    for object_id, kind in collection.special.items():
+        if kind.startswith("redirect"):
+            url = collection.objects[object_id].record["primaryImageSmall"]
+            answer = requests.get(url, allow_redirects=False, timeout=10)
+            assert answer.status_code == 302
+            targets.setdefault(kind, urlsplit(answer.headers["Location"]))
+    assert (targets["redirect_same_host"].hostname, targets["redirect_same_host"].port) == (
+        real_scale.image_host, real_scale.port)
+    assert (targets["redirect_foreign_host"].hostname, targets["redirect_foreign_host"].port) == (
+        "localhost", real_scale.port)
+    assert (targets["redirect_foreign_port"].hostname, targets["redirect_foreign_port"].port) == (
+        real_scale.image_host, 9)
+    same = requests.get(targets["redirect_same_host"].geturl(), timeout=10)
+    assert same.status_code == 200 and Image.open(io.BytesIO(same.content)).format == "JPEG"
+    plain = next(o for o in collection.objects.values() if o.status == "ok" and o.images
+                 and not o.images[0].missing and o.object_id not in collection.special)
+    assert requests.get(plain.record["primaryImage"], allow_redirects=False, timeout=10).status_code == 200
+
+
+def test_cli_serve_at_real_scale_and_a_bad_knob_in_one_line(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "metgan", "fake-met", "serve", "--port", "0", "--scale", "real", "--image-width", "32"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().strip()
+        assert requests.get(url + "/objects", timeout=30).json()["total"] == 490_000
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    result = subprocess.run([sys.executable, "-m", "metgan", "fake-met", "serve", "--scale", "real", "--objects", "3"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: 18 special objects")

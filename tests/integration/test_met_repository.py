@@ -122,3 +122,66 @@ def test_too_many_batches_is_refused_with_the_batch_size_to_use(db, settings):
 
     with pytest.raises(ConfigError, match="at least 3"):
         ingest.create_run("ids", list(range(1, 2050)), params={}, batch_size=2, settings=settings)
+
+
+def test_a_record_postgresql_refuses_is_an_error_on_its_object_and_the_chunk_is_stored(db, settings):
+    # Rows parse_record would never make (it sanitises): built by hand to reach the write path's
+    # own isolation. NUL and a lone surrogate fail in psycopg2, NaN in PostgreSQL's jsonb input.
+    import dataclasses
+
+    def parsed(object_id: int, **columns) -> parse.ParsedObject:
+        base = parse.parse_record({"objectID": object_id, "title": f"object {object_id}",
+                                   "tags": [{"term": "Flowers"}], "primaryImage": f"http://h/{object_id}.jpg"})
+        return dataclasses.replace(base, columns={**base.columns, **columns})
+
+    ids = [11, 12, 13, 14, 15]
+    run = ingest.create_run("ids", ids, params={}, settings=settings)
+    outcomes = [FetchOutcome(11, "ok", 1, parsed=parsed(11)),
+                FetchOutcome(12, "ok", 1, parsed=parsed(12, title="NUL \x00 inside")),
+                FetchOutcome(13, "ok", 1, parsed=parsed(13, raw={"objectID": 13, "title": "\ud800"})),
+                FetchOutcome(14, "ok", 1, parsed=parsed(14, raw={"objectID": 14, "h": float("nan")})),
+                FetchOutcome(15, "gone", 1, reason="object 15: ObjectID not found")]
+    repository.store_fetch_outcomes(db, run["run_id"], outcomes)
+    with db.connect() as conn:
+        objects = {r.object_id: r for r in conn.execute(text(
+            "SELECT object_id, status, status_reason, title FROM met_objects")).all()}
+        items = dict(conn.execute(text("SELECT object_id, status FROM scrape_run_items")).all())
+        children = conn.execute(text(
+            "SELECT object_id, count(*) FROM met_tags GROUP BY 1 ORDER BY 1")).all()
+    assert (objects[11].status, objects[11].title, items[11]) == ("ok", "object 11", "ok")
+    assert (objects[15].status, items[15]) == ("gone", "gone")
+    for object_id in (12, 13, 14):
+        row = objects[object_id]
+        assert (row.status, items[object_id], row.title) == ("error", "error", None)
+        assert row.status_reason.startswith(f"object {object_id}: record refused by PostgreSQL: ")
+        assert "\n" not in row.status_reason
+    assert "json" in objects[14].status_reason.lower()
+    assert children == [(11, 1)], "a refused record leaves no children behind"
+
+    # A record already stored ok keeps its row when a later version is refused.
+    repository.store_fetch_outcomes(db, run["run_id"], [FetchOutcome(11, "ok", 1, parsed=parsed(11, title="\x00"))])
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT status, title FROM met_objects WHERE object_id = 11")).one() == (
+            "ok", "object 11")
+        assert conn.execute(text("SELECT status FROM scrape_run_items WHERE object_id = 11")).scalar() == "error"
+
+
+def test_only_a_row_s_own_values_count_as_refused_not_the_connection_or_the_statement(db):
+    import psycopg2
+
+    def error_of(sql: str, close_first: bool = False) -> BaseException:
+        connection = db.raw_connection()
+        try:
+            if close_first:
+                connection.dbapi_connection.close()
+            with pytest.raises(psycopg2.Error) as caught:
+                connection.cursor().execute(sql)
+            return caught.value
+        finally:
+            connection.invalidate() if close_first else connection.close()
+
+    assert repository.row_refused(error_of("SELECT 'NaN'::jsonb"))            # 22P02
+    assert repository.row_refused(error_of("SELECT 1/0"))                      # 22012
+    assert repository.row_refused(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"))
+    assert not repository.row_refused(error_of("SELEC 1"))                    # 42601: our statement
+    assert not repository.row_refused(error_of("SELECT 1", close_first=True))  # the connection

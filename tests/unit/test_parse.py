@@ -175,3 +175,39 @@ def test_value_helpers():
         parse.parse_record(["not", "a", "record"])
     with pytest.raises(MetApiError):
         parse.parse_record({"objectID": "", "title": "x"})
+
+
+def test_values_postgresql_refuses_are_made_storable_and_the_rest_kept():
+    record = {"objectID": 7, "title": "Vase \ud800\x00", "culture": "\udfff",
+              "measurements": [{"elementName": "Overall",
+                                "elementMeasurements": {"Height": float("nan"), "Width": float("inf"), "Depth": 2.5}}],
+              "objectEndDate": float("-inf"), "tags": [{"term": "Bi\x00rds"}], "additionalImages": [],
+              "primaryImage": "http://h/a\x00.jpg", "escaped": "C:\\u0000\\x", "n\x00ame": 10**5000}
+    parsed = parse.parse_record(record)
+    c = parsed.columns
+    assert (c["title"], c["culture"], c["object_end_date"]) == ("Vase \ufffd", "\ufffd", None)
+    assert c["measurements"] == [{"elementName": "Overall",
+                                  "elementMeasurements": {"Height": None, "Width": None, "Depth": 2.5}}]
+    assert parsed.tags[0]["term"] == "Birds" and parsed.image_urls == ["http://h/a.jpg"]
+    assert c["raw"]["escaped"] == "C:\\u0000\\x", "text that only looks like an escaped NUL is kept"
+    assert c["raw"]["name"] is None
+    json.dumps(c["raw"], allow_nan=False).encode("utf-8")  # what jsonb input needs
+    assert record["title"] == "Vase \ud800\x00", "the caller's record is not changed"
+
+
+def test_a_clean_record_is_kept_as_the_same_object():
+    record = {"objectID": 8, "title": "Vase", "measurements": [{"elementMeasurements": {"Height": 3.0}}]}
+    assert parse.parse_record(record).columns["raw"] is record
+
+
+def test_a_record_nested_deeper_than_the_limit_is_refused_in_one_line():
+    nested: list = []
+    for _ in range(parse.MAX_DEPTH + 5):
+        nested = [nested]
+    with pytest.raises(MetApiError, match=r"^object 9: record nested deeper than 64 levels$"):
+        parse.parse_record({"objectID": 9, "measurements": nested})
+    assert parse.parse_record({"objectID": 9, "tags": [[[["ok"]]]]}).object_id == 9
+
+
+def test_a_date_that_overflows_in_utc_is_no_date():
+    assert parse.parse_metadata_date("0001-01-01T00:00:00+05:00") is None

@@ -6,6 +6,8 @@
         met.image_host     # 127.0.0.1 (METGAN_IMAGE_HOSTS)
         met.set_faults(block_threshold=30, block_cooldown=2)
         met.max_requests_in_any_window(1.0)
+    with run_in_thread(scale="real") as met:   # 490,000 ids listed, 1 MB records, redirects,
+        met.collection.special                  # hostile bodies: {object id: kind}
 
 Names are imported on first use, so importing the package (e.g. for the CLI) stays cheap.
 """

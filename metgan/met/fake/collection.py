@@ -6,11 +6,24 @@ Records mirror the real samples: the 57-key current schema in API order, the 202
 (no ``measurements``/``GalleryNumber``) and the 2019 schema (49 keys, tags as plain strings,
 constituents without ids), with ``""`` where the API gives empty strings and ``null`` for
 ``constituents``/``tags``/``measurements`` on some records.
+
+Real scale (``CollectionConfig.real_scale()``, ``metgan fake-met serve --scale real``): the
+unfiltered ``/objects`` lists ``listing`` ids (490,000 like the real API, about 3.8 MB) although
+only ``objects`` are generated up front; an id beyond them gets its record generated when first
+asked for (filtered listings and search cover the generated objects only). Some generated objects
+are then special: records near ``huge_record_bytes`` (1 MB), images that redirect (to the same
+host, to a foreign host, to a foreign port), and with ``hostile`` the bodies Python's json accepts
+but PostgreSQL does not (HOSTILE_KINDS). ``Collection.special`` says which object is which.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import json
 import random
+from array import array
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit
@@ -92,6 +105,18 @@ _ARTISTS = [("Vincent van Gogh", "Gogh, Vincent van", "Dutch", "1853", "1890", "
             ("Kiyohara Yukinobu", "Kiyohara Yukinobu", "Japanese", "1643", "1682", "Female", "Japanese, 1643–1682"),
             ("Tiffany & Co.", "Tiffany & Co.", "American", "1837", "9999", "", "1837–present"),
             ("Rookwood Pottery Company", "Rookwood Pottery Company", "American", "1880", "1967", "", "1880–1967")]
+# Hostile bodies, one object each (in this order, among the last objects served with an image):
+# bad image URLs (ValueError in URL parsers), nesting past json's recursion limit and past the
+# parser's depth limit, numbers jsonb cannot hold, a lone surrogate, NUL in strings, and text that
+# only looks like an escaped NUL (a naive "\\u0000" replace on the JSON text breaks it).
+HOSTILE_KINDS = ("bad_port_url", "bad_bracket_url", "deep", "nested", "nan", "infinity", "overflow",
+                 "surrogate", "nul", "escaped_nul")
+REDIRECT_KINDS = ("redirect_same_host", "redirect_foreign_host", "redirect_foreign_port")
+DEEP_LEVELS = 2000        # json.loads raises RecursionError
+NESTED_LEVELS = 200       # json decodes it; metgan.met.parse.MAX_DEPTH refuses it
+FOREIGN_PORT = 9          # the discard port: nothing the fake serves, never an image host's
+REAL_LISTING = 490_000    # GET /objects of the real API (2026): about 3.8 MB of JSON
+_LAZY_CACHE = 4096        # records of ids beyond the generated objects kept once generated
 # File-name styles seen in real image URLs: plain, spaces, en-dashes, accents.
 _FILE_STYLES = ("DP{n}", "DP-{n}-001", "DT{n}", "ESDA Kalimian {n}", "LC-{y}_{n}_1a–o_95-001", "Bertall_LeDiableàParis_{n}")
 _FILE_STYLE_WEIGHTS = (40, 25, 20, 5, 5, 5)
@@ -118,10 +143,27 @@ class CollectionConfig:
     image_variants: int = 0              # 0: every image its own scene; N: scenes repeat (cheap benchmarks)
     foreign_image_ids: frozenset[int] = field(default_factory=frozenset)  # image URLs on foreign_host
     foreign_host: str = "localhost"      # the same server under another host name (allow-list tests)
+    listing: int = 0                     # ids the unfiltered /objects lists (0: just the objects)
+    huge_records: int = 0                # objects whose records are padded to about huge_record_bytes
+    huge_record_bytes: int = 1_000_000
+    redirect_images: int = 0             # objects whose images answer 302 (REDIRECT_KINDS in turn)
+    hostile: bool = False                # serve HOSTILE_KINDS bodies, one object each
+
+    @classmethod
+    def real_scale(cls, **overrides) -> CollectionConfig:
+        """The real API's sizes and hostile bodies (see the module docstring); overrides win."""
+        options = {"objects": 400, "listing": REAL_LISTING, "huge_records": 2, "redirect_images": 6,
+                   "hostile": True, **overrides}
+        return cls(**options)
 
     def __post_init__(self):
         if self.objects < 0:
             raise ValueError(f"objects must be >= 0, got {self.objects}")
+        for name in ("listing", "huge_records", "redirect_images"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.huge_record_bytes < 10_000:
+            raise ValueError(f"huge_record_bytes must be >= 10000, got {self.huge_record_bytes}")
         if self.image_variants < 0:
             raise ValueError(f"image_variants must be >= 0, got {self.image_variants}")
         if self.image_width < 8:
@@ -196,6 +238,7 @@ class Collection:
     def __init__(self, config: CollectionConfig | None = None, image_base_url: str = ""):
         self.config = config or CollectionConfig()
         self.image_base_url = self.foreign_base_url = image_base_url.rstrip("/")
+        self.foreign_port_base_url = self.image_base_url
         self.objects: dict[int, FakeObject] = {}
         self.images: dict[tuple[str, str], ImageRef] = {}
         rng = _rng(self.config.seed, "ids")
@@ -204,9 +247,57 @@ class Collection:
             object_id += rng.randint(1, 4)   # gaps: ids between listed ones are unknown (404)
             obj = self._make(object_id)
             self.objects[object_id] = obj
-            for ref in obj.images:
-                self.images[(ref.dept_code, ref.file_name)] = ref
+            self._register_images(obj)
         self.sorted_ids = sorted(self.objects)
+        # Ids listed beyond the generated objects: cheap to draw (one C call for the gaps), kept
+        # as a compact array, their records made on demand.
+        extra = max(0, self.config.listing - len(self.sorted_ids))
+        gaps = _rng(self.config.seed, "listing").choices((1, 2, 3, 4), k=extra)
+        self.extra_ids = array("q", itertools.accumulate(gaps, initial=object_id))[1:]
+        self._lazy: OrderedDict[int, FakeObject] = OrderedDict()
+        self._listing_body: bytes | None = None
+        self.special: dict[int, str] = self._pick_special()
+
+    def _register_images(self, obj: FakeObject) -> None:
+        for ref in obj.images:
+            self.images[(ref.dept_code, ref.file_name)] = ref
+
+    def _pick_special(self) -> dict[int, str]:
+        """Object id → hostile, huge or redirect kind, among the last ok objects with an image
+        (the first ids stay plain, so ``--limit 5`` against a real-scale fake meets none)."""
+        cfg = self.config
+        kinds = [*(HOSTILE_KINDS if cfg.hostile else ()), *(["huge"] * cfg.huge_records),
+                 *(REDIRECT_KINDS[i % len(REDIRECT_KINDS)] for i in range(cfg.redirect_images))]
+        candidates = [i for i in self.sorted_ids
+                      if self.objects[i].status == "ok" and self.objects[i].images
+                      and not self.objects[i].images[0].missing]
+        if len(kinds) > len(candidates):
+            raise ValueError(f"{len(kinds)} special objects (hostile, huge, redirects) need at least as many "
+                             f"objects with images; this collection has {len(candidates)}: raise objects")
+        return dict(zip(candidates[len(candidates) - len(kinds):], kinds, strict=True))
+
+    @property
+    def listed_count(self) -> int:
+        return len(self.sorted_ids) + len(self.extra_ids)
+
+    def get(self, object_id: int) -> FakeObject | None:
+        """The object with this id: generated, or listed beyond them (made now), else None."""
+        obj = self.objects.get(object_id)
+        if obj is not None:
+            return obj
+        obj = self._lazy.get(object_id)
+        if obj is not None:
+            self._lazy.move_to_end(object_id)
+            return obj
+        position = bisect.bisect_left(self.extra_ids, object_id)
+        if position == len(self.extra_ids) or self.extra_ids[position] != object_id:
+            return None
+        obj = self._make(object_id)
+        self._register_images(obj)
+        self._lazy[object_id] = obj
+        if len(self._lazy) > _LAZY_CACHE:
+            self._lazy.popitem(last=False)
+        return obj
 
     def set_image_base_url(self, url: str) -> None:
         """Point image URLs at ``url`` (known only once the server has its port)."""
@@ -214,8 +305,90 @@ class Collection:
         parts = urlsplit(self.image_base_url)
         port = f":{parts.port}" if parts.port else ""
         self.foreign_base_url = f"{parts.scheme}://{self.config.foreign_host}{port}"
+        self.foreign_port_base_url = f"{parts.scheme}://{parts.netloc.rsplit(':', 1)[0]}:{FOREIGN_PORT}"
         for obj in self.objects.values():
             self._fill_image_urls(obj)
+        for obj in self._lazy.values():
+            self._fill_image_urls(obj)
+        self._listing_body = None
+
+    def redirect_target(self, ref: ImageRef, raw_path: str) -> str | None:
+        """Where an image of a redirecting object points (None: it does not redirect)."""
+        kind = self.special.get(ref.object_id, "")
+        base = {"redirect_same_host": self.image_base_url, "redirect_foreign_host": self.foreign_base_url,
+                "redirect_foreign_port": self.foreign_port_base_url}.get(kind)
+        return None if base is None else f"{base}{raw_path}?moved=1"
+
+    def listing_body(self) -> bytes:
+        """The unfiltered /objects body, serialised once (3.8 MB at real scale)."""
+        if self._listing_body is None:
+            ids = ",".join(map(str, itertools.chain(self.sorted_ids, self.extra_ids)))
+            count = self.listed_count
+            # Byte for byte what json.dumps writes, as the default mode always served.
+            ids = ids.replace(",", ", ")
+            self._listing_body = (f'{{"total": {count}, "objectIDs": [{ids}]}}' if count
+                                  else '{"total": 0, "objectIDs": null}').encode()
+        return self._listing_body
+
+    def body(self, obj: FakeObject) -> bytes:
+        """The JSON bytes /objects/{id} answers for ``obj`` (hostile and huge ones included)."""
+        kind = self.special.get(obj.object_id)
+        if kind in HOSTILE_KINDS:
+            return self._hostile_body(obj.record, kind)
+        if kind == "huge":
+            return self._huge_body(obj)
+        return json.dumps(obj.record, ensure_ascii=False).encode()
+
+    def _hostile_body(self, record: dict, kind: str) -> bytes:
+        record = json.loads(json.dumps(record))
+        host = urlsplit(self.image_base_url).hostname or "images.metmuseum.org"
+        height = {"Height": 10.0}
+        placeholder = "__metgan_fake_placeholder__"
+        replacement = None
+        if kind == "bad_port_url":
+            record["primaryImage"] = record["primaryImageSmall"] = f"http://{host}:99999/CRDImages/x.jpg"
+        elif kind == "bad_bracket_url":
+            record["primaryImage"] = record["primaryImageSmall"] = "http://[bad/CRDImages/x.jpg"
+        elif kind in ("deep", "nested"):
+            levels = DEEP_LEVELS if kind == "deep" else NESTED_LEVELS
+            record["measurements"] = placeholder
+            replacement = "[" * levels + "]" * levels
+        elif kind == "nan":
+            height = {"Height": float("nan"), "Width": 4.0}
+        elif kind == "infinity":
+            height = {"Height": float("inf"), "Width": float("-inf")}
+        elif kind == "overflow":
+            height = {"Height": placeholder}
+            replacement = "1e400"
+        elif kind == "surrogate":
+            record["title"] = "Vase \ud800 with a lone surrogate"
+            record["culture"] = "\udfff"
+        elif kind == "nul":
+            record["title"] = "Vase\u0000 with NUL"
+            record["medium"] = "\u0000"
+            record["tags"] = [{"term": "Flo\u0000wers", "AAT_URL": None, "Wikidata_URL": None}]
+        elif kind == "escaped_nul":
+            record["title"] = "C:\\u0000\\vase (text that looks like an escaped NUL)"
+        if kind in ("nan", "infinity", "overflow"):
+            record["measurements"] = [{"elementName": "Overall", "elementDescription": None,
+                                       "elementMeasurements": height}]
+        text = json.dumps(record, ensure_ascii=True, allow_nan=True)
+        if replacement is not None:
+            text = text.replace(json.dumps(placeholder), replacement)
+        return text.encode()
+
+    def _huge_body(self, obj: FakeObject) -> bytes:
+        """The record with thousands of additional images and tags and a long credit line, just
+        under huge_record_bytes."""
+        target = self.config.huge_record_bytes
+        record = dict(obj.record)
+        base = f"{self.image_base_url}{IMAGE_PREFIX}/{obj.images[0].dept_code}/original/"
+        record["additionalImages"] = [f"{base}huge-{obj.object_id}-{n}.jpg" for n in range(target // 400)]
+        record["tags"] = [{"term": f"Term {n}", "AAT_URL": f"http://vocab.getty.edu/page/aat/{300000000 + n}",
+                           "Wikidata_URL": None} for n in range(target // 400)]
+        size = len(json.dumps(record, ensure_ascii=False).encode())
+        record["creditLine"] = "Gift of " + "x" * max(0, target - size - 64)
+        return json.dumps(record, ensure_ascii=False).encode()
 
     def image_url(self, ref: ImageRef, rendition: str = "original") -> str:
         base = self.foreign_base_url if ref.object_id in self.config.foreign_image_ids else self.image_base_url
@@ -390,6 +563,7 @@ class Collection:
         ok = [o for o in objs if o.status == "ok"]
         return {
             "objects": len(objs),
+            "listed": self.listed_count,
             "ok": len(ok),
             "loans": sum(o.status == "loan" for o in objs),
             "vanished": sum(o.status == "vanished" for o in objs),

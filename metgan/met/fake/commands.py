@@ -31,7 +31,14 @@ def fake_met() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True, type=int, help="Port (0: any free port).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the collection and faults.")
-@click.option("--objects", default=300, show_default=True, type=click.IntRange(min=0), help="Objects in the collection.")
+@click.option("--scale", type=click.Choice(["default", "real"]), default="default", show_default=True,
+              help="real: a 490,000-id listing, 1 MB records, image redirects and hostile bodies.")
+@click.option("--objects", type=click.IntRange(min=0),
+              help="Objects generated up front (default 300; 400 at --scale real).")
+@click.option("--listing", type=click.IntRange(min=0),
+              help="Ids the unfiltered /objects lists (default: the objects; 490000 at --scale real).")
+@click.option("--hostile/--no-hostile", default=None,
+              help="Serve the hostile bodies (bad image URLs, deep nesting, NaN, surrogates, NUL).")
 @click.option("--image-width", default=400, show_default=True, type=click.IntRange(min=8),
               help="Nominal width of an original image in pixels (vases are about 5:4 portrait).")
 @click.option("--image-variants", default=0, show_default=True, type=click.IntRange(min=0),
@@ -39,16 +46,21 @@ def fake_met() -> None:
 @click.option("--fault", "faults", multiple=True, metavar="KEY=VALUE",
               help="A fault knob, repeatable: error_5xx=0.1, rate_429=0.05, latency=0.02, block_threshold=30, ...")
 @click.option("--url-file", type=click.Path(dir_okay=False), help="Also write the API URL to this file.")
-def serve(host: str, port: int, seed: int, objects: int, image_width: int, image_variants: int,
-          faults: tuple[str, ...], url_file: str | None) -> None:
+def serve(host: str, port: int, seed: int, scale: str, objects: int | None, listing: int | None,
+          hostile: bool | None, image_width: int, image_variants: int, faults: tuple[str, ...],
+          url_file: str | None) -> None:
     """Serve until SIGTERM or SIGINT; prints the API URL (METGAN_MET_API_URL) first."""
-    from metgan.met.fake.collection import CollectionConfig
-    from metgan.met.fake.running import serve_forever
+    from metgan.met.fake.running import collection_config, serve_forever
     from metgan.met.fake.server import FakeMet
 
     fault_config = _parse_faults(faults, seed)
-    fake = FakeMet(CollectionConfig(seed=seed, objects=objects, image_width=image_width,
-                                    image_variants=image_variants), fault_config)
+    given = {"objects": objects, "listing": listing, "hostile": hostile}
+    try:
+        config = collection_config(scale, seed=seed, image_width=image_width, image_variants=image_variants,
+                                   **{k: v for k, v in given.items() if v is not None})
+        fake = FakeMet(config, fault_config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
     def ready(url: str) -> None:
         if url_file:

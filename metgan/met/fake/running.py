@@ -18,12 +18,21 @@ logger = logging.getLogger(__name__)
 _COLLECTION_KEYS = {f.name for f in fields(CollectionConfig)}
 
 
-def collection_config(**options) -> CollectionConfig:
-    """A CollectionConfig from keyword options; an unknown one is an error naming the valid ones."""
+SCALES = ("default", "real")
+
+
+def collection_config(scale: str = "default", **options) -> CollectionConfig:
+    """A CollectionConfig from keyword options; an unknown one is an error naming the valid ones.
+
+    ``scale="real"`` starts from CollectionConfig.real_scale() (a 490,000-id listing, 1 MB
+    records, image redirects, hostile bodies); the options override it.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
     unknown = sorted(set(options) - _COLLECTION_KEYS)
     if unknown:
         raise ValueError(f"unknown collection option {unknown[0]!r}; valid options: {', '.join(sorted(_COLLECTION_KEYS))}")
-    return CollectionConfig(**options)
+    return CollectionConfig.real_scale(**options) if scale == "real" else CollectionConfig(**options)
 
 
 async def start_site(fake: FakeMet, host: str, port: int) -> tuple[web.AppRunner, int]:
@@ -120,16 +129,17 @@ class FakeMetHandle:
 
 def run_in_thread(collection: CollectionConfig | None = None, faults: Faults | None = None, *,
                   host: str = "127.0.0.1", port: int = 0, image_cache_bytes: int = 256 * 1024 * 1024,
-                  **collection_options) -> FakeMetHandle:
+                  scale: str = "default", **collection_options) -> FakeMetHandle:
     """Start a fake Met in a daemon thread and return once it accepts connections.
 
-    ``collection_options`` (seed=, objects=, image_width=, ...) build the CollectionConfig when
-    ``collection`` is not given.
+    ``collection_options`` (seed=, objects=, image_width=, listing=, hostile=, ...) build the
+    CollectionConfig when ``collection`` is not given, from ``scale``'s preset ("default" or
+    "real": see collection_config).
     """
     if collection is None:
-        collection = collection_config(**collection_options)
-    elif collection_options:
-        raise ValueError("pass either a CollectionConfig or collection options, not both")
+        collection = collection_config(scale, **collection_options)
+    elif collection_options or scale != "default":
+        raise ValueError("pass either a CollectionConfig or collection options and a scale, not both")
     fake = FakeMet(collection, faults, image_cache_bytes=image_cache_bytes)
     ready = threading.Event()
     state: dict = {}

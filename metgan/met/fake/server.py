@@ -3,10 +3,11 @@
 Routes (the API under the real path prefix, so a client's base-URL handling is exercised):
 
     GET  /public/collection/v1/objects[?metadataDate=YYYY-MM-DD&departmentIds=1|3]
-    GET  /public/collection/v1/objects/{id}
+    GET  /public/collection/v1/objects/{id}     (hostile and huge bodies as bytes, see collection.py)
     GET  /public/collection/v1/departments
     GET  /public/collection/v1/search?q=...[&hasImages=true&departmentId=N]
-    GET  /CRDImages/{dept}/{original|web-large}/{file name}     (percent-decoded by aiohttp)
+    GET  /CRDImages/{dept}/{original|web-large}/{file name}     (percent-decoded by aiohttp;
+         a redirecting object's image answers 302 to its target + ?moved=1)
     GET  /__fake__/stats[?window=1.0]    POST /__fake__/faults (JSON knobs)    POST /__fake__/reset
     GET  /__fake__/log                   GET  /__fake__/objects (the truth about every object)
 
@@ -231,6 +232,7 @@ class FakeMet:
         for object_id, obj in self.collection.objects.items():
             out[str(object_id)] = {
                 "status": obj.status, "kind": obj.kind, "is_vase": obj.is_vase,
+                "special": self.collection.special.get(object_id),
                 "department_id": obj.department_id, "metadata_date": obj.metadata_date,
                 "images": [{"url": self.collection.image_url(r), "seq": r.seq, "missing": r.missing,
                             "width": r.width, "height": r.height,
@@ -343,6 +345,8 @@ class FakeMet:
                 departments = [int(d) for d in raw_departments.split("|") if d.strip()]
             except ValueError:
                 return _json({"message": f"Invalid departmentIds: {raw_departments}"}, status=400)
+        if since is None and departments is None:
+            return web.Response(body=self.collection.listing_body(), content_type=JSON_TYPE)
         ids = self.collection.list_ids(since, departments)
         return _json({"total": len(ids), "objectIDs": ids or None})
 
@@ -354,12 +358,12 @@ class FakeMet:
             object_id = int(request.match_info["object_id"])
         except ValueError:
             return _json({"message": "ObjectID not found"}, status=404)
-        obj = self.collection.objects.get(object_id)
+        obj = self.collection.get(object_id)
         if obj is None or obj.status == "vanished":
             return _json({"message": "ObjectID not found"}, status=404)
         if obj.status == "loan":
             return _json({"message": "Not a valid object"}, status=404)
-        return _json(obj.record)
+        return web.Response(body=self.collection.body(obj), content_type=JSON_TYPE)
 
     async def _departments(self, request: web.Request) -> web.Response:
         return _json({"departments": [{"departmentId": k, "displayName": v} for k, v in DEPARTMENTS.items()]})
@@ -384,6 +388,10 @@ class FakeMet:
         ref = self.collection.images.get((dept, name))
         if ref is None or ref.missing or rendition not in RENDITIONS:
             return web.Response(status=404, text="<html><body>404 Not Found</body></html>", content_type="text/html")
+        if "moved" not in request.query:
+            target = self.collection.redirect_target(ref, request.rel_url.raw_path)
+            if target is not None:
+                return web.Response(status=302, headers={"Location": target})
         scale = RENDITIONS[rendition] or self.collection.config.small_scale
         width, height = max(8, round(ref.width * scale)), max(8, round(ref.height * scale))
         jpeg = await self._render(ref, width, height)
