@@ -51,6 +51,16 @@ def _path(name: str, value: str) -> Path:
     return Path(_text(name, value)).expanduser().resolve()
 
 
+def _folders(name: str, value: str) -> tuple[Path, ...]:
+    """One folder, or several separated by ``os.pathsep`` (like PATH); never the root folder."""
+    folders = tuple(_path(name, part) for part in value.split(os.pathsep) if part.strip())
+    if not folders:
+        raise ConfigError(f"{name} names no folder")
+    if any(folder == Path(folder.anchor) for folder in folders):
+        raise ConfigError(f"{name} must not be the root folder: name the folder the CSV files are in")
+    return folders
+
+
 def _bounded_float(low: float, high: float) -> Callable[[str, str], float]:
     """A parser of a number between ``low`` and ``high``: outside that range a limiter hangs
     (a rate of 1e-300 waits for ever) or a server is hammered."""
@@ -139,8 +149,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("METGAN_CSV_HOSTS", "csv_hosts", _hosts, REAL_CSV_HOSTS,
              "comma-separated host or host:port entries an https CSV URL may be on (redirects "
              "included; http only to a loopback host)"),
-    Variable("METGAN_IMPORT_DIR", "import_dir", _path, IMPORT_DIR_DEFAULT,
-             "the only folder import-csv reads local files from (symlinks and .. resolved first)"),
+    Variable("METGAN_IMPORT_DIR", "import_dirs", _folders, IMPORT_DIR_DEFAULT,
+             "the only folder (or folders, separated by ':') import-csv reads local files from; "
+             "symlinks and .. are resolved first"),
     Variable("METGAN_MAX_IMAGE_BYTES", "max_image_bytes", _positive_int, 64 * 1024 * 1024,
              "largest image file accepted, in bytes"),
     Variable("METGAN_MAX_IMAGE_PIXELS", "max_image_pixels", _positive_int, 150_000_000,
@@ -162,7 +173,7 @@ class Settings:
     met_user_agent: str
     image_hosts: tuple[str, ...]
     csv_hosts: tuple[str, ...]
-    import_dir: Path
+    import_dirs: tuple[Path, ...]
     max_image_bytes: int
     max_image_pixels: int
 
@@ -173,6 +184,11 @@ class Settings:
     @property
     def subsets_dir(self) -> Path:
         return self.data_dir / "subsets"
+
+    @property
+    def import_dir(self) -> Path:
+        """The first import folder: where a relative CSV path is looked up."""
+        return self.import_dirs[0]
 
     @property
     def task_rate(self) -> float:
@@ -199,7 +215,7 @@ class Settings:
                 values[variable.field] = default
             else:
                 values[variable.field] = variable.parse(variable.name, raw)
-        values.setdefault("import_dir", values["data_dir"] / "imports")
+        values.setdefault("import_dirs", (values["data_dir"] / "imports",))
         return cls(**values)
 
 

@@ -112,6 +112,10 @@ def test_csv_hosts_default_to_where_the_open_access_csv_is_served():
 
 
 def test_import_dir_follows_the_data_dir_unless_set(tmp_path):
-    assert Settings.from_env({"METGAN_DATA_DIR": str(tmp_path)}).import_dir == tmp_path / "imports"
-    chosen = Settings.from_env({"METGAN_DATA_DIR": str(tmp_path), "METGAN_IMPORT_DIR": str(tmp_path / "in")})
+    assert Settings.from_env({"METGAN_DATA_DIR": str(tmp_path)}).import_dirs == (tmp_path / "imports",)
+    chosen = Settings.from_env({"METGAN_DATA_DIR": str(tmp_path),
+                                "METGAN_IMPORT_DIR": f"{tmp_path / 'in'}:{tmp_path / 'more'}"})
+    assert chosen.import_dirs == (tmp_path / "in", tmp_path / "more")
     assert chosen.import_dir == tmp_path / "in"
+    with pytest.raises(ConfigError, match="METGAN_IMPORT_DIR must not be the root folder"):
+        Settings.from_env({"METGAN_IMPORT_DIR": "/"})
