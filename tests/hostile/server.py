@@ -67,7 +67,8 @@ class HostileServer:
         return web.Response(body=self.csv, content_type="text/csv")
 
     async def to(self, request: web.Request) -> web.Response:
-        raise web.HTTPFound(request.query["url"])
+        # not HTTPFound: it insists on a valid URL, and a hostile server sends whatever it likes
+        return web.Response(status=302, headers={"Location": request.query["url"]})
 
     async def loop(self, request: web.Request) -> web.Response:
         raise web.HTTPFound("/loop")
