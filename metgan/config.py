@@ -41,9 +41,15 @@ def _database_url(name: str, value: str) -> str:
 
 def _http_url(name: str, value: str) -> str:
     value = _text(name, value).rstrip("/")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{name}={value!r} is not an http(s) URL")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        host = parts.hostname or ""
+        host.encode("idna")
+    except (ValueError, UnicodeError):
+        raise ConfigError(f"{name}={value[:80]!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not host or parts.username is not None:
+        raise ConfigError(f"{name}={value[:80]!r} is not an http(s) URL with a host (and no user name)")
     return value
 
 

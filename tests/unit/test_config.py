@@ -119,3 +119,9 @@ def test_import_dir_follows_the_data_dir_unless_set(tmp_path):
     assert chosen.import_dir == tmp_path / "in"
     with pytest.raises(ConfigError, match="METGAN_IMPORT_DIR must not be the root folder"):
         Settings.from_env({"METGAN_IMPORT_DIR": "/"})
+
+
+@pytest.mark.parametrize("url", ["http://h:99999/v1", "http://[x/v1", "http://user@h/v1", "http:///v1"])
+def test_a_malformed_api_url_is_one_line_error(url):
+    with pytest.raises(ConfigError, match="^METGAN_MET_API_URL="):
+        Settings.from_env({"METGAN_MET_API_URL": url})
