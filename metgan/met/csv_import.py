@@ -467,6 +467,7 @@ def _is_url(source: str) -> bool:
 
 # Never read from these, whatever METGAN_IMPORT_DIR says: /proc/self/environ is a "regular file".
 _SYSTEM_FOLDERS = (Path("/proc"), Path("/sys"), Path("/dev"))
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # ftp://, file://: refused, not read as a path
 
 
 def _open_source(source: str | os.PathLike, settings: Settings) -> _Source:
@@ -478,6 +479,8 @@ def _open_source(source: str | os.PathLike, settings: Settings) -> _Source:
     text = os.fspath(source)
     if _is_url(text):
         return _open_url(text, settings)
+    if _SCHEME.match(text):
+        raise ConfigError(f"CSV source {excerpt(text)} is neither an https URL nor a file in the import folder")
     return _open_file(text, settings)
 
 
@@ -787,7 +790,10 @@ class _Timings:
 def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_rows: int = 5000,
                settings: Settings | None = None, engine=None,
                progress: Progress | None = None) -> dict[str, Any]:
-    """Stream ``MetObjects.csv`` (a path or an http(s) URL) into the store; return the counts.
+    """Stream ``MetObjects.csv`` into the store; return the counts.
+
+    ``source`` is a file in the import folder (``METGAN_IMPORT_DIR``; a relative path is looked
+    up there) or an https URL on ``METGAN_CSV_HOSTS``; anything else raises ConfigError.
 
     Counts: ``rows`` (records read), ``objects`` (distinct objects imported), ``errors``
     (malformed rows and earlier duplicates, each in csv_import_errors with its line number),

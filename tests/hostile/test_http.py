@@ -197,3 +197,6 @@ def test_the_csv_opener_wants_https_off_loopback_and_a_listed_host(tmp_path):
         _open_source("https://evil.example/MetObjects.csv", settings)
     with pytest.raises(ConfigError, match="not a valid CSV URL"):
         _open_source("https://github.com:99999/x.csv", settings)
+    for source in ("file:///etc/passwd", "ftp://github.com/x.csv"):
+        with pytest.raises(ConfigError, match="is neither an https URL nor a file in the import folder"):
+            _open_source(source, settings)
