@@ -149,6 +149,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
 
 def child_ours(path: str, url: str) -> dict:
     os.environ["METGAN_DATABASE_URL"] = url
+    os.environ["METGAN_IMPORT_DIR"] = str(Path(path).parent)  # import-csv reads only from there
     from metgan.met.csv_import import import_csv
 
     started = time.perf_counter()

@@ -14,9 +14,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from metgan.errors import ConfigError
+from metgan.urlpolicy import parse_host_list
 
 REAL_MET_API_URL = "https://collectionapi.metmuseum.org/public/collection/v1"
 REAL_IMAGE_HOSTS = ("images.metmuseum.org",)
+# where the Open Access MetObjects.csv is served (the GitHub repository, its LFS media and raw files)
+REAL_CSV_HOSTS = ("github.com", "media.githubusercontent.com", "raw.githubusercontent.com")
+IMPORT_DIR_DEFAULT = "<data_dir>/imports"
 
 
 def _text(name: str, value: str) -> str:
@@ -37,9 +41,15 @@ def _database_url(name: str, value: str) -> str:
 
 def _http_url(name: str, value: str) -> str:
     value = _text(name, value).rstrip("/")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{name}={value!r} is not an http(s) URL")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        host = parts.hostname or ""
+        host.encode("idna")
+    except (ValueError, UnicodeError):
+        raise ConfigError(f"{name}={value[:80]!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not host or parts.username is not None:
+        raise ConfigError(f"{name}={value[:80]!r} is not an http(s) URL with a host (and no user name)")
     return value
 
 
@@ -47,34 +57,65 @@ def _path(name: str, value: str) -> Path:
     return Path(_text(name, value)).expanduser().resolve()
 
 
-def _positive_float(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a number") from None
-    if not number > 0 or number != number or number == float("inf"):
-        raise ConfigError(f"{name}={value!r} must be a finite number above 0")
-    return number
+def _folders(name: str, value: str) -> tuple[Path, ...]:
+    """One folder, or several separated by ``os.pathsep`` (like PATH); never the root folder."""
+    folders = tuple(_path(name, part) for part in value.split(os.pathsep) if part.strip())
+    if not folders:
+        raise ConfigError(f"{name} names no folder")
+    if any(folder == Path(folder.anchor) for folder in folders):
+        raise ConfigError(f"{name} must not be the root folder: name the folder the CSV files are in")
+    return folders
+
+
+def _bounded_float(low: float, high: float) -> Callable[[str, str], float]:
+    """A parser of a number between ``low`` and ``high``: outside that range a limiter hangs
+    (a rate of 1e-300 waits for ever) or a server is hammered."""
+    def parse(name: str, value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value[:80]!r} is not a number") from None
+        if not low <= number <= high:  # NaN fails both comparisons
+            raise ConfigError(f"{name}={value[:80]!r} must be between {low:g} and {high:g}")
+        return number
+    return parse
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str, str], int]:
+    """A parser of a whole number between ``low`` and ``high``."""
+    def parse(name: str, value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value[:80]!r} is not a whole number") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{name}={value[:80]!r} must be between {low} and {high}")
+        return number
+    return parse
 
 
 def _positive_int(name: str, value: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a whole number") from None
+        raise ConfigError(f"{name}={value[:80]!r} is not a whole number") from None
     if number < 1:
-        raise ConfigError(f"{name}={value!r} must be at least 1")
+        raise ConfigError(f"{name}={value[:80]!r} must be at least 1")
     return number
 
 
+def _header_text(name: str, value: str) -> str:
+    """An HTTP header value: printable ASCII only (a CR or LF would split the request)."""
+    value = _text(name, value)
+    bad = next((c for c in value if not (" " <= c <= "~")), None)
+    if bad is not None:
+        raise ConfigError(f"{name} holds the character {bad!r}; only printable ASCII is allowed "
+                          "in an HTTP header")
+    return value
+
+
 def _hosts(name: str, value: str) -> tuple[str, ...]:
-    hosts = tuple(h.strip().lower() for h in value.split(",") if h.strip())
-    if not hosts:
-        raise ConfigError(f"{name} lists no host (expected a comma-separated list of host names)")
-    for host in hosts:
-        if "/" in host or " " in host or ":" in host.strip("[]").replace("::", ""):
-            raise ConfigError(f"{name} entry {host!r} is not a host name")
-    return hosts
+    return parse_host_list(name, value)
 
 
 @dataclass(frozen=True)
@@ -95,19 +136,28 @@ VARIABLES: tuple[Variable, ...] = (
              "search and trial folders"),
     Variable("METGAN_MET_API_URL", "met_api_url", _http_url, REAL_MET_API_URL,
              "base URL of the Met Collection API"),
-    Variable("METGAN_MET_RATE", "met_rate", _positive_float, 80.0,
-             "requests per second for the whole deployment (the Met's published limit)"),
-    Variable("METGAN_MET_WORKERS", "met_workers", _positive_int, 4,
-             "ingest tasks that may run at once (the met_api pool's slots); each gets rate/workers"),
-    Variable("METGAN_MET_CONCURRENCY", "met_concurrency", _positive_int, 16,
-             "requests in flight at once within one task"),
-    Variable("METGAN_MET_TIMEOUT", "met_timeout", _positive_float, 30.0,
-             "seconds a request may stay silent before it is abandoned and retried (a streaming image may take 4x)"),
-    Variable("METGAN_MET_USER_AGENT", "met_user_agent", _text,
+    Variable("METGAN_MET_RATE", "met_rate", _bounded_float(0.01, 1000), 80.0,
+             "requests per second for the whole deployment (the Met's published limit), 0.01 to 1000"),
+    Variable("METGAN_MET_WORKERS", "met_workers", _bounded_int(1, 64), 4,
+             "ingest tasks that may run at once (the met_api pool's slots), 1 to 64; each gets rate/workers"),
+    Variable("METGAN_MET_CONCURRENCY", "met_concurrency", _bounded_int(1, 256), 16,
+             "requests in flight at once within one task, 1 to 256"),
+    Variable("METGAN_MET_TIMEOUT", "met_timeout", _bounded_float(1, 600), 30.0,
+             "seconds a request may stay silent before it is abandoned and retried (a streaming image "
+             "may take 4x), 1 to 600"),
+    Variable("METGAN_MET_USER_AGENT", "met_user_agent", _header_text,
              "metgan (+https://github.com/metgan/metgan; open-access research)",
-             "User-Agent sent to the Met"),
+             "User-Agent sent to the Met (printable ASCII)"),
     Variable("METGAN_IMAGE_HOSTS", "image_hosts", _hosts, REAL_IMAGE_HOSTS,
-             "comma-separated hosts images may be downloaded from"),
+             "comma-separated host or host:port entries images may be downloaded from (redirects "
+             "included); an entry without a port allows the default ports, and any port on a "
+             "loopback host"),
+    Variable("METGAN_CSV_HOSTS", "csv_hosts", _hosts, REAL_CSV_HOSTS,
+             "comma-separated host or host:port entries an https CSV URL may be on (redirects "
+             "included; http only to a loopback host)"),
+    Variable("METGAN_IMPORT_DIR", "import_dirs", _folders, IMPORT_DIR_DEFAULT,
+             "the only folder (or folders, separated by ':') import-csv reads local files from; "
+             "symlinks and .. are resolved first"),
     Variable("METGAN_MAX_IMAGE_BYTES", "max_image_bytes", _positive_int, 64 * 1024 * 1024,
              "largest image file accepted, in bytes"),
     Variable("METGAN_MAX_IMAGE_PIXELS", "max_image_pixels", _positive_int, 150_000_000,
@@ -128,6 +178,8 @@ class Settings:
     met_timeout: float
     met_user_agent: str
     image_hosts: tuple[str, ...]
+    csv_hosts: tuple[str, ...]
+    import_dirs: tuple[Path, ...]
     max_image_bytes: int
     max_image_pixels: int
 
@@ -138,6 +190,11 @@ class Settings:
     @property
     def subsets_dir(self) -> Path:
         return self.data_dir / "subsets"
+
+    @property
+    def import_dir(self) -> Path:
+        """The first import folder: where a relative CSV path is looked up."""
+        return self.import_dirs[0]
 
     @property
     def task_rate(self) -> float:
@@ -157,11 +214,14 @@ class Settings:
             raw = environ.get(variable.name)
             if raw is None:
                 default = variable.default
+                if default == IMPORT_DIR_DEFAULT:
+                    continue  # below: it follows METGAN_DATA_DIR
                 if isinstance(default, str) and variable.parse is _path:
                     default = _path(variable.name, default)
                 values[variable.field] = default
             else:
                 values[variable.field] = variable.parse(variable.name, raw)
+        values.setdefault("import_dirs", (values["data_dir"] / "imports",))
         return cls(**values)
 
 

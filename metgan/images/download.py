@@ -1,6 +1,7 @@
 """Download one Met image safely into ``<data_dir>/images/<object_id>/<seq>.jpg``.
 
-Only hosts in ``METGAN_IMAGE_HOSTS`` are fetched. The URL's path is percent-encoded (the Met's
+Only URLs the image policy allows are fetched (``METGAN_IMAGE_HOSTS``, see
+:mod:`metgan.urlpolicy`), on the first request and on every redirect. The URL's path is percent-encoded (the Met's
 file names hold spaces, en-dashes and accents) without double-encoding escapes already present.
 The body streams to a temp file in the destination folder while its size (``max_bytes``) and
 sha256 are tracked; it must be declared an image, decode with Pillow, and stay under the pixel
@@ -22,14 +23,16 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
-import yarl
 from PIL import Image
 
 from metgan.errors import ImageError, MetRetryableError
 from metgan.met.client import Attempts, MetClient
+from metgan.urlpolicy import UrlPolicy, encode_url
+
+__all__ = ["BadContent", "Downloaded", "ImageGone", "check_host", "download_image", "encode_url",
+           "inspect_image", "relative_path", "stored_intact", "sweep_temp_files"]
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +43,6 @@ STALE_TEMP_SECONDS = 3600
 # refused: a truncated or mangled transfer looks the same as a broken file on the server.
 CONTENT_ATTEMPTS = 3
 
-_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"
-_QUERY_SAFE = "/:@!$&'()*+,;=-._~?"
 _HOSTNAME = socket.gethostname()
 
 
@@ -54,34 +54,10 @@ class BadContent(Exception):
     """The body is not a usable image (wrong type, truncated, undecodable); may be transient."""
 
 
-def _quote_keeping_escapes(text: str, safe: str) -> str:
-    pieces, last = [], 0
-    for match in _ESCAPE.finditer(text):
-        pieces.append(quote(text[last:match.start()], safe=safe))
-        pieces.append(match.group(0).upper())
-        last = match.end()
-    pieces.append(quote(text[last:], safe=safe))
-    return "".join(pieces)
-
-
-def encode_url(url: str) -> str:
-    """Percent-encode the path and query of ``url`` (UTF-8), keeping existing %XX escapes."""
-    parts = urlsplit(url.strip())
-    netloc = parts.netloc
-    if parts.hostname and not parts.hostname.isascii():
-        netloc = netloc.replace(parts.hostname, parts.hostname.encode("idna").decode("ascii"))
-    return urlunsplit((parts.scheme, netloc, _quote_keeping_escapes(parts.path, _PATH_SAFE),
-                       _quote_keeping_escapes(parts.query, _QUERY_SAFE), ""))
-
-
-def check_host(url: str, allowed_hosts: tuple[str, ...] | list[str]) -> None:
-    """Raise ImageError unless ``url`` is http(s) on an allowed host."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or not host:
-        raise ImageError(f"not an http(s) image URL: {url!r}")
-    if host not in allowed_hosts:
-        raise ImageError(f"image host {host!r} is not in METGAN_IMAGE_HOSTS ({', '.join(allowed_hosts)})")
+def check_host(url: str, allowed_hosts: tuple[str, ...] | list[str]) -> str:
+    """The URL to fetch when ``url`` passes the image policy (http(s), an allowed host and port,
+    no user name); raises ImageError with the reason otherwise."""
+    return UrlPolicy.for_images(tuple(allowed_hosts), ImageError).check(url)
 
 
 def relative_path(object_id: int, seq: int) -> str:
@@ -197,11 +173,11 @@ async def download_image(client: MetClient, url: str, *, object_id: int, seq: in
                          attempts: Attempts | None = None) -> Downloaded:
     """Fetch ``url`` into ``images_dir/<object_id>/<seq>.jpg`` (``attempts`` counts requests).
 
-    Raises ImageError (refused: host, size, pixels, or still bad after retries), ImageGone (404),
-    or MetRetryableError / MetBlockedError when the transfer kept failing.
+    Raises ImageError (refused: URL, host, port, a redirect, size, pixels, or still bad after
+    retries), ImageGone (404), or MetRetryableError / MetBlockedError when the transfer kept failing.
     """
-    check_host(url, allowed_hosts)
-    encoded = yarl.URL(encode_url(url), encoded=True)
+    policy = UrlPolicy.for_images(tuple(allowed_hosts), ImageError)
+    encoded = MetClient.checked_url(policy.check(url), policy)
     folder = images_dir / str(int(object_id))
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{int(seq)}.jpg"
@@ -211,7 +187,8 @@ async def download_image(client: MetClient, url: str, *, object_id: int, seq: in
         _LIVE_TEMPS.add(str(temp))
         try:
             size, digest, content_type = await client.request(
-                encoded, lambda response, temp=temp: _stream_to(response, temp, max_bytes), attempts=attempts)
+                encoded, lambda response, temp=temp: _stream_to(response, temp, max_bytes), attempts=attempts,
+                policy=policy)
             width, height, _format = await asyncio.to_thread(inspect_image, temp, max_pixels)
             os.replace(temp, final)
             return Downloaded(relative_path(object_id, seq), width, height, size, digest, content_type)

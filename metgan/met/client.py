@@ -8,6 +8,9 @@ retried with jittered exponential back-off, honouring Retry-After. The CDN's HTM
 whether it comes as a 403 or a 200, is never parsed as data: it pauses the bucket for a cool-down
 and lowers the rate, which then recovers slowly (:class:`~metgan.met.ratelimit.AdaptiveRate`).
 A 404 or a ``{"message": "Not a valid object"}`` raises ObjectGoneError, never retried.
+Redirects are followed by hand (at most ``urlpolicy.MAX_REDIRECTS``), every hop checked by a
+:class:`~metgan.urlpolicy.UrlPolicy`: API requests never leave the API's scheme, host and port;
+image downloads pass their own policy (``METGAN_IMAGE_HOSTS``).
 
 Use it as an async context manager::
 
@@ -35,6 +38,7 @@ from metgan.config import Settings, get_settings
 from metgan.errors import MetApiError, MetBlockedError, MetRetryableError, ObjectGoneError
 from metgan.met import parse
 from metgan.met.ratelimit import RATE_MARGIN, AdaptiveRate, TokenBucket, burst_for, shared_limiter
+from metgan.urlpolicy import REDIRECT_STATUSES, UrlPolicy, excerpt
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +105,11 @@ class MetClient:
                  user_agent: str = "metgan", session: aiohttp.ClientSession | None = None,
                  max_attempts: int = 6, backoff_base: float = 0.5, backoff_cap: float = 30.0,
                  block_patience: float = 1800.0, cooldown_initial: float = 2.0,
-                 cooldown_max: float = 300.0, rate_margin: float = RATE_MARGIN, shared_rate: bool = True):
+                 cooldown_max: float = 300.0, rate_margin: float = RATE_MARGIN, shared_rate: bool = True,
+                 max_json_bytes: int = MAX_JSON_BYTES):
         self.base_url = base_url.rstrip("/")
+        self.api_policy = UrlPolicy.for_api(self.base_url, MetApiError)
+        self.max_json_bytes = max_json_bytes
         self.concurrency = concurrency
         self.timeout = timeout
         self.user_agent = user_agent
@@ -168,8 +175,12 @@ class MetClient:
 
     async def request(self, url: str | yarl.URL,
                       handler: Callable[[aiohttp.ClientResponse], Awaitable[T]], *,
-                      params: dict[str, str] | None = None, attempts: Attempts | None = None) -> T:
+                      params: dict[str, str] | None = None, attempts: Attempts | None = None,
+                      policy: UrlPolicy | None = None) -> T:
         """GET ``url`` and return ``handler(response)``, retrying what is transient.
+
+        Redirects are followed by hand, each hop checked by ``policy`` (default: the API's own
+        host); a refused hop raises the policy's error (MetApiError, or ImageError for images).
 
         ``handler`` raises MetRetryableError / MetBlockedError for a bad response (see
         ``check_block`` and ``raise_for_status``), ObjectGoneError or anything else to stop.
@@ -187,8 +198,7 @@ class MetClient:
                 if attempts is not None:
                     attempts.count += 1
                 try:
-                    async with self.session.get(url, params=params, allow_redirects=True) as response:
-                        result = await handler(response)
+                    result = await self._get(url, params, handler, policy or self.api_policy)
                 except MetBlockedError as exc:
                     self.stats["blocked"] += 1
                     now = time.monotonic()
@@ -216,6 +226,29 @@ class MetClient:
             log.debug("retrying %s in %.2fs after %s", url, delay, error)
             await asyncio.sleep(delay)
 
+    async def _get(self, url: str | yarl.URL, params: dict[str, str] | None,
+                   handler: Callable[[aiohttp.ClientResponse], Awaitable[T]], policy: UrlPolicy) -> T:
+        """One attempt: GET ``url``, following redirects by hand. aiohttp's own following would
+        check nothing: an allowed host answering 302 to an internal address would be fetched."""
+        target, query, hops = url, params, 0
+        while True:
+            async with self.session.get(target, params=query, allow_redirects=False) as response:
+                if response.status not in REDIRECT_STATUSES:
+                    return await handler(response)
+                current, location = str(response.url), response.headers.get("Location")
+            hops += 1
+            target, query = self.checked_url(policy.follow(current, location, hops), policy), None
+            self.stats["redirects"] += 1
+            await self.bucket.acquire()  # a hop is a request to a server like any other
+
+    @staticmethod
+    def checked_url(url: str, policy: UrlPolicy) -> yarl.URL:
+        """A URL ``policy.check`` returned (already encoded) as aiohttp takes it."""
+        try:
+            return yarl.URL(url, encoded=True)
+        except (ValueError, TypeError):
+            raise policy.error(f"not a valid {policy.what}: {excerpt(url)}") from None
+
     # -- response checks shared by handlers -----------------------------------------------------
 
     @staticmethod
@@ -241,7 +274,7 @@ class MetClient:
 
     async def _json(self, response: aiohttp.ClientResponse) -> Any:
         self.check_block(response)
-        body = await read_body(response, MAX_JSON_BYTES)
+        body = await read_body(response, self.max_json_bytes)
         self.check_block(response, body)
         if response.status == 404:
             message = parse.error_message(body) or "HTTP 404"

@@ -17,7 +17,11 @@ from metgan.progress import Progress
 @click.option("--errors", "show_errors", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many of the recorded malformed rows to print.")
 def import_csv(source: str, keep_absent: bool, chunk_rows: int, show_errors: int) -> None:
-    """Import MetObjects.csv from a file or an http(s) URL (streamed, never held in memory).
+    """Import MetObjects.csv from a file or an https URL (streamed, never held in memory).
+
+    A file must be in the import folder (METGAN_IMPORT_DIR, default <data_dir>/imports; a
+    relative PATH is looked up there); a URL must be on METGAN_CSV_HOSTS (default: the GitHub
+    hosts that serve the Open Access CSV), and so must every redirect it leads to.
 
     Rows land in the same tables the API ingest fills; objects the API already returned keep
     their API fields. Prints the counts of new, changed, unchanged and removed objects.

@@ -64,6 +64,7 @@ from typing import IO, Any
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError, MetRetryableError
 from metgan.progress import Progress
+from metgan.urlpolicy import excerpt
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +258,7 @@ class RowParser:
         self.header = [name.lstrip("\ufeff").strip() for name in header]
         index = {name: i for i, name in enumerate(self.header)}
         if "Object ID" not in index:
-            raise ConfigError(
-                "the CSV header has no 'Object ID' column; is this the Met's MetObjects.csv? "
-                f"(header starts {', '.join(self.header[:4])!r})"
-            )
+            raise ConfigError("the CSV header has no 'Object ID' column; is this the Met's MetObjects.csv?")
         self.width = len(self.header)
         self.id_index = index["Object ID"]
         positions = [index.get(name) for name in CSV_HEADER]
@@ -274,7 +272,8 @@ class RowParser:
             log.warning("CSV header lacks %d of the Met's columns (imported as empty): %s",
                         len(missing), ", ".join(missing))
         if extra:
-            log.warning("CSV header has %d unknown columns (not imported): %s", len(extra), ", ".join(extra))
+            log.warning("CSV header has %d unknown columns (not imported), the first %s",
+                        len(extra), excerpt(extra[0]))
 
     def object_id(self, row: list[str]) -> int | None:
         """The row's Object ID when it is a valid one, else None."""
@@ -463,34 +462,103 @@ class _CountingReader:
 
 
 def _is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
+    return source.lower().startswith(("http://", "https://"))
+
+
+# Never read from these, whatever METGAN_IMPORT_DIR says: /proc/self/environ is a "regular file".
+_SYSTEM_FOLDERS = (Path("/proc"), Path("/sys"), Path("/dev"))
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # ftp://, file://: refused, not read as a path
 
 
 def _open_source(source: str | os.PathLike, settings: Settings) -> _Source:
+    """Open an https URL on ``METGAN_CSV_HOSTS`` or a regular file under ``METGAN_IMPORT_DIR``.
+
+    A CSV source comes from a DAG trigger's form as well as the CLI: it must not reach the
+    worker's own files (``/proc/self/environ``, a key under $HOME) or an internal host.
+    """
     text = os.fspath(source)
     if _is_url(text):
-        import requests
+        return _open_url(text, settings)
+    if _SCHEME.match(text):
+        raise ConfigError(f"CSV source {excerpt(text)} is neither an https URL nor a file in the import folder")
+    return _open_file(text, settings)
 
+
+def _open_url(url: str, settings: Settings) -> _Source:
+    import requests
+
+    from metgan.urlpolicy import REDIRECT_STATUSES, UrlPolicy
+
+    policy = UrlPolicy.for_csv(settings.csv_hosts)
+    target = policy.check(url)
+    hops = 0
+    while True:
         try:
-            response = requests.get(text, stream=True, timeout=settings.met_timeout,
+            # redirects by hand: requests would follow them anywhere, unchecked
+            response = requests.get(target, stream=True, timeout=settings.met_timeout, allow_redirects=False,
                                     headers={"User-Agent": settings.met_user_agent})
         except requests.RequestException as exc:
-            raise MetRetryableError(f"cannot download {text}: {exc}") from exc
-        if response.status_code >= 400:
-            response.close()
-            error = ConfigError if 400 <= response.status_code < 500 and response.status_code != 429 \
-                else MetRetryableError
-            raise error(f"cannot download {text}: HTTP {response.status_code} {response.reason}")
-        response.raw.decode_content = True
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() and not response.headers.get(
-            "Content-Encoding") else None
-        return _Source(text, response.raw, total, response.close, is_url=True)
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"CSV file {text} does not exist")
-    handle = open(path, "rb")
-    return _Source(str(path), handle, path.stat().st_size, handle.close)
+            raise MetRetryableError(f"cannot download {target}: {type(exc).__name__}") from exc
+        if response.status_code not in REDIRECT_STATUSES:
+            break
+        response.close()
+        hops += 1
+        target = policy.follow(target, response.headers.get("Location"), hops)
+    if response.status_code >= 400:
+        response.close()
+        error = ConfigError if 400 <= response.status_code < 500 and response.status_code != 429 \
+            else MetRetryableError
+        raise error(f"cannot download {target}: HTTP {response.status_code} {excerpt(response.reason or '')}")
+    response.raw.decode_content = True
+    length = response.headers.get("Content-Length")
+    total = int(length) if length and length.isdigit() and not response.headers.get(
+        "Content-Encoding") else None
+    return _Source(target, response.raw, total, response.close, is_url=True)
+
+
+def _open_file(text: str, settings: Settings) -> _Source:
+    import stat
+
+    roots = [folder.resolve() for folder in settings.import_dirs]
+    given = Path(text).expanduser()
+    # a relative path is in the (first) import folder: a worker's working directory means nothing
+    path = (given if given.is_absolute() else roots[0] / given).resolve()  # symlinks and .. first
+    if not any(path.is_relative_to(root) for root in roots) or any(
+            path.is_relative_to(folder) for folder in _SYSTEM_FOLDERS):
+        raise ConfigError(f"CSV file {excerpt(text)} is outside the import folder "
+                          f"{os.pathsep.join(map(str, roots))} (METGAN_IMPORT_DIR); put the file there, "
+                          "or import it from an https URL")
+    try:
+        # O_NONBLOCK: a FIFO must not hang the open; O_NOFOLLOW: no symlink swapped in since resolve()
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise ConfigError(f"CSV file {excerpt(text)} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"CSV file {excerpt(text)} cannot be opened: {exc.strerror}") from None
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(descriptor)
+        raise ConfigError(f"CSV file {excerpt(text)} is not a regular file")
+    os.set_blocking(descriptor, True)
+    handle = os.fdopen(descriptor, "rb")
+    return _Source(str(path), handle, info.st_size, handle.close)
+
+
+def _check_header(name: str, header: list[str]) -> None:
+    """Refuse a header that is not the Met's, naming the first column it lacks (never its
+    content: the "header" of a wrong file may be anything, a secret included)."""
+    present = {column.lstrip("\ufeff").strip() for column in header}
+    missing = [column for column in CSV_HEADER if column not in present]
+    if missing:
+        raise ConfigError(f"{name} is not the Met's MetObjects.csv: its header lacks the column "
+                          f"{missing[0]!r} ({len(missing)} of the {len(CSV_HEADER)} columns missing)")
+
+
+def _public_message(exc: BaseException) -> str:
+    """What csv_imports.counts records of a failure: the first line, short and escaped."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else type(exc).__name__
+    return first if len(first) <= 300 and first.isprintable() else excerpt(first, 300)
 
 
 def _line_blocks(chunks: Iterator[bytes]) -> Iterator[list[bytes]]:
@@ -722,7 +790,10 @@ class _Timings:
 def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_rows: int = 5000,
                settings: Settings | None = None, engine=None,
                progress: Progress | None = None) -> dict[str, Any]:
-    """Stream ``MetObjects.csv`` (a path or an http(s) URL) into the store; return the counts.
+    """Stream ``MetObjects.csv`` into the store; return the counts.
+
+    ``source`` is a file in the import folder (``METGAN_IMPORT_DIR``; a relative path is looked
+    up there) or an https URL on ``METGAN_CSV_HOSTS``; anything else raises ConfigError.
 
     Counts: ``rows`` (records read), ``objects`` (distinct objects imported), ``errors``
     (malformed rows and earlier duplicates, each in csv_import_errors with its line number),
@@ -742,25 +813,30 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
     opened = _open_source(source, settings)
     connection = engine.raw_connection()
     lookup_connection = engine.raw_connection()  # reads stored hashes while `connection` merges
+    import_id = None
     try:
         cursor = connection.cursor()
+        _mark_abandoned(cursor)
         cursor.execute("INSERT INTO csv_imports (source) VALUES (%s) RETURNING import_id, started_at",
                        (opened.name,))
         import_id, import_started = cursor.fetchone()
+        # held by this session until the import ends (or its process dies): see _mark_abandoned
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", (IMPORT_LOCK_CLASS, import_id))
         connection.commit()
         try:
             counts = _run(connection, cursor, lookup_connection, opened, import_id, import_started,
                           mark_removed=mark_removed, chunk_rows=chunk_rows, progress=progress)
         except BaseException as exc:
             connection.rollback()
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             cursor.execute("UPDATE csv_imports SET status = 'failed', finished_at = now(), counts = %s "
-                           "WHERE import_id = %s", (json.dumps({"error": message}), import_id))
+                           "WHERE import_id = %s", (json.dumps({"error": _public_message(exc)}), import_id))
             connection.commit()
             raise
     finally:
         opened.close()
         lookup_connection.close()
+        if import_id is not None:
+            _release_lock(connection, import_id)
         connection.close()
     counts["seconds"] = round(time.monotonic() - started, 3)
     counts["rows_per_s"] = round(counts["rows"] / counts["seconds"], 1) if counts["seconds"] else None
@@ -769,6 +845,56 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
              counts["changed"], counts["unchanged"], counts["removed"], counts["errors"],
              counts["seconds"])
     return {"import_id": import_id, "source": opened.name, **counts}
+
+
+# pg_advisory_lock(IMPORT_LOCK_CLASS, import_id): the lock a running CSV import holds ("mc")
+IMPORT_LOCK_CLASS = 0x6D63
+ABANDONED_MESSAGE = "abandoned: the importing process ended without finishing (killed?)"
+_MARK_ABANDONED_SQL = """
+UPDATE csv_imports SET status = 'failed', finished_at = now(), counts = counts || %(counts)s::jsonb
+WHERE import_id IN (
+    SELECT import_id FROM csv_imports
+    WHERE status = 'running' AND pg_try_advisory_xact_lock(%(class)s, import_id::integer)
+)
+"""
+
+
+def _mark_abandoned(cursor) -> int:
+    """Mark ``running`` imports whose session lock is free (their process died: a kill -9, an
+    OOM kill, a lost worker) as failed; returns how many. Runs in the caller's transaction."""
+    cursor.execute(_MARK_ABANDONED_SQL, {"class": IMPORT_LOCK_CLASS,
+                                         "counts": json.dumps({"error": ABANDONED_MESSAGE})})
+    if cursor.rowcount:
+        log.warning("marked %d abandoned CSV import(s) as failed", cursor.rowcount)
+    return cursor.rowcount
+
+
+def mark_abandoned_imports(engine=None, settings: Settings | None = None) -> int:
+    """Mark CSV imports left ``running`` by a process that died as ``failed``; returns how many.
+
+    Every import does this before it starts; call it before reading ``csv_imports`` statuses.
+    """
+    from metgan.store import get_engine
+
+    engine = engine or get_engine(settings or get_settings())
+    connection = engine.raw_connection()
+    try:
+        count = _mark_abandoned(connection.cursor())
+        connection.commit()
+        return count
+    finally:
+        connection.close()
+
+
+def _release_lock(connection, import_id: int) -> None:
+    # the connection goes back to a pool: a session lock left on it would outlive the import
+    try:
+        connection.rollback()
+        cursor = connection.cursor()
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", (IMPORT_LOCK_CLASS, import_id))
+        connection.commit()
+    except Exception:  # a dead connection holds no lock any more
+        log.debug("could not release the lock of CSV import %d", import_id, exc_info=True)
 
 
 def _error_line(import_id: int, line_number: int, reason: str, raw: bytes | None) -> str:
@@ -790,6 +916,7 @@ def _run(connection, cursor, lookup_connection, opened: _Source, import_id: int,
         raise ConfigError(f"{opened.name} is empty")
     if first[1] is None:
         raise ConfigError(f"{opened.name}: the header line is not readable CSV")
+    _check_header(opened.name, first[1])
     parser = RowParser(first[1])
 
     # progress counts megabytes read: the row count is unknown until the end

@@ -525,3 +525,197 @@ def test_a_download_that_breaks_off_fails_the_import_and_leaves_nothing(db, sett
     listener.close()
     assert one(db, "SELECT count(*) FROM met_objects") == (0,)
     assert rows_of(db, "SELECT status FROM csv_imports") == [("failed",)]
+
+
+# --- where a CSV may come from (issue #12): the import folder, METGAN_CSV_HOSTS, no echo ---------
+
+
+@pytest.fixture(autouse=True)
+def _sources_in_tmp_path(tmp_path, monkeypatch):
+    """This module's tests import the shared samples and files they write under tmp_path, and
+    serve URLs on 127.0.0.1: those are their import folders (METGAN_IMPORT_DIR) and their CSV
+    host list (METGAN_CSV_HOSTS)."""
+    monkeypatch.setenv("METGAN_IMPORT_DIR", f"{tmp_path}:{SAMPLES}")
+    monkeypatch.setenv("METGAN_CSV_HOSTS", "127.0.0.1")
+
+
+FAKE_SECRET = "sk-live-0123456789abcdefFAKESECRET"
+
+
+@pytest.fixture
+def import_dir(tmp_path, monkeypatch):
+    """A separate import folder inside tmp_path, so that tmp_path itself is outside it."""
+    from metgan.config import get_settings
+
+    folder = tmp_path / "imports"
+    folder.mkdir()
+    monkeypatch.setenv("METGAN_IMPORT_DIR", str(folder))
+    return folder, get_settings()
+
+
+def assert_no_secret_anywhere(db, *texts: str) -> None:
+    for text_ in texts:
+        assert FAKE_SECRET not in text_
+    with db.connect() as conn:
+        stored = conn.execute(text("SELECT source, counts::text FROM csv_imports")).all()
+        errors = conn.execute(text("SELECT reason, coalesce(raw_line, '') FROM csv_import_errors")).all()
+    for row in [*stored, *errors]:
+        assert all(FAKE_SECRET not in value for value in row)
+
+
+def run_cli(*args: str):
+    from click.testing import CliRunner
+
+    from metgan.cli import cli
+
+    return CliRunner().invoke(cli, ["import-csv", *args])
+
+
+def test_proc_self_environ_is_refused_and_never_echoed(db, import_dir, monkeypatch, caplog):
+    from metgan.errors import ConfigError
+
+    _, settings = import_dir
+    monkeypatch.setenv("API_TOKEN", FAKE_SECRET)  # in this process's /proc/self/environ
+    with pytest.raises(ConfigError, match="outside the import folder") as caught:
+        import_csv("/proc/self/environ", settings=settings)
+    result = run_cli("/proc/self/environ")
+    assert result.exit_code != 0 and "outside the import folder" in result.output
+    assert_no_secret_anywhere(db, str(caught.value), result.output, caplog.text)
+    # not even when the import folder holds /proc
+    monkeypatch.setenv("METGAN_IMPORT_DIR", "/proc")
+    from metgan.config import get_settings
+
+    with pytest.raises(ConfigError, match="outside the import folder"):
+        import_csv("/proc/self/environ", settings=get_settings())
+    assert rows_of(db, "SELECT count(*) FROM csv_imports") == [(0,)]
+
+
+def test_symlinks_and_dot_dot_cannot_leave_the_import_folder(db, import_dir, tmp_path):
+    from metgan.errors import ConfigError
+
+    folder, settings = import_dir
+    outside = write_csv(tmp_path / "outside.csv", sample_rows()[:2])
+    (folder / "link.csv").symlink_to(outside)
+    (folder / "sub").mkdir()
+    for source in (folder / "link.csv", f"{folder}/../outside.csv", "../outside.csv", "sub/../../outside.csv",
+                   str(outside)):
+        with pytest.raises(ConfigError, match="outside the import folder"):
+            import_csv(source, settings=settings)
+    # a relative path is in the import folder, a link within it is followed
+    write_csv(folder / "sub" / "inside.csv", sample_rows()[:2])
+    (folder / "inner-link.csv").symlink_to(folder / "sub" / "inside.csv")
+    assert import_csv("sub/inside.csv", settings=settings)["new"] == 2
+    assert import_csv(folder / "inner-link.csv", settings=settings)["unchanged"] == 2
+
+
+def test_devices_fifos_and_folders_are_not_regular_files(db, import_dir):
+    import os
+
+    from metgan.errors import ConfigError
+
+    folder, settings = import_dir
+    os.mkfifo(folder / "pipe.csv")
+    (folder / "dir.csv").mkdir()
+    for name in ("pipe.csv", "dir.csv"):
+        with pytest.raises(ConfigError, match="is not a regular file"):
+            import_csv(name, settings=settings)
+    with pytest.raises(ConfigError, match="outside the import folder"):
+        import_csv("/dev/zero", settings=settings)
+
+
+def test_a_secret_in_the_first_line_appears_nowhere(db, import_dir, caplog):
+    from metgan.errors import ConfigError
+
+    folder, settings = import_dir
+    path = folder / "secret.csv"
+    path.write_text(f"AWS_SECRET_ACCESS_KEY={FAKE_SECRET},Object ID\n1,{FAKE_SECRET}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="lacks the column 'Object Number'") as caught:
+        import_csv(path, settings=settings)
+    result = run_cli(str(path))
+    assert result.exit_code != 0
+    assert "lacks the column 'Object Number' (53 of the 54 columns missing)" in result.output
+    assert rows_of(db, "SELECT status FROM csv_imports") == [("failed",), ("failed",)]
+    assert_no_secret_anywhere(db, str(caught.value), result.output, caplog.text)
+
+
+def test_csv_urls_only_on_the_allowed_hosts_and_redirects_are_checked(db, settings, monkeypatch):
+    from metgan.errors import ConfigError
+    from tests.hostile.server import HostileServer
+
+    with pytest.raises(ConfigError, match="CSV host 'evil.example' is not in METGAN_CSV_HOSTS"):
+        import_csv("https://evil.example/MetObjects.csv", settings=settings)
+    server = HostileServer().start()
+    try:
+        monkeypatch.setenv("METGAN_CSV_HOSTS", f"127.0.0.1:{server.port}")
+        from metgan.config import get_settings
+
+        chosen = get_settings()
+        foreign = server.url(f"to?url=http://localhost:{server.port}/secret")
+        with pytest.raises(ConfigError, match="redirect refused: CSV host 'localhost' is not in METGAN_CSV_HOSTS"):
+            import_csv(foreign, settings=chosen)
+        result = run_cli(foreign)
+        assert result.exit_code != 0 and "redirect refused" in result.output
+        with pytest.raises(ConfigError, match="more than 5 redirects"):
+            import_csv(server.url("loop"), settings=chosen)
+        assert server.paths["/secret"] == 0
+    finally:
+        server.stop()
+    assert rows_of(db, "SELECT count(*) FROM csv_imports") == [(0,)]
+
+
+def test_a_killed_import_is_marked_failed_by_the_next_one(db, settings, database_url, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from metgan.met.csv_import import ABANDONED_MESSAGE, IMPORT_LOCK_CLASS, mark_abandoned_imports
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve_and_stall() -> None:  # the header, then nothing: the import waits for the body
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: 100000000\r\n\r\n"
+                           + ",".join(CSV_HEADER).encode() + b"\r\n")
+        held.append(connection)
+
+    threading.Thread(target=serve_and_stall, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/MetObjects.csv"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("METGAN_")},
+           "METGAN_DATABASE_URL": database_url, "METGAN_DATA_DIR": str(tmp_path / "data"),
+           "METGAN_CSV_HOSTS": "127.0.0.1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    process = subprocess.Popen([sys.executable, "-m", "metgan", "import-csv", url], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not rows_of(db, "SELECT import_id FROM csv_imports") and time.monotonic() < deadline:
+            assert process.poll() is None, "the import ended before it started"
+            time.sleep(0.2)
+        [(import_id, status)] = rows_of(db, "SELECT import_id, status FROM csv_imports")
+        assert status == "running"
+        assert mark_abandoned_imports(db) == 0  # alive: its lock is held
+        assert rows_of(db, "SELECT status FROM csv_imports") == [("running",)]
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    # the server notices the dead client and its backend ends, releasing the lock
+    deadline = time.monotonic() + 30
+    while rows_of(db, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :c "
+                      "AND objid = :i", c=IMPORT_LOCK_CLASS, i=import_id) != [(0,)]:
+        assert time.monotonic() < deadline, "the killed import's lock was never released"
+        time.sleep(0.2)
+    for connection in held:
+        connection.close()
+    listener.close()
+
+    path = write_csv(tmp_path / "next.csv", sample_rows()[:2])
+    assert import_csv(path, settings=settings)["new"] == 2
+
+    status, error = one(db, "SELECT status, counts->>'error' FROM csv_imports WHERE import_id = :id", id=import_id)
+    assert (status, error) == ("failed", ABANDONED_MESSAGE)
+    assert rows_of(db, "SELECT status FROM csv_imports ORDER BY import_id") == [("failed",), ("success",)]

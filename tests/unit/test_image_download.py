@@ -35,11 +35,33 @@ def test_existing_escapes_are_not_encoded_twice():
 
 def test_only_allowed_hosts():
     check_host("https://images.metmuseum.org/CRDImages/a.jpg", ("images.metmuseum.org",))
-    check_host("http://IMAGES.metmuseum.org:8080/a.jpg", ("images.metmuseum.org",))
+    assert check_host("http://IMAGES.metmuseum.org:80/a b.jpg", ("images.metmuseum.org",)) == \
+        "http://images.metmuseum.org/a%20b.jpg"
     for url in ("https://evil.example/a.jpg", "https://images.metmuseum.org.evil.example/a.jpg",
-                "file:///etc/passwd", "ftp://images.metmuseum.org/a.jpg", "https://user@evil.example/x"):
+                "file:///etc/passwd", "ftp://images.metmuseum.org/a.jpg", "https://user@evil.example/x",
+                "https://user:pw@images.metmuseum.org/a.jpg", "http://images.metmuseum.org:8080/a.jpg"):
         with pytest.raises(ImageError):
             check_host(url, ("images.metmuseum.org",))
+
+
+def test_an_allowed_host_on_another_port_is_refused_unless_listed_with_it():
+    with pytest.raises(ImageError, match="port 8080 of host 'images.metmuseum.org' is not allowed by "
+                                         "METGAN_IMAGE_HOSTS .*list it as images.metmuseum.org:8080"):
+        check_host("https://images.metmuseum.org:8080/a.jpg", ("images.metmuseum.org",))
+    assert check_host("https://images.metmuseum.org:8080/a.jpg", ("images.metmuseum.org:8080",)) == \
+        "https://images.metmuseum.org:8080/a.jpg"
+    with pytest.raises(ImageError, match="port 443"):  # an explicit port allows that port only
+        check_host("https://images.metmuseum.org/a.jpg", ("images.metmuseum.org:8080",))
+    # a loopback host listed without a port (the fake Met's METGAN_IMAGE_HOSTS=127.0.0.1): any port
+    assert check_host("http://127.0.0.1:8765/a.jpg", ("127.0.0.1",)) == "http://127.0.0.1:8765/a.jpg"
+    assert check_host("http://[::1]:8765/a.jpg", ("::1",)) == "http://[::1]:8765/a.jpg"
+
+
+@pytest.mark.parametrize("url", ["http://images.metmuseum.org:99999/x", "http://[x/", "http://images.metmuseum.org:x/a",
+                                 "http://[::1/a.jpg", "https://\udcff.org/a.jpg"])
+def test_a_url_the_parser_refuses_is_an_image_error_not_a_value_error(url):
+    with pytest.raises(ImageError, match="not a valid image URL"):
+        check_host(url, ("images.metmuseum.org", "::1"))
 
 
 def test_relative_path_is_derived_from_ids_only():
