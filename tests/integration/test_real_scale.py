@@ -185,3 +185,25 @@ def test_hostile_image_urls_are_refused_on_their_rows_and_the_other_images_downl
     assert all(rows[i].status == "ok" for i in good)
     again = ingest.download_images(run["batches"][0])
     assert (again["already"], again["rejected"]) == (len(good), 2)
+
+
+def test_image_redirects_are_followed_only_onto_allowed_hosts(real_env, db, real_met):
+    """A same-host 302 is followed and stored; a 302 onto a host off METGAN_IMAGE_HOSTS is refused on
+    that image's row, and nothing is fetched from there."""
+    by_kind: dict[str, list[int]] = {}
+    for object_id, kind in real_met.collection.special.items():
+        by_kind.setdefault(kind, []).append(object_id)
+    same, foreign = by_kind["redirect_same_host"], by_kind["redirect_foreign_host"]
+    ids = sorted(same + foreign)
+    run = ingest.create_run("ids", ids, params={}, batch_size=len(ids))
+    ingest.fetch_records(run["batches"][0])
+    ingest.download_images(run["batches"][0])
+    with db.connect() as conn:
+        rows = {r.object_id: r for r in conn.execute(text(
+            "SELECT object_id, status, error, path FROM met_images WHERE seq = 0")).all()}
+    for object_id in same:
+        assert rows[object_id].status == "ok" and rows[object_id].path, rows[object_id]
+    for object_id in foreign:
+        row = rows[object_id]
+        assert row.status == "rejected" and row.path is None, row
+        assert "localhost" in row.error and "METGAN_IMAGE_HOSTS" in row.error, row
