@@ -228,17 +228,29 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     return canvas
 
 
+def crop_box(width: int, height: int, target_w: int, target_h: int) -> tuple[float, float, float, float]:
+    """The centred box of a ``width`` x ``height`` image with the target's ratio, as large as fits.
+
+    The side that fits is taken whole and only the other is derived, so the box never leaves the
+    image: going through a scale factor and back (``target / (target / side)``) lands a rounding
+    error beyond the edge, and Pillow refuses such a box.
+    """
+    if width * target_h >= height * target_w:       # wider than the target: full height, cut the sides
+        box_w, box_h = min(float(width), height * target_w / target_h), float(height)
+    else:
+        box_w, box_h = float(width), min(float(height), width * target_h / target_w)
+    # (w - b) / 2 and (w + b) / 2 with b <= w stay within 0..w under rounding; left + b may not.
+    return (width - box_w) / 2, (height - box_h) / 2, (width + box_w) / 2, (height + box_h) / 2
+
+
 def _fit(image: Image.Image, shape: Shape) -> Image.Image:
     target_w, target_h = shape.size
     width, height = image.size
     if shape.policy == "stretch":
         return image.resize((target_w, target_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
     if shape.policy == "crop":
-        scale = max(target_w / width, target_h / height)
-        box_w, box_h = target_w / scale, target_h / scale
-        left, top = (width - box_w) / 2, (height - box_h) / 2
         return image.resize((target_w, target_h), Image.Resampling.LANCZOS,
-                            box=(left, top, left + box_w, top + box_h), reducing_gap=3.0)
+                            box=crop_box(width, height, target_w, target_h), reducing_gap=3.0)
     scale = min(target_w / width, target_h / height)
     inner = (max(1, min(target_w, round(width * scale))), max(1, min(target_h, round(height * scale))))
     resized = image.resize(inner, Image.Resampling.LANCZOS, reducing_gap=3.0)

@@ -7,7 +7,10 @@ import pytest
 from PIL import Image
 
 from metgan.errors import ConfigError
-from metgan.images.resize import Shape, convert_image, convert_many, estimate_background, parse_size
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metgan.images.resize import Shape, convert_image, convert_many, crop_box, estimate_background, parse_size
 
 RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
 W, H = 200, 250                 # 5:4 portrait sources
@@ -224,3 +227,28 @@ def touch_slowly(task: tuple[str, int]) -> int:
     time.sleep(0.05)
     (Path(folder) / str(number)).touch()
     return number
+
+
+@given(width=st.integers(1, 8192), height=st.integers(1, 8192),
+       target_w=st.integers(1, 1024), target_h=st.integers(1, 1024))
+def test_every_crop_box_lies_inside_the_image_with_the_target_ratio(width, height, target_w, target_h):
+    left, top, right, bottom = crop_box(width, height, target_w, target_h)
+    assert 0 <= left <= right <= width and 0 <= top <= bottom <= height
+    # One side is whole, the other within a pixel of the target's ratio.
+    assert right - left == width or bottom - top == height
+    assert abs((right - left) * target_h / target_w - (bottom - top)) <= 1
+    assert abs((bottom - top) * target_w / target_h - (right - left)) <= 1
+
+
+@pytest.mark.parametrize("size", [(107, 137), (205, 245), (107, 122), (1500, 1771)])
+def test_crop_keeps_sources_whose_box_used_to_start_below_zero(tmp_path, size):
+    # The old arithmetic (target / (target / side)) put these boxes a rounding error before 0,
+    # and Pillow refused them: the images were skipped as "unreadable".
+    source = tmp_path / "source.png"
+    two_halves(size).save(source)
+    for target in ((32, 40), (512, 640)):
+        shape = Shape(width=target[0], height=target[1], policy="crop", ratio=1.25, tolerance=0.15)
+        result = convert_image(source, tmp_path / "out.png", shape)
+        assert result.status == "ok", (size, target, result.reason)
+        with Image.open(tmp_path / "out.png") as image:
+            assert image.size == target
