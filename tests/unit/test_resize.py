@@ -168,7 +168,7 @@ def test_pool_returns_results_in_order(tmp_path):
     sources = odd_sources(tmp_path)
     names = sorted(sources)
     pairs = [(sources[n], tmp_path / "pool" / f"{n}.png") for n in names]
-    results = list(convert_many(pairs, TARGET, workers=2, chunksize=2))
+    results = list(convert_many(pairs, TARGET, workers=2))
     assert [r.status == "ok" for r in results] == [n not in SKIPPED for n in names]
 
 
@@ -203,7 +203,7 @@ def test_a_worker_crash_costs_one_task_not_the_run():
     from metgan.images.resize import pooled
 
     tasks = [1, 2, -1, 3, -2, 4]
-    results = list(pooled(die_on_negative, tasks, workers=2, chunksize=1, crashed="crashed"))
+    results = list(pooled(die_on_negative, tasks, workers=2, crashed="crashed"))
     assert results == [t * 10 if t >= 0 else "crashed" for t in tasks]
 
 
@@ -211,7 +211,7 @@ def test_stopping_early_cancels_the_queued_tasks(tmp_path):
     from metgan.images.resize import pooled
 
     tasks = [(str(tmp_path), n) for n in range(200)]
-    results = pooled(touch_slowly, tasks, workers=2, chunksize=1, crashed=None)
+    results = pooled(touch_slowly, tasks, workers=2, crashed=None)
     assert next(results) == 0
     results.close()
     ran = len(list(tmp_path.iterdir()))
