@@ -343,7 +343,8 @@ _PARENT_POLL_S = 0.2
 # A worker is a fresh interpreter running this bootstrap, never a copy of the caller: spawn and
 # forkserver children re-import the caller's ``__main__`` (an Airflow or Celery worker's main
 # script, a notebook kernel), which fails or repeats its work there. A failed import is one line
-# on stderr, which the caller reads back when the worker does not come up.
+# on a private stderr, which the caller reads back when the worker does not come up; once up, the
+# worker writes to the caller's own stderr (argv[2], -1 for none), so the task log shows it.
 _BOOTSTRAP = """
 import sys
 try:
@@ -351,7 +352,7 @@ try:
 except BaseException as exc:
     sys.stderr.write(f"cannot import the converter: {type(exc).__name__}: {exc}\\n")
     sys.exit(3)
-_serve(int(sys.argv[1]))
+_serve(int(sys.argv[1]), int(sys.argv[2]))
 """
 
 
@@ -368,14 +369,28 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
-def _serve(parent_pid: int) -> None:
+def _reply(fd: int, frame: bytes) -> bool:
+    """Write one whole frame; False when the caller has stopped listening (it stopped early)."""
+    view = memoryview(frame)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except (BrokenPipeError, OSError):
+        return False
+    return True
+
+
+def _serve(parent_pid: int, parent_stderr: int) -> None:
     """A worker's loop: read (function, task) frames from stdin, answer (ok, value) frames on stdout."""
-    replies = os.fdopen(os.dup(1), "wb")
+    if parent_stderr >= 0:
+        os.dup2(parent_stderr, 2)
+        os.close(parent_stderr)
+    replies = os.dup(1)
     os.dup2(2, 1)           # a stray print() in a converter must not corrupt the reply stream
     requests = sys.stdin.buffer
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    replies.write(_frame("ready"))
-    replies.flush()
+    if not _reply(replies, _frame("ready")):
+        return
     while True:
         header = requests.read(4)
         if len(header) < 4:
@@ -390,8 +405,8 @@ def _serve(parent_pid: int) -> None:
             frame = _frame(reply)
         except Exception as exc:       # an unpicklable result or exception
             frame = _frame((False, RuntimeError(f"{type(exc).__name__}: {exc} (sending back {reply[1]!r})")))
-        replies.write(frame)
-        replies.flush()
+        if not _reply(replies, frame):
+            return
 
 
 def _import_path() -> str:
@@ -408,10 +423,19 @@ class _Worker:
         self.in_flight: deque[int] = deque()
         self._buffer = bytearray()
         self._stderr = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            [sys.executable, "-P", "-c", _BOOTSTRAP, str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            env={**os.environ, "PYTHONPATH": _import_path()}, close_fds=True)
+        try:
+            parent_stderr = os.dup(2)
+        except OSError:         # no stderr at all (a daemon): the worker keeps its private one
+            parent_stderr = -1
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-P", "-c", _BOOTSTRAP, str(os.getpid()), str(parent_stderr)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                env={**os.environ, "PYTHONPATH": _import_path()}, close_fds=True,
+                pass_fds=(parent_stderr,) if parent_stderr >= 0 else ())
+        finally:
+            if parent_stderr >= 0:
+                os.close(parent_stderr)
 
     def fileno(self) -> int:
         return self.process.stdout.fileno()

@@ -252,3 +252,20 @@ def test_crop_keeps_sources_whose_box_used_to_start_below_zero(tmp_path, size):
         assert result.status == "ok", (size, target, result.reason)
         with Image.open(tmp_path / "out.png") as image:
             assert image.size == target
+
+
+def shout(task: int) -> int:
+    """Writes to stderr, as a converter's warning or a logged traceback would."""
+    import sys
+
+    print(f"converter says {task}", file=sys.stderr, flush=True)
+    return task
+
+
+def test_what_a_worker_writes_to_stderr_reaches_the_callers_stderr(capfd):
+    from metgan.images.resize import pooled
+
+    assert list(pooled(shout, [1, 2, 3], workers=2, crashed=None)) == [1, 2, 3]
+    err = capfd.readouterr().err
+    assert all(f"converter says {n}" in err for n in (1, 2, 3)), err
+    assert "Traceback" not in err
