@@ -36,11 +36,17 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from metgan.config import Settings, get_settings
-from metgan.errors import ConfigError, SubsetError
-from metgan.images.resize import convert_many
-from metgan.images.selection import Selection, SourceImage, SubsetParams, candidate_images, candidate_object_ids
 from metgan import names
+from metgan.config import Settings, get_settings
+from metgan.errors import SubsetError
+from metgan.images.resize import convert_many
+from metgan.images.selection import (
+    Selection,
+    SourceImage,
+    SubsetParams,
+    candidate_images,
+    candidate_object_ids,
+)
 from metgan.progress import Progress
 
 log = logging.getLogger(__name__)

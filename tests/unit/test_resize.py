@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from metgan.errors import ConfigError
-from hypothesis import given
-from hypothesis import strategies as st
-
 from metgan.images.resize import Shape, convert_image, convert_many, crop_box, estimate_background, parse_size
 
 RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
