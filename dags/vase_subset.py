@@ -2,13 +2,20 @@
 
 Selects objects with the named SQL in ``sql/queries/``, resizes their images in parallel into
 ``<data_dir>/subsets/<name>/`` and records them in ``subsets`` / ``subset_images``. Only images
-not built before with the same parameters are processed. Emits ``metgan://subsets/<name>``.
+not built before with the same parameters are processed. Emits ``metgan://subsets/<name>`` only
+after a build that produced images; a build that produces none fails the task.
+
+Every form field is submittable as it stands: the lists a user may empty (exclude,
+classifications) and the ratio accept null, which the trigger form sends for an emptied field
+(a type without "null" makes the form call the field required and refuse the run).
 """
 
 from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Asset, AssetAlias, Param, dag, task
+
+from metgan.names import NAME_PATTERN
 
 IMAGES_ASSET = Asset("metgan://met/images")
 SUBSETS_ALIAS = AssetAlias("metgan-subsets")
@@ -23,13 +30,13 @@ SUBSETS_ALIAS = AssetAlias("metgan-subsets")
     tags=["metgan", "subset"],
     doc_md=__doc__,
     params={
-        "name": Param("vases", type="string", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", title="Subset name"),
+        "name": Param("vases", type="string", pattern=NAME_PATTERN, title="Subset name"),
         "include": Param(["vase"], type="array", items={"type": "string"}, title="Include words",
                          description="the object name contains one of these words (whole words, any case, "
                                      "optional plural: 'vase' matches Bottle vase, not Vaseline jar)"),
-        "exclude": Param(["fragment", "fragmentary", "sherd"], type="array", items={"type": "string"},
-                         title="Exclude words"),
-        "classifications": Param([], type="array", items={"type": "string"}, title="Classifications",
+        "exclude": Param(["fragment", "fragmentary", "sherd"], type=["null", "array"], items={"type": "string"},
+                         title="Exclude words", description="empty: leave nothing out"),
+        "classifications": Param([], type=["null", "array"], items={"type": "string"}, title="Classifications",
                                  description="also include these classifications (e.g. Vases)"),
         "size": Param("128x160", type="string", pattern=r"^\d+x\d+$", title="Size (WxH)"),
         "policy": Param("pad", enum=["pad", "crop", "stretch"], title="Shape policy",
@@ -47,7 +54,10 @@ def vase_subset():
 
         name = params["name"]
         keys = ("include", "exclude", "classifications", "size", "policy", "mode", "ratio", "tolerance")
-        summary = build(name, {key: params[key] for key in keys if params.get(key) is not None})
+        # An emptied list field arrives as null and means an empty list, not the default.
+        given = {"exclude": [], "classifications": [], **{key: params[key] for key in keys
+                                                           if params.get(key) is not None}}
+        summary = build(name, given)      # raises SubsetError when nothing was built: no asset event
         outlet_events[SUBSETS_ALIAS].add(Asset(f"metgan://subsets/{name}"))
         return summary
 

@@ -1,13 +1,21 @@
 """Build a named training subset: select, deduplicate, convert in parallel, record, manifest.
 
-``<data_dir>/subsets/<name>/`` holds ``images/<sha256>.png`` (one per distinct source image),
-``manifest.csv`` (the built images) and ``subset.json`` (parameters and counts), so the folder
-is portable. PostgreSQL holds the same facts in ``subsets`` and ``subset_images`` (built and
-skipped images, with the reason and the hash of the parameters each output was made with).
+``<data_dir>/subsets/<name>/`` holds ``images/<params_hash>/<sha256>.png`` (one per distinct
+source image; the folder is the generation of one set of shape parameters), ``manifest.csv``
+(the built images, paths relative to the subset folder) and ``subset.json`` (parameters and
+counts), so the folder is portable. PostgreSQL holds the same facts in ``subsets`` and
+``subset_images`` (built and skipped images, with the reason and the hash of the parameters
+each output was made with).
 
 A rebuild converts only what changed: an image already built (or skipped for good) with the
 same source sha256 and the same shape parameters is not opened again; images no longer selected
-are removed. Two builds of one subset at once are refused (a PostgreSQL advisory lock).
+are removed. New shape parameters build a new generation folder beside the current one, which
+readers never look into until the manifest names it: ``manifest.csv`` and ``subset.json`` are
+replaced (each atomically) only after a build that produced images, and only then are the old
+generation and the dropped images removed. A reader that follows the manifest sees one
+generation, never a mix. A build that produces no image fails (SubsetError) and changes neither
+the manifest nor the stored parameters. Two builds of one subset at once are refused (a
+PostgreSQL advisory lock).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -27,11 +36,17 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from metgan.config import Settings, get_settings
-from metgan.errors import ConfigError, SubsetError
-from metgan.images.resize import convert_many
-from metgan.images.selection import SourceImage, SubsetParams, candidate_images, candidate_object_ids
 from metgan import names
+from metgan.config import Settings, get_settings
+from metgan.errors import SubsetError
+from metgan.images.resize import convert_many
+from metgan.images.selection import (
+    Selection,
+    SourceImage,
+    SubsetParams,
+    candidate_images,
+    candidate_object_ids,
+)
 from metgan.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -123,49 +138,76 @@ def _write_atomic(path: Path, content: str) -> None:
     os.replace(temporary, path)
 
 
-def _remove_unlisted(images_dir: Path, keep: set[str]) -> None:
-    """Outputs no longer in the subset, and temp files a killed build left behind."""
-    for entry in os.scandir(images_dir):
+def _generation(params_hash: str) -> str:
+    """The folder of one generation's images, relative to the subset folder."""
+    return f"images/{params_hash}"
+
+
+def _remove_stale(images_root: Path, params_hash: str, keep: set[str]) -> None:
+    """After the switch: other generations, pre-generation outputs, unlisted outputs, temp files."""
+    for entry in os.scandir(images_root):
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name != params_hash:
+                shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)       # images/<sha256>.png of builds before generations, temp files
+    for entry in os.scandir(images_root / params_hash):
         stem, _, suffix = entry.name.partition(".")
         stale_temp = entry.name.startswith(".") and entry.name.endswith(".tmp")
         if stale_temp or (suffix == "png" and stem not in keep):
             os.unlink(entry.path)
 
 
-def _manifest(engine: Engine, name: str, params: SubsetParams) -> tuple[str, list[dict]]:
+def _selected_rows(engine: Engine, name: str, selected: set[str]) -> list[dict]:
     with engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT sha256, object_id, image_seq, status, reason, source_width, source_height "
             "FROM subset_images WHERE subset_name = :name ORDER BY sha256"), {"name": name}).mappings().all()
+    return [dict(row) for row in rows if row["sha256"] in selected]
+
+
+def _manifest(rows: list[dict], params: SubsetParams, params_hash: str) -> str:
     lines: list[list[Any]] = [list(MANIFEST_FIELDS)]
     shape = params.shape
     for row in rows:
         if row["status"] == "ok":
-            lines.append([f"images/{row['sha256']}.png", row["sha256"], row["object_id"], row["image_seq"],
-                          shape.width, shape.height, shape.pil_mode, row["source_width"], row["source_height"]])
+            lines.append([f"{_generation(params_hash)}/{row['sha256']}.png", row["sha256"], row["object_id"],
+                          row["image_seq"], shape.width, shape.height, shape.pil_mode, row["source_width"],
+                          row["source_height"]])
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(lines)
-    return buffer.getvalue(), [dict(r) for r in rows]
+    return buffer.getvalue()
+
+
+def _describe(selection: Selection) -> str:
+    parts = [f"include {', '.join(map(repr, selection.include)) or 'none'}",
+             f"exclude {', '.join(map(repr, selection.exclude)) or 'none'}"]
+    if selection.classifications:
+        parts.append(f"classifications {', '.join(map(repr, selection.classifications))}")
+    if selection.regex:
+        parts.append("as regexes")
+    return "; ".join(parts)
 
 
 def _reason_kind(reason: str | None) -> str:
     return (reason or "unknown").split(":", 1)[0]
 
 
-def _convert(engine: Engine, name: str, todo: list[SourceImage], images_dir: Path, params: SubsetParams,
+def _convert(engine: Engine, name: str, todo: list[SourceImage], folder: Path, params: SubsetParams,
              params_hash: str, settings: Settings, progress: Progress, workers: int | None) -> Counter:
     """Convert ``todo`` over the process pool, recording each result as it arrives."""
     progress.start(len(todo))
     pending: list[dict] = []
     processed: Counter = Counter()
-    pairs = [(settings.images_dir / image.path, images_dir / f"{image.sha256}.png") for image in todo]
+    generation = _generation(params_hash)
+    pairs = [(settings.images_dir / image.path, folder / generation / f"{image.sha256}.png") for image in todo]
     results = convert_many(pairs, params.shape, workers=workers, max_pixels=settings.max_image_pixels)
     for image, result in zip(todo, results, strict=True):
         processed[result.status] += 1
         pending.append({
             "subset_name": name, "sha256": image.sha256, "object_id": image.object_id,
             "image_seq": image.seq, "status": result.status, "reason": result.reason,
-            "path": f"images/{image.sha256}.png" if result.status == "ok" else None,
+            "path": f"{generation}/{image.sha256}.png" if result.status == "ok" else None,
             "params_hash": params_hash,
             "source_width": result.source_width or image.width,
             "source_height": result.source_height or image.height,
@@ -197,36 +239,37 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
         params_hash = shape.params_hash()
         objects = candidate_object_ids(subset_params.to_dict(), engine=engine)
         images, duplicates = candidate_images(subset_params.selection, engine=engine)
+        if not images:
+            found = (f"{len(objects)} objects match but none has a downloaded image yet" if objects
+                     else "no object matches")
+            raise SubsetError(f"subset {name!r}: {found} ({_describe(subset_params.selection)}); nothing to build")
         folder = subset_dir(name, settings)
-        images_dir = folder / "images"
-        images_dir.mkdir(parents=True, exist_ok=True)
         with engine.begin() as conn:
+            # Only a new subset gets its parameters here; an existing one keeps those of its
+            # manifest until this build has produced images.
             conn.execute(text(
                 "INSERT INTO subsets (name, params, path) VALUES (:name, CAST(:params AS jsonb), :path) "
-                "ON CONFLICT (name) DO UPDATE SET params = EXCLUDED.params, path = EXCLUDED.path, "
-                "updated_at = now()"),
+                "ON CONFLICT (name) DO NOTHING"),
                 {"name": name, "params": json.dumps(subset_params.to_dict()), "path": str(folder)})
         existing = _existing_rows(engine, name)
         selected = {image.sha256 for image in images}
         dropped = [sha for sha in existing if sha not in selected]
-        if dropped:
-            with engine.begin() as conn:
-                conn.execute(text("DELETE FROM subset_images WHERE subset_name = :name AND sha256 = ANY(:shas)"),
-                             {"name": name, "shas": dropped})
-
+        generation_dir = folder / _generation(params_hash)
         todo = [image for image in images
-                if not _is_done(existing.get(image.sha256), params_hash, images_dir / f"{image.sha256}.png")]
+                if not _is_done(existing.get(image.sha256), params_hash, generation_dir / f"{image.sha256}.png")]
         log.info("subset %s: %d objects, %d distinct images (%d duplicates), %d to convert, %d up to date",
                  name, len(objects), len(images), duplicates, len(todo), len(images) - len(todo))
         progress = progress or Progress(f"subset {name}")
-        processed = _convert(engine, name, todo, images_dir, subset_params, params_hash, settings, progress,
+        processed = _convert(engine, name, todo, folder, subset_params, params_hash, settings, progress,
                              workers)
 
-        manifest, rows = _manifest(engine, name, subset_params)
+        rows = _selected_rows(engine, name, selected)
         built = {row["sha256"] for row in rows if row["status"] == "ok"}
-        _remove_unlisted(images_dir, built)
-        _write_atomic(folder / "manifest.csv", manifest)
         skipped_by_reason = Counter(_reason_kind(row["reason"]) for row in rows if row["status"] == "skipped")
+        if not built:
+            top = ", ".join(f"{kind} {count}" for kind, count in skipped_by_reason.most_common(3))
+            raise SubsetError(f"subset {name!r}: all {len(images)} candidate images were skipped ({top}); "
+                              "nothing was built")
         counts = {
             "objects": len(objects),
             "images": len(images),
@@ -235,9 +278,23 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
             "skipped": sum(skipped_by_reason.values()),
             "skipped_by_reason": dict(sorted(skipped_by_reason.items())),
         }
+        # The switch: the manifest names the new generation; only then do the old files go.
+        _write_atomic(folder / "subset.json", json.dumps({
+            "name": name, "params": subset_params.to_dict(), "params_hash": params_hash, "counts": counts,
+            "manifest": "manifest.csv", "images": _generation(params_hash),
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }, indent=2) + "\n")
+        _write_atomic(folder / "manifest.csv", _manifest(rows, subset_params, params_hash))
         with engine.begin() as conn:
-            conn.execute(text("UPDATE subsets SET counts = CAST(:counts AS jsonb), updated_at = now() "
-                              "WHERE name = :name"), {"name": name, "counts": json.dumps(counts)})
+            if dropped:
+                conn.execute(text("DELETE FROM subset_images WHERE subset_name = :name AND sha256 = ANY(:shas)"),
+                             {"name": name, "shas": dropped})
+            conn.execute(text(
+                "UPDATE subsets SET params = CAST(:params AS jsonb), counts = CAST(:counts AS jsonb), "
+                "path = :path, updated_at = now() WHERE name = :name"),
+                {"name": name, "params": json.dumps(subset_params.to_dict()), "counts": json.dumps(counts),
+                 "path": str(folder)})
+        _remove_stale(folder / "images", params_hash, built)
         wall = time.monotonic() - started
         summary = {
             "name": name, "path": str(folder), "params_hash": params_hash, **counts,
@@ -245,10 +302,6 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
             "newly_skipped": processed["skipped"], "up_to_date": len(images) - len(todo),
             "removed": len(dropped), "wall_s": round(wall, 3),
         }
-        _write_atomic(folder / "subset.json", json.dumps({
-            "name": name, "params": subset_params.to_dict(), "params_hash": params_hash, "counts": counts,
-            "manifest": "manifest.csv", "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }, indent=2) + "\n")
     log.info("subset %s: %d images ready, %d skipped, %d converted now in %.1fs",
              name, counts["ok"], counts["skipped"], summary["processed"], wall)
     return summary
@@ -279,7 +332,7 @@ def subset_info(name: str, *, settings: Settings | None = None) -> dict:
             "SELECT status, reason, source_width, source_height FROM subset_images "
             "WHERE subset_name = :name"), {"name": name}).mappings().all()
     images_dir = Path(row["path"]) / "images"
-    disk_bytes = sum(e.stat().st_size for e in os.scandir(images_dir)) if images_dir.is_dir() else 0
+    disk_bytes = sum(path.stat().st_size for path in images_dir.rglob("*") if path.is_file())
     ratios = [(r["status"], r["source_height"] / r["source_width"]) for r in sources
               if r["source_width"] and r["source_height"]]
     return {**dict(row), "disk_bytes": disk_bytes, "ratios": ratios}

@@ -87,6 +87,11 @@ def manifest_rows(settings, name):
         return list(csv.DictReader(handle))
 
 
+def pngs(settings, name):
+    """Every image file under the subset's images/ folder, whatever its generation."""
+    return sorted((settings.subsets_dir / name / "images").rglob("*.png"))
+
+
 def test_vase_selection_takes_exactly_the_vases(db):
     insert_objects(db, COLLECTION)
     assert candidate_object_ids(engine=db) == VASES
@@ -206,7 +211,7 @@ def test_rebuild_converts_only_new_images_and_duplicates_appear_once(db, setting
     assert sorted(r["sha256"] for r in rows) == sorted([*first.values(), new])
     assert len({r["sha256"] for r in rows}) == len(rows) == 4
     assert {r["object_id"] for r in rows if r["sha256"] == first[1]} == {"1"}
-    assert len(list((settings.subsets_dir / "vases" / "images").glob("*.png"))) == 4
+    assert len(pngs(settings, "vases")) == 4
 
     # Nothing new: nothing converted, same manifest.
     assert build_subset("vases", settings=settings)["processed"] == 0
@@ -215,14 +220,16 @@ def test_rebuild_converts_only_new_images_and_duplicates_appear_once(db, setting
     # New shape parameters: every image is converted again (object 2's source is gone now).
     resized = build_subset("vases", {"size": "16x20"}, settings=settings, workers=2)
     assert resized["processed"] == 4 and resized["skipped_by_reason"] == {"missing": 1}
-    with Image.open(settings.subsets_dir / "vases" / "images" / f"{first[1]}.png") as image:
+    files = {r["sha256"]: r["file"] for r in manifest_rows(settings, "vases")}
+    with Image.open(settings.subsets_dir / "vases" / files[first[1]]) as image:
         assert image.size == (16, 20)
+    assert len(pngs(settings, "vases")) == 3         # the 32x40 generation is gone
 
     # A narrower selection drops images and their files.
     narrow = build_subset("vases", {"include": ["bottle vase"]}, settings=settings)
     assert narrow["removed"] == 3 and narrow["ok"] == 1
     assert [r["sha256"] for r in manifest_rows(settings, "vases")] == [new]
-    assert len(list((settings.subsets_dir / "vases" / "images").glob("*.png"))) == 1
+    assert len(pngs(settings, "vases")) == 1
 
 
 def test_cli_build_list_show(db, settings):
@@ -289,3 +296,91 @@ def test_selection_on_real_open_access_rows_matches_a_python_oracle(db):
                       and vase.search(r["Object Name"]) and not fragment.search(r["Object Name"]))
     assert expected, "the sample holds public-domain vases"
     assert candidate_object_ids(engine=db) == expected
+
+
+def test_a_build_that_selects_nothing_fails_with_one_line_naming_the_patterns(db, settings):
+    from metgan.cli import cli
+
+    insert_objects(db, COLLECTION)
+    add_image(db, settings, 1, portrait((200, 10, 10)))
+    with pytest.raises(SubsetError) as raised:
+        build_subset("teapots", {"include": ["teapot"]}, settings=settings, workers=1)
+    message = str(raised.value)
+    assert "\n" not in message and "no object matches" in message and "'teapot'" in message
+    # Plates match, but none has a downloaded image.
+    with pytest.raises(SubsetError, match="2 objects match but none has a downloaded image"):
+        build_subset("plates", {"include": ["plate"]}, settings=settings, workers=1)
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM subsets")).scalar_one() == 0
+
+    result = CliRunner().invoke(cli, ["subset", "build", "teapots", "--include", "teapot", "--workers", "1"])
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines() == [f"Error: {message}"]
+    assert "Traceback" not in result.output
+
+
+def test_a_build_whose_every_image_is_skipped_fails_and_keeps_the_last_good_subset(db, settings):
+    insert_objects(db, COLLECTION)
+    for oid in (1, 2, 3):
+        add_image(db, settings, oid, portrait((40 * oid, 50, 60)))
+    good = build_subset("vases", {"size": "32x40"}, settings=settings, workers=1)
+    manifest = (settings.subsets_dir / "vases" / "manifest.csv").read_text()
+    stored = (settings.subsets_dir / "vases" / "subset.json").read_text()
+
+    # 1:1 at tolerance 0.01: every 5:4 source is skipped for its ratio.
+    with pytest.raises(SubsetError) as raised:
+        build_subset("vases", {"size": "32x32", "tolerance": 0.01}, settings=settings, workers=1)
+    assert str(raised.value) == "subset 'vases': all 3 candidate images were skipped (ratio 3); nothing was built"
+    folder = settings.subsets_dir / "vases"
+    assert (folder / "manifest.csv").read_text() == manifest
+    assert (folder / "subset.json").read_text() == stored
+    assert all((folder / row["file"]).is_file() for row in manifest_rows(settings, "vases"))
+    with db.connect() as conn:
+        params, counts = conn.execute(text("SELECT params, counts FROM subsets WHERE name = 'vases'")).one()
+    assert params["size"] == "32x40" and counts["ok"] == good["ok"] == 3
+    # Its parameters were not stored: a plain rebuild is the last good one again.
+    assert build_subset("vases", settings=settings, workers=1)["ok"] == 3
+
+
+class ManifestReader:
+    """A Progress that, at every converted image, reads the subset the way a trainer does."""
+
+    def __init__(self, folder):
+        self.folder, self.seen = folder, []
+
+    def start(self, total):
+        self.total = total
+
+    def advance(self, count=1):
+        with open(self.folder / "manifest.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        sizes = set()
+        for row in rows:
+            with Image.open(self.folder / row["file"]) as image:
+                sizes.add(image.size)
+            sizes.add((int(row["width"]), int(row["height"])))
+        self.seen.append(sizes)
+
+    def finish(self):
+        pass
+
+
+def test_a_rebuild_at_a_new_size_never_shows_a_reader_a_mixed_subset(db, settings):
+    insert_objects(db, COLLECTION)
+    for oid in (1, 2, 3, 6, 9):
+        add_image(db, settings, oid, portrait((40 * oid, 50, 60)))
+    build_subset("vases", {"size": "32x40"}, settings=settings, workers=1)
+    folder = settings.subsets_dir / "vases"
+
+    reader = ManifestReader(folder)
+    summary = build_subset("vases", {"size": "16x20"}, settings=settings, workers=1, progress=reader)
+
+    assert summary["processed"] == 5 and len(reader.seen) == 5
+    assert reader.seen == [{(32, 40)}] * 5      # while converting, the manifest is the old subset, whole
+    rows = manifest_rows(settings, "vases")
+    assert len(rows) == 5
+    for row in rows:
+        with Image.open(folder / row["file"]) as image:
+            assert image.size == (16, 20)
+    assert json.loads((folder / "subset.json").read_text())["params_hash"] == summary["params_hash"]
+    assert {p.parent.name for p in pngs(settings, "vases")} == {summary["params_hash"]}

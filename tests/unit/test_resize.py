@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from metgan.errors import ConfigError
-from metgan.images.resize import Shape, convert_image, convert_many, estimate_background, parse_size
+from metgan.images.resize import Shape, convert_image, convert_many, crop_box, estimate_background, parse_size
 
 RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
 W, H = 200, 250                 # 5:4 portrait sources
@@ -165,7 +167,7 @@ def test_pool_returns_results_in_order(tmp_path):
     sources = odd_sources(tmp_path)
     names = sorted(sources)
     pairs = [(sources[n], tmp_path / "pool" / f"{n}.png") for n in names]
-    results = list(convert_many(pairs, TARGET, workers=2, chunksize=2))
+    results = list(convert_many(pairs, TARGET, workers=2))
     assert [r.status == "ok" for r in results] == [n not in SKIPPED for n in names]
 
 
@@ -200,7 +202,7 @@ def test_a_worker_crash_costs_one_task_not_the_run():
     from metgan.images.resize import pooled
 
     tasks = [1, 2, -1, 3, -2, 4]
-    results = list(pooled(die_on_negative, tasks, workers=2, chunksize=1, crashed="crashed"))
+    results = list(pooled(die_on_negative, tasks, workers=2, crashed="crashed"))
     assert results == [t * 10 if t >= 0 else "crashed" for t in tasks]
 
 
@@ -208,7 +210,7 @@ def test_stopping_early_cancels_the_queued_tasks(tmp_path):
     from metgan.images.resize import pooled
 
     tasks = [(str(tmp_path), n) for n in range(200)]
-    results = pooled(touch_slowly, tasks, workers=2, chunksize=1, crashed=None)
+    results = pooled(touch_slowly, tasks, workers=2, crashed=None)
     assert next(results) == 0
     results.close()
     ran = len(list(tmp_path.iterdir()))
@@ -224,3 +226,45 @@ def touch_slowly(task: tuple[str, int]) -> int:
     time.sleep(0.05)
     (Path(folder) / str(number)).touch()
     return number
+
+
+@given(width=st.integers(1, 8192), height=st.integers(1, 8192),
+       target_w=st.integers(1, 1024), target_h=st.integers(1, 1024))
+def test_every_crop_box_lies_inside_the_image_with_the_target_ratio(width, height, target_w, target_h):
+    left, top, right, bottom = crop_box(width, height, target_w, target_h)
+    assert 0 <= left <= right <= width and 0 <= top <= bottom <= height
+    # One side is whole, the other within a pixel of the target's ratio.
+    assert right - left == width or bottom - top == height
+    assert abs((right - left) * target_h / target_w - (bottom - top)) <= 1
+    assert abs((bottom - top) * target_w / target_h - (right - left)) <= 1
+
+
+@pytest.mark.parametrize("size", [(107, 137), (205, 245), (107, 122), (1500, 1771)])
+def test_crop_keeps_sources_whose_box_used_to_start_below_zero(tmp_path, size):
+    # The old arithmetic (target / (target / side)) put these boxes a rounding error before 0,
+    # and Pillow refused them: the images were skipped as "unreadable".
+    source = tmp_path / "source.png"
+    two_halves(size).save(source)
+    for target in ((32, 40), (512, 640)):
+        shape = Shape(width=target[0], height=target[1], policy="crop", ratio=1.25, tolerance=0.15)
+        result = convert_image(source, tmp_path / "out.png", shape)
+        assert result.status == "ok", (size, target, result.reason)
+        with Image.open(tmp_path / "out.png") as image:
+            assert image.size == target
+
+
+def shout(task: int) -> int:
+    """Writes to stderr, as a converter's warning or a logged traceback would."""
+    import sys
+
+    print(f"converter says {task}", file=sys.stderr, flush=True)
+    return task
+
+
+def test_what_a_worker_writes_to_stderr_reaches_the_callers_stderr(capfd):
+    from metgan.images.resize import pooled
+
+    assert list(pooled(shout, [1, 2, 3], workers=2, crashed=None)) == [1, 2, 3]
+    err = capfd.readouterr().err
+    assert all(f"converter says {n}" in err for n in (1, 2, 3)), err
+    assert "Traceback" not in err
