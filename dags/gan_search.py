@@ -6,7 +6,9 @@ here with the message. ``train_trial`` is mapped over the trials in pool ``gpu``
 GPU) on queue ``gpu`` (the GPU Celery worker); a retried trial resumes from its last checkpoint,
 and a trial that still fails turns its task red while the other trials go on. ``render_gifs``
 renders what each trial left (a failed or stopped one says why), and ``publish_report`` writes
-the search's report and gallery, which the metgan page in the Airflow UI shows.
+the search's report and gallery, which the metgan page in the Airflow UI shows, and fails the
+run when no trial finished. ``plan_trials`` also checks the subset (it must exist and hold
+images; the trials train at its image size), so a bad subset is one red task, not a red trial each.
 """
 
 from __future__ import annotations

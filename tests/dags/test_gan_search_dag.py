@@ -7,8 +7,6 @@ import pytest
 from tests.conftest import REPO
 from tests.gan_support import make_subset
 
-pytestmark = pytest.mark.slow
-
 TINY_GAN = {"g_blocks": 2, "g_filters": 16, "g_seed_filters": 8, "d_blocks": 2, "d_filters": 8,
             "noise_dim": 16, "batch_size": 16, "swd_every": 1}
 
@@ -24,6 +22,7 @@ def _states(run) -> dict:
     return {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
 
 
+@pytest.mark.slow
 def test_a_missing_subset_fails_plan_trials_and_nothing_else(airflow_db, db, settings, dag):
     make_subset(settings.subsets_dir / "vases", count=20)
     run = dag.test(run_conf={"search_name": "no-subset", "subset": "nosuch", "epochs": 1})
@@ -34,6 +33,7 @@ def test_a_missing_subset_fails_plan_trials_and_nothing_else(airflow_db, db, set
     assert not (settings.results_dir / "no-subset").exists()
 
 
+@pytest.mark.slow
 def test_a_search_whose_trials_all_failed_fails_its_run_after_writing_the_report(airflow_db, db, settings, dag):
     make_subset(settings.subsets_dir / "vases", count=20)
     # Both batches are larger than the 20 images: valid configs that fail once training starts.
@@ -55,3 +55,19 @@ def test_a_search_whose_trials_all_failed_fails_its_run_after_writing_the_report
         assert info["status"] == "failed" and info["error_summary"].startswith("TrainingError: batch_size")
         assert info["error_summary"] in page
     assert "Traceback (most recent call last)" not in page
+
+
+def test_every_param_is_submittable_with_its_default_and_names_use_the_one_pattern(dag):
+    from metgan.names import NAME_PATTERN
+
+    dag.params.validate()  # the defaults pass their own schemas
+    for name, param in dag.params.items():
+        schema = param.schema
+        types = schema.get("type") if isinstance(schema.get("type"), list) else [schema.get("type")]
+        # Airflow 3's form treats "" as a missing value and null as invalid unless the type allows it
+        assert param.value != "", name
+        assert param.value is not None or "null" in types, name
+    assert dag.params.get_param("subset").schema["pattern"] == NAME_PATTERN
+    assert dag.params.get_param("search_name").schema["pattern"] == NAME_PATTERN
+    hint = dag.params.get_param("base").description
+    assert '"height"' in hint and '"width"' in hint and "Epochs" in hint and "win" in hint

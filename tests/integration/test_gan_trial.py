@@ -19,8 +19,8 @@ from tests.gan_support import TINY, make_subset
 
 LINE_KEYS = {"epoch", "d_loss", "g_loss", "d_acc_real", "d_acc_fake", "swd", "swd_real", "swd_levels",
              "diversity", "images_per_s", "wall_s"}
-TRIAL_KEYS = {"search_name", "trial_id", "status", "stop_reason", "error", "epochs_done", "epochs", "started_at",
-              "finished_at", "wall_s", "device", "hostname", "images_per_s", "overrides", "label"}
+TRIAL_KEYS = {"search_name", "trial_id", "status", "stop_reason", "error", "error_summary", "epochs_done",
+              "epochs", "started_at", "finished_at", "wall_s", "device", "hostname", "images_per_s", "overrides", "label"}
 
 
 @pytest.fixture
@@ -65,6 +65,8 @@ def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(
     assert list((trial_dir / "checkpoints").glob("ckpt_*.npz"))
     failed_info = json.loads((folder / bad["trial_id"] / "trial.json").read_text())
     assert failed_info["status"] == "failed" and "Traceback" in failed_info["error"]
+    assert failed_info["error_summary"].startswith("TrainingError: batch_size 128 is larger than the 64")
+    assert info["error_summary"] is None
 
     with db.connect() as conn:
         assert conn.execute(text("SELECT objective, direction, subset_name FROM searches WHERE name = 'tiny'")).one() \
@@ -91,6 +93,7 @@ def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(
 
     status = CliRunner().invoke(cli, ["search", "status", "tiny"])
     assert status.exit_code == 0 and good["trial_id"] in status.output and "failed" in status.output
+    assert f"error: {failed_info['error_summary']}" in status.output
 
 
 def test_grid_with_an_invalid_combination_fails_before_anything_is_written(db, settings, subset, tmp_path):
