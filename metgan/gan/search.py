@@ -521,8 +521,8 @@ def publish_search(search_name: str, trial_ids: list[str] | None = None, *,
     """Write the search's report, then raise when none of ``trial_ids`` finished.
 
     ``trial_ids`` defaults to every trial in search.json. A search whose trials all failed has
-    nothing to compare, so its report says why each failed and the caller (the DAG's last task,
-    or the CLI) fails with the first error rather than looking like a success.
+    nothing to compare: its report says why each failed, and the DAG's last task, which calls
+    this, fails with the first error instead of ending the run green.
     Returns publish_report's paths and counts plus ``"statuses"`` (status -> count).
     """
     from metgan.gan.trial import FINISHED
