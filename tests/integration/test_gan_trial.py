@@ -249,3 +249,15 @@ def test_importing_tensorflow_writes_nothing_labelled_error_and_quiets_absl():
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["3", "True"]
     assert not [line for line in out.stderr.splitlines() if "ERROR" in line or line.startswith("E0")], out.stderr
+
+
+def test_search_json_links_the_airflow_run_that_planned_it(db, settings, subset):
+    search.plan_trials("linked", {}, subset=subset, base=TINY, settings=settings,
+                       airflow_dag_id="gan_search", airflow_run_id="manual__2026-12-01T09:00:00+00:00")
+    path = settings.results_dir / "linked" / "search.json"
+    link = {"dag_id": "gan_search", "run_id": "manual__2026-12-01T09:00:00+00:00"}
+    assert json.loads(path.read_text())["airflow"] == link
+    search.plan_trials("linked", {}, subset=subset, base=TINY, settings=settings)  # a CLI replan
+    assert json.loads(path.read_text())["airflow"] == link
+    search.plan_trials("plain", {}, subset=subset, base=TINY, settings=settings)
+    assert "airflow" not in json.loads((settings.results_dir / "plain" / "search.json").read_text())
