@@ -21,8 +21,9 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
-from metgan.config import Settings
-from metgan.errors import RenderError
+from metgan import names
+from metgan.config import Settings, get_settings
+from metgan.errors import ConfigError, RenderError
 from metgan.viz.trial import SCORE_LABELS, TrialRun, format_value, load_trial
 
 log = logging.getLogger(__name__)
@@ -156,10 +157,6 @@ def _find_subset(search: dict, settings: Settings | None) -> tuple[Path | None, 
     images into the served results folder, so a path recorded in search.json (``subset_dir``,
     which a hand edit or an old version may have pointed anywhere) is never followed.
     """
-    from metgan import names
-    from metgan.config import get_settings
-    from metgan.errors import ConfigError
-
     name = search.get("subset")
     if not name:
         return None, "search.json names no training subset"
