@@ -6,7 +6,9 @@ here with the message. ``train_trial`` is mapped over the trials in pool ``gpu``
 GPU) on queue ``gpu`` (the GPU Celery worker); a retried trial resumes from its last checkpoint,
 and a trial that still fails turns its task red while the other trials go on. ``render_gifs``
 renders what each trial left (a failed or stopped one says why), and ``publish_report`` writes
-the search's report and gallery, which the metgan page in the Airflow UI shows.
+the search's report and gallery, which the metgan page in the Airflow UI shows, and fails the
+run when no trial finished. ``plan_trials`` also checks the subset (it must exist and hold
+images; the trials train at its image size), so a bad subset is one red task, not a red trial each.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from airflow.sdk import (
     task,
 )
 
+from metgan.gan.search import OBJECTIVES
+from metgan.names import NAME_PATTERN
+
 # Two settings the small-data literature disagrees on: the loss, and how D is regularised.
 DEFAULT_GRID = {
     "loss": ["non-saturating", "hinge"],
@@ -40,17 +45,21 @@ DEFAULT_GRID = {
     tags=["metgan", "gan"],
     doc_md=__doc__,
     params={
-        "search_name": Param("vases-search", type="string", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
-                             title="Search name", description="results go to <results_dir>/<search name>/"),
-        "subset": Param("vases", type="string", title="Subset", description="a subset built by vase_subset"),
+        "search_name": Param("vases-search", type="string", pattern=NAME_PATTERN, title="Search name",
+                             description="results go to <results_dir>/<search name>/ (letters, digits, - and _)"),
+        "subset": Param("vases", type="string", pattern=NAME_PATTERN, title="Subset",
+                        description="a subset built by vase_subset; trials train at its image size"),
         "grid": Param(DEFAULT_GRID, type=["object", "array"], title="Grid",
                       description="GAN settings to try: a dict of lists, or a list of such dicts"),
         "base": Param({}, type="object", title="Base settings",
-                      description="settings shared by every trial (e.g. image size, epochs)"),
+                      description="GAN settings shared by every trial, e.g. {\"preset\": \"origin\", "
+                                  "\"g_filters\": 64, \"loss\": \"hinge\"}; \"height\" and \"width\" "
+                                  "default to the subset's image size. The Epochs and Time budget fields "
+                                  "below win over \"epochs\" and \"time_budget_s\" here"),
         "epochs": Param(25, type="integer", minimum=1, maximum=10000, title="Epochs", section="Budget"),
         "time_budget_s": Param(3600, type="integer", minimum=10, title="Time budget per trial (s)",
                                section="Budget"),
-        "objective": Param("swd", type="string", title="Objective", section="Ranking",
+        "objective": Param("swd", enum=list(OBJECTIVES), title="Objective", section="Ranking",
                            description="metric the leaderboard ranks by"),
         "direction": Param("min", enum=["min", "max"], title="Direction", section="Ranking"),
     },
@@ -60,10 +69,12 @@ def gan_search():
     def plan_trials(params: dict | None = None) -> list[dict]:
         from metgan.gan.search import plan_trials as plan
 
+        context = get_current_context()
         base = {**params["base"], "epochs": int(params["epochs"]),
                 "time_budget_s": float(params["time_budget_s"])}
         return plan(params["search_name"], params["grid"], subset=params["subset"], base=base,
-                    objective=params["objective"], direction=params["direction"])
+                    objective=params["objective"], direction=params["direction"],
+                    airflow_dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
 
     @task(
         pool="gpu",
@@ -104,13 +115,16 @@ def gan_search():
         written = render_trial(trial_dir)
         return {"trial_id": trial["trial_id"], "files": sorted(str(p) for p in written.values())}
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    # Once every rendering is done and at least one succeeded, so a failed or stopped trial is
+    # still reported; when plan_trials failed nothing was rendered and this reads upstream_failed,
+    # not a second failure. It fails the run when no trial finished: the run would read green.
+    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
     def publish_report(rendered, params: dict | None = None) -> dict:
-        from metgan.config import get_settings
-        from metgan.viz.report import publish_report as publish
+        from metgan.gan.search import publish_search
 
-        search_dir = get_settings().results_dir / params["search_name"]
-        return {"trials": len(rendered[:]), **{k: str(v) for k, v in publish(search_dir).items()}}
+        trial_ids = [item["trial_id"] for item in rendered]
+        written = publish_search(params["search_name"], trial_ids)
+        return {"trials": len(trial_ids), **{k: v if k == "statuses" else str(v) for k, v in written.items()}}
 
     trials = plan_trials()
     trained = train_trial.expand(trial=trials)

@@ -185,22 +185,37 @@ class NanGuard(keras.callbacks.Callback):
         self._check(logs, f"at epoch {epoch + 1}")
 
 
+# A fresh generator's inference-mode output is nearly flat until its batch-norm moving averages
+# have caught up (a few dozen steps, whatever the learning rate): on 64 images, batch 32, the
+# default model read "collapsed" at epochs 1-4 of every 5-epoch run. No epoch before the warm-up
+# counts towards a collapse.
+COLLAPSE_WARMUP_EPOCHS = 5
+COLLAPSE_WARMUP_FRACTION = 0.1
+
+
+def collapse_warmup(epochs: int) -> int:
+    """The epochs a trial of ``epochs`` trains before the collapse breaker may count one."""
+    return max(COLLAPSE_WARMUP_EPOCHS, math.ceil(COLLAPSE_WARMUP_FRACTION * epochs))
+
+
 class CollapseBreaker(keras.callbacks.Callback):
-    """Stop a trial whose generator has collapsed, after ``patience`` epochs in a row.
+    """Stop a trial whose generator has collapsed, after ``patience`` epochs in a row past the warm-up.
 
     Each epoch the generator (inference mode) draws the fixed latents plus as many fresh N(0, 1)
     ones; on the correctly rescaled 0-255 images it measures the mean within-image grayscale std
     (a flat, one-colour image has almost none) and the mean across-sample per-pixel std (every
-    latent giving the same image has none). Either below its threshold counts as collapsed.
+    latent giving the same image has none). Either below its threshold counts as collapsed, from
+    the epoch after :func:`collapse_warmup` on; both are measured (and logged) every epoch.
     """
 
     def __init__(self, state: TrialState, *, within_threshold: float, across_threshold: float,
-                 patience: int, seed: int = 0):
+                 patience: int, seed: int = 0, warmup: int | None = None):
         super().__init__()
         self.state = state
         self.within_threshold = within_threshold
         self.across_threshold = across_threshold
         self.patience = patience
+        self.warmup = collapse_warmup(state.config.epochs) if warmup is None else warmup
         self.rng = np.random.default_rng(seed + 7)
 
     def measure(self) -> tuple[float, float]:
@@ -215,7 +230,9 @@ class CollapseBreaker(keras.callbacks.Callback):
         within, across = self.measure()
         self.state.last_metrics["within_std"] = within
         self.state.last_metrics["across_std"] = across
-        if within < self.within_threshold or across < self.across_threshold:
+        if epoch + 1 <= self.warmup:
+            self.state.collapse_streak = 0
+        elif within < self.within_threshold or across < self.across_threshold:
             self.state.collapse_streak += 1
             log.info("epoch %d looks collapsed (%d/%d): within-image std %.2f, across-sample std %.2f",
                      epoch + 1, self.state.collapse_streak, self.patience, within, across)
@@ -313,13 +330,19 @@ class EpochMetrics(keras.callbacks.Callback):
                 state.best_metrics[f"{key}_epoch"] = line["epoch"]
         if state.recorder is not None:
             state.recorder.epoch(line)
-        log.info("epoch %d/%d: d_loss %s g_loss %s swd %s (real %s) %.1f img/s", epoch + 1, state.config.epochs,
-                 _fmt(line["d_loss"]), _fmt(line["g_loss"]), _fmt(line["swd"]), _fmt(line["swd_real"]),
-                 line["images_per_s"] or 0.0)
+        log.info("epoch %d/%d: %s", epoch + 1, state.config.epochs, epoch_summary(line))
 
 
-def _fmt(value) -> str:
-    return "null" if value is None else f"{value:.4g}"
+def epoch_summary(line: dict) -> str:
+    """The measured values of a metrics line for the task log; a score not taken this epoch is left out
+    (it read "swd null (real null)" on every epoch between SWD epochs)."""
+    parts = [f"{key} {line[key]:.4g}" for key in ("d_loss", "g_loss") if line.get(key) is not None]
+    if line.get("swd") is not None:
+        real = f" (real {line['swd_real']:.4g})" if line.get("swd_real") is not None else ""
+        parts.append(f"swd {line['swd']:.4g}{real}")
+    if line.get("images_per_s") is not None:
+        parts.append(f"{line['images_per_s']:.1f} img/s")
+    return " ".join(parts) or "no metrics measured"
 
 
 class SampleGrid(keras.callbacks.Callback):

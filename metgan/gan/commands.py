@@ -24,20 +24,21 @@ def _parse_param(text: str) -> tuple[str, list]:
         item = item.strip()
         if key == "diffaugment":
             values.append([] if item in ("", "none") else item.split("+"))
-        else:
+            continue
+        try:
             values.append(yaml.safe_load(item))
+        except yaml.YAMLError:
+            raise GanConfigError(f"{text!r}: value {item!r} is not a YAML scalar; write key=value or "
+                                 "key=value1,value2 (quote a string that starts with [ or {)") from None
     return key, values
 
 
 def _read_config(path: Path) -> dict:
-    import yaml
+    from metgan.gan.search import read_yaml_file
 
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise GanConfigError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise GanConfigError(f"config file {path} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    data = read_yaml_file(path, "config file")
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise GanConfigError(f"config file {path} must hold a mapping of config keys")
     return data
@@ -53,6 +54,7 @@ def _read_config(path: Path) -> dict:
 def train(config_path: Path, subset: str, out: Path | None, overrides: tuple[str, ...]) -> None:
     """Train one GAN trial from a config file (files only; no database rows)."""
     from metgan.gan.config import GanConfig
+    from metgan.gan.search import check_subset
     from metgan.gan.trial import run_trial
 
     settings = get_settings()
@@ -61,9 +63,7 @@ def train(config_path: Path, subset: str, out: Path | None, overrides: tuple[str
         key, values = _parse_param(item)
         data[key] = values[0] if len(values) == 1 else values
     config = GanConfig.from_dict(data)
-    subset_dir = settings.subsets_dir / subset
-    if not subset_dir.is_dir():
-        raise GanConfigError(f"subset {subset!r} not found at {subset_dir} (build it with `metgan subset build`)")
+    subset_dir = check_subset(subset, settings)["path"]
     out = out or settings.results_dir / "train" / config.trial_id()
     summary = run_trial(out, config, subset_dir, trial_id=config.trial_id())
     click.echo(json.dumps(summary, indent=2))
@@ -109,9 +109,6 @@ def run_command(grid_path, params, preset, subset, search_name, objective, direc
     click.echo(f"{len(plan)} trial(s)")
     if dry_run:
         return
-    subset_dir = settings.subsets_dir / subset
-    if not subset_dir.is_dir():
-        raise GanConfigError(f"subset {subset!r} not found at {subset_dir} (build it with `metgan subset build`)")
     results = search_lib.run_search(search_name, grid, subset=subset, base=base, objective=objective,
                                     direction=direction, settings=settings,
                                     progress=Progress(f"search {search_name}", interval=0))
@@ -145,3 +142,5 @@ def _print_board(board: list[dict]) -> None:
         status = row["status"] if not row["stop_reason"] else f"{row['status']}:{row['stop_reason']}"
         click.echo(f"{row['rank']:>3}  {row['trial_id']:<12}  {status:<9}  "
                    f"{row['epochs_done']:>3}/{row['epochs']:<3}  {objective:>10}  {real:>9}  {ips:>7}  {row['label']}")
+        if row.get("error_summary"):
+            click.echo(f"{'':>3}  {'':<12}  error: {row['error_summary']}")

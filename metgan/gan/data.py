@@ -33,6 +33,11 @@ def image_files(subset_dir: Path | str) -> list[Path]:
             if reader.fieldnames is None or "file" not in reader.fieldnames:
                 raise TrainingError(f"{manifest} has no 'file' column (expected header {','.join(MANIFEST_HEADER)})")
             files = [subset_dir / row["file"] for row in reader if row.get("file")]
+        root = subset_dir.resolve()
+        outside = [f for f in files if not f.resolve().is_relative_to(root)]
+        if outside:
+            raise TrainingError(f"{manifest} names {len(outside)} file(s) outside the subset folder, "
+                                f"e.g. {outside[0]}")
         missing = [f for f in files if not f.exists()]
         if missing:
             raise TrainingError(f"{manifest} lists {len(missing)} missing file(s), e.g. {missing[0]}")
@@ -42,6 +47,29 @@ def image_files(subset_dir: Path | str) -> list[Path]:
     if not files:
         raise TrainingError(f"no training images in {subset_dir} (no manifest.csv entries, no image files)")
     return files
+
+
+def subset_images(subset_dir: Path | str) -> tuple[int, int, int]:
+    """(image count, height, width) of a subset, without TensorFlow: for planning.
+
+    The size is the manifest's (the builder writes one size for all); a folder without a
+    manifest is measured on its first image.
+    """
+    subset_dir = Path(subset_dir)
+    files = image_files(subset_dir)
+    manifest = subset_dir / "manifest.csv"
+    if manifest.exists():
+        with manifest.open(newline="") as handle:
+            first = next(csv.DictReader(handle))
+        try:
+            return len(files), int(first["height"]), int(first["width"])
+        except (KeyError, TypeError, ValueError):
+            pass  # a hand-made manifest without sizes: measure the image
+    from PIL import Image
+
+    with Image.open(files[0]) as image:
+        width, height = image.size
+    return len(files), height, width
 
 
 def load_images(subset_dir: Path | str, height: int, width: int, channels: int,

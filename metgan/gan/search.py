@@ -17,6 +17,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,10 @@ from metgan.gan.config import GanConfig
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("swd", "color_distance", "diversity", "fid", "d_loss", "g_loss")
+# Airflow maps a task over at most ``[core] max_map_length`` (1,024 by default) items, and a grid
+# of more trials is a typo far more often than a plan: the CLI, the DAG and the library all plan
+# through expand_grid, which refuses more than this before building a single combination.
+MAX_TRIALS = 1024
 
 
 # --- grids ------------------------------------------------------------------------------------
@@ -38,23 +44,52 @@ def load_grid(path: Path | str) -> dict:
     The file is either the grid itself (a dict of lists, or a list of them), or a dict with a
     ``grid`` key and optional ``base``, ``objective``, ``direction``. Returns that second form.
     """
-    import yaml
-
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise GanConfigError(f"grid file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise GanConfigError(f"grid file {path} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    data = read_yaml_file(path, "grid file")
     if isinstance(data, dict) and "grid" in data:
         unknown = set(data) - {"grid", "base", "objective", "direction"}
         if unknown:
-            raise GanConfigError(f"grid file {path} has unknown top-level key {sorted(unknown)[0]!r}; "
+            raise GanConfigError(f"grid file {path} has unknown top-level key {sorted(map(str, unknown))[0]!r}; "
                                  "valid: grid, base, objective, direction")
-        return {"grid": data["grid"], "base": data.get("base") or {},
+        base = data.get("base") or {}
+        if not isinstance(base, dict):
+            raise GanConfigError(f"grid file {path}: 'base' must be a mapping of GAN config keys "
+                                 f"(e.g. base: {{epochs: 5}}); got {type(base).__name__}")
+        spec = {"grid": data["grid"], "base": base,
                 "objective": data.get("objective", "swd"), "direction": data.get("direction", "min")}
-    return {"grid": data, "base": {}, "objective": "swd", "direction": "min"}
+    else:
+        spec = {"grid": data, "base": {}, "objective": "swd", "direction": "min"}
+    count_grid(spec["grid"])  # a malformed grid is named with its file here, not later
+    return spec
+
+
+def read_yaml_file(path: Path, what: str):
+    """The YAML/JSON content of a file the user named, or one line saying why it cannot be read."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GanConfigError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise GanConfigError(f"{what} {path} is a folder; name a YAML or JSON file") from None
+    except UnicodeDecodeError:
+        raise GanConfigError(f"{what} {path} is not a text file; name a YAML or JSON file") from None
+    except OSError as exc:
+        raise GanConfigError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise GanConfigError(f"{what} {path} is not valid YAML/JSON: {_yaml_problem(exc)}") from None
+
+
+def _yaml_problem(exc) -> str:
+    """PyYAML's message on one line: the problem and where ("expected ',' or ']' (line 1, column 3)")."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _parse_grid_text(text: str):
@@ -63,25 +98,22 @@ def _parse_grid_text(text: str):
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise GanConfigError(f"grid text is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+        raise GanConfigError(f"grid text is not valid YAML/JSON: {_yaml_problem(exc)}") from None
 
 
-def expand_grid(grid: dict | list[dict] | str | None) -> list[dict]:
-    """ParameterGrid semantics: every combination of a dict of lists; a list of dicts concatenated.
-
-    A string is parsed as YAML/JSON first (an Airflow param may arrive as text).
-    """
+def _grid_parts(grid) -> list[tuple[list[str], list[list]]]:
+    """Each part of the grid as (sorted keys, the values of each key), checked but not combined."""
     if isinstance(grid, str):
         grid = _parse_grid_text(grid)
     if grid is None or grid == {}:
-        return [{}]
+        return [([], [])]
     if isinstance(grid, dict):
         grid = [grid]
     if not isinstance(grid, list) or not all(isinstance(part, dict) for part in grid):
         raise GanConfigError("a grid must be a dict of lists or a list of such dicts")
-    combos: list[dict] = []
+    parts = []
     for part in grid:
-        keys = sorted(part)
+        keys = sorted(part, key=str)
         values = []
         for key in keys:
             value = part[key]
@@ -93,6 +125,30 @@ def expand_grid(grid: dict | list[dict] | str | None) -> list[dict]:
                 values.append(value)
             else:
                 values.append([value])
+        parts.append((keys, values))
+    return parts
+
+
+def count_grid(grid: dict | list[dict] | str | None, limit: int = MAX_TRIALS) -> int:
+    """The number of combinations, counted without building them; refused over ``limit``."""
+    count = sum(math.prod(len(v) for v in values) for _, values in _grid_parts(grid))
+    if count > limit:
+        raise GanConfigError(f"the grid has {count:,} combinations, more than the limit of {limit:,} trials "
+                             "per search (Airflow maps at most 1,024 tasks); split it into smaller searches")
+    return count
+
+
+def expand_grid(grid: dict | list[dict] | str | None) -> list[dict]:
+    """ParameterGrid semantics: every combination of a dict of lists; a list of dicts concatenated.
+
+    A string is parsed as YAML/JSON first (an Airflow param may arrive as text). A grid of more
+    than :data:`MAX_TRIALS` combinations is refused before any is built.
+    """
+    if isinstance(grid, str):
+        grid = _parse_grid_text(grid)
+    count_grid(grid)
+    combos: list[dict] = []
+    for keys, values in _grid_parts(grid):
         combos.extend(dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values))
     return combos
 
@@ -128,11 +184,56 @@ def grid_labels(combos: list[dict]) -> list[str]:
 
 def search_dir(search_name: str, settings: Settings | None = None) -> Path:
     settings = settings or get_settings()
+    return settings.results_dir / _checked(search_name, "search name")
+
+
+def _checked(name: object, kind: str) -> str:
+    """``name`` as a folder name (:func:`metgan.names.check_name`), as the GanConfigError the DAG's
+    retry policy knows is final."""
     try:
-        names.check_name(search_name, "search name")
+        return names.check_name(name, kind)
     except ConfigError as exc:
         raise GanConfigError(str(exc)) from None
-    return settings.results_dir / search_name
+
+
+def subset_folder(subset: str, settings: Settings | None = None) -> Path:
+    """``<data_dir>/subsets/<subset>`` for a valid subset name (never a path outside that folder)."""
+    settings = settings or get_settings()
+    return settings.subsets_dir / _checked(subset, "subset name")
+
+
+def existing_subsets(settings: Settings | None = None) -> list[str]:
+    """The names of the subset folders under ``<data_dir>/subsets`` that hold a manifest or images."""
+    settings = settings or get_settings()
+    if not settings.subsets_dir.is_dir():
+        return []
+    found = []
+    for child in sorted(settings.subsets_dir.iterdir()):
+        if child.is_dir() and re.fullmatch(names.NAME_PATTERN, child.name) and (
+                (child / "manifest.csv").exists() or (child / "images").is_dir()):
+            found.append(child.name)
+    return found
+
+
+def check_subset(subset: str, settings: Settings | None = None) -> dict:
+    """The subset's folder, image count and image size; one line naming the problem when it has none.
+
+    Returns {"path", "images", "height", "width"}. A missing subset lists the ones that exist.
+    """
+    from metgan.gan.data import subset_images
+
+    settings = settings or get_settings()
+    folder = subset_folder(subset, settings)
+    if not folder.is_dir():
+        known = existing_subsets(settings)
+        raise GanConfigError(f"subset {subset!r} does not exist in {settings.subsets_dir}; existing subsets: "
+                             f"{', '.join(known) if known else 'none'} (build one with the vase_subset DAG "
+                             "or `metgan subset build`)")
+    try:
+        count, height, width = subset_images(folder)
+    except TrainingError as exc:
+        raise GanConfigError(f"subset {subset!r} cannot be trained on: {exc}") from None
+    return {"path": folder, "images": count, "height": height, "width": width}
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -153,8 +254,15 @@ def _utc_now() -> str:
 
 def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str, base: dict | None = None,
                 objective: str = "swd", direction: str = "min", settings: Settings | None = None,
-                dry_run: bool = False) -> list[dict]:
-    """Validate the whole grid, then write the search folder, trial folders and DB rows.
+                dry_run: bool = False, airflow_dag_id: str | None = None,
+                airflow_run_id: str | None = None) -> list[dict]:
+    """Validate the whole grid and the subset, then write the search folder, trial folders and DB rows.
+
+    The subset must exist and hold images; the trials train at its image size: when neither
+    ``base`` nor the grid sets ``height``/``width`` they are taken from the subset, and a size
+    that differs from it is refused (training would silently resize every image).
+    ``airflow_dag_id``/``airflow_run_id`` (the run that planned it) go into search.json's
+    ``"airflow"`` entry, which the gallery links to.
 
     Returns [{"search_name", "trial_id", "label"}] in grid order. Idempotent: planning the same
     grid again changes nothing; planning a grown grid adds the new trials. ``dry_run`` validates
@@ -165,22 +273,40 @@ def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str,
         raise GanConfigError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
     if direction not in ("min", "max"):
         raise GanConfigError(f"direction {direction!r} must be 'min' or 'max'")
+    if base is not None and not isinstance(base, dict):
+        raise GanConfigError(f"base settings must be a mapping of GAN config keys (e.g. {{\"epochs\": 5}}); "
+                             f"got {type(base).__name__}")
     folder = search_dir(search_name, settings)
     if isinstance(grid, str):
         grid = _parse_grid_text(grid)
+    count_grid(grid)
+    found = check_subset(subset, settings)
+    base = dict(base or {})
+    grid_keys = {key for keys, _ in _grid_parts(grid) for key in keys}
+    if not {"height", "width"} & (set(base) | grid_keys):
+        base.update(height=found["height"], width=found["width"])
     resolved = resolve_grid(grid, base)
+    for combo, config in resolved:
+        if (config.height, config.width) != (found["height"], found["width"]):
+            raise GanConfigError(
+                f"grid combination {json.dumps(combo, sort_keys=True)} trains at height {config.height}, "
+                f"width {config.width} but subset {subset!r} holds images of height {found['height']}, "
+                f"width {found['width']}; set height/width to match, or leave both out to use the subset's")
     labels = grid_labels([combo for combo, _ in resolved])
     plan = [{"search_name": search_name, "trial_id": config.trial_id(), "label": label or config.label()}
             for (_, config), label in zip(resolved, labels, strict=True)]
     if dry_run:
         return plan
-    subset_dir = settings.subsets_dir / subset
     folder.mkdir(parents=True, exist_ok=True)
     previous = _read_json(folder / "search.json") or {}
     trial_ids = list(dict.fromkeys(list(previous.get("trials", [])) + [p["trial_id"] for p in plan]))
-    record = {"name": search_name, "subset": subset, "subset_dir": str(subset_dir), "grid": grid,
-              "base": base or {}, "objective": objective, "direction": direction,
+    record = {"name": search_name, "subset": subset, "subset_dir": str(found["path"]), "grid": grid,
+              "base": base, "objective": objective, "direction": direction,
               "created_at": previous.get("created_at", _utc_now()), "trials": trial_ids}
+    if airflow_dag_id or airflow_run_id:
+        record["airflow"] = {"dag_id": airflow_dag_id, "run_id": airflow_run_id}
+    elif previous.get("airflow"):
+        record["airflow"] = previous["airflow"]  # a CLI replan keeps the link to the run that made it
     _write_json(folder / "search.json", record)
     for (_, config), item in zip(resolved, plan, strict=True):
         trial_dir = folder / item["trial_id"]
@@ -190,11 +316,13 @@ def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str,
         if not (trial_dir / "trial.json").exists():
             _write_json(trial_dir / "trial.json", {
                 "search_name": search_name, "trial_id": item["trial_id"], "status": "pending",
-                "stop_reason": None, "error": None, "epochs_done": 0, "epochs": config.epochs,
-                "started_at": None, "finished_at": None, "wall_s": None, "device": None, "hostname": None,
-                "images_per_s": None, "overrides": config.overrides(), "label": item["label"]})
+                "stop_reason": None, "error": None, "error_summary": None, "epochs_done": 0,
+                "epochs": config.epochs, "started_at": None, "finished_at": None, "wall_s": None,
+                "device": None, "hostname": None, "images_per_s": None, "overrides": config.overrides(),
+                "label": item["label"]})
     _db_plan(search_name, record, folder, resolved, settings)
-    log.info("search %s: %d trials planned (%d in the grid)", search_name, len(plan), len(expand_grid(grid)))
+    log.info("search %s: %d trials planned (%d in the grid) on subset %s (%d images, height %d, width %d)",
+             search_name, len(plan), count_grid(grid), subset, found["images"], found["height"], found["width"])
     return plan
 
 
@@ -312,18 +440,21 @@ def train_trial(search_name: str, trial_id: str, *, settings: Settings | None = 
     if config_data is None:
         raise TrainingError(f"trial {trial_id} is not part of search {search_name!r} ({trial_dir} has no config.json)")
     config = GanConfig.from_dict(config_data)
-    from metgan.gan.trial import run_trial, summary_from_files
+    # The folder comes from the subset's name, checked, never from a path in search.json: a
+    # hand-edited search.json must not make a trial (and the report's gallery) read outside the subsets.
+    subset_dir = subset_folder(search.get("subset"), settings)
+    from metgan.gan.trial import error_summary, run_trial, summary_from_files
 
     recorder = DbRecorder(search_name, trial_id, settings)
     error = None
     try:
-        summary = run_trial(trial_dir, config, search["subset_dir"], search_name=search_name, trial_id=trial_id,
+        summary = run_trial(trial_dir, config, subset_dir, search_name=search_name, trial_id=trial_id,
                             recorder=recorder, images=images, objective=search.get("objective", "swd"))
     except Exception as exc:  # recorded by run_trial; the search goes on
         log.error("trial %s of search %s failed: %s", trial_id, search_name, exc,
                   exc_info=not isinstance(exc, MetganError))
         summary = summary_from_files(trial_dir, search.get("objective", "swd"))
-        error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        error = error_summary(exc)
     return {"search_name": search_name, "trial_id": trial_id, "status": summary["status"],
             "stop_reason": summary["stop_reason"], "epochs": summary["epochs"],
             "objective": summary["objective"], "error": error}
@@ -355,6 +486,7 @@ def leaderboard(search_name: str, *, settings: Settings | None = None) -> list[d
     from sqlalchemy import text
 
     settings = settings or get_settings()
+    _checked(search_name, "search name")
     with _engine(settings).connect() as conn:
         search = conn.execute(text("SELECT objective, direction FROM searches WHERE name = :name"),
                               {"name": search_name}).mappings().first()
@@ -368,9 +500,49 @@ def leaderboard(search_name: str, *, settings: Settings | None = None) -> list[d
     board = []
     for rank, row in enumerate(rows, start=1):
         config = GanConfig.from_dict(row["config"])
+        summary = None
+        if row["status"] == "failed":
+            # trial.json holds the one-line error beside the traceback (the table only the traceback)
+            info = _read_json(Path(row["path"]) / "trial.json") if row["path"] else None
+            summary = (info or {}).get("error_summary")
         board.append({"rank": rank, "trial_id": row["trial_id"], "label": config.label(), "status": row["status"],
                       "stop_reason": row["stop_reason"], "epochs_done": row["epochs_done"],
                       "epochs": config.epochs, "objective": row["objective"], "objective_name": search["objective"],
                       "swd_real": (row["final_metrics"] or {}).get("swd_real"),
-                      "images_per_s": row["images_per_s"], "device": row["device"], "path": row["path"]})
+                      "images_per_s": row["images_per_s"], "device": row["device"], "path": row["path"],
+                      "error_summary": summary})
     return board
+
+
+# --- the outcome ------------------------------------------------------------------------------
+
+def publish_search(search_name: str, trial_ids: list[str] | None = None, *,
+                   settings: Settings | None = None) -> dict:
+    """Write the search's report, then raise when none of ``trial_ids`` finished.
+
+    ``trial_ids`` defaults to every trial in search.json. A search whose trials all failed has
+    nothing to compare: its report says why each failed, and the DAG's last task, which calls
+    this, fails with the first error instead of ending the run green.
+    Returns publish_report's paths and counts plus ``"statuses"`` (status -> count).
+    """
+    from metgan.gan.trial import FINISHED
+    from metgan.viz.report import publish_report
+
+    settings = settings or get_settings()
+    folder = search_dir(search_name, settings)
+    search = _read_json(folder / "search.json")
+    if search is None:
+        raise TrainingError(f"search {search_name!r} has not been planned ({folder / 'search.json'} missing)")
+    written = publish_report(folder, settings=settings)
+    trial_ids = list(trial_ids if trial_ids is not None else search.get("trials") or [])
+    infos = {trial_id: _read_json(folder / trial_id / "trial.json") or {} for trial_id in trial_ids}
+    statuses: dict[str, int] = {}
+    for info in infos.values():
+        statuses[info.get("status") or "missing"] = statuses.get(info.get("status") or "missing", 0) + 1
+    if trial_ids and not any(info.get("status") in FINISHED for info in infos.values()):
+        counts = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
+        example = next(((t, i.get("error_summary")) for t, i in infos.items() if i.get("error_summary")), None)
+        why = f"; e.g. {example[0]}: {example[1]}" if example else ""
+        raise TrainingError(f"no trial of search {search_name!r} finished ({counts}){why}; "
+                            f"see {written['report']}")
+    return {**written, "statuses": statuses}

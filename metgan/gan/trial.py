@@ -66,6 +66,17 @@ def truncate_metrics(trial_dir: Path, last_epoch: int) -> None:
     os.replace(tmp, path)
 
 
+def error_summary(exc: BaseException, limit: int = 500) -> str:
+    """The error on one line, as a traceback's last line reads: "ExceptionType: message".
+
+    trial.json keeps the full traceback in ``error``; this is what a report, the status command
+    and a task log show (the traceback's first line says only "Traceback (most recent call last):").
+    """
+    message = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def device_info() -> tuple[str, bool]:
     """A device description and whether a GPU is present."""
     from metgan.gan._tf import tensorflow
@@ -140,7 +151,8 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
         log.info("trial %s already %s: skipped", trial_id, info["status"])
         return summary_from_files(trial_dir, objective)
     info.update({"search_name": search_name, "trial_id": trial_id, "status": "running", "stop_reason": None,
-                 "error": None, "epochs": config.epochs, "label": info.get("label") or config.label(),
+                 "error": None, "error_summary": None, "epochs": config.epochs,
+                 "label": info.get("label") or config.label(),
                  "overrides": config.overrides(),
                  "hostname": socket.gethostname(), "finished_at": None})
     info.setdefault("started_at", utc_now())
@@ -150,7 +162,8 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
     try:
         return _train(trial_dir, config, subset_dir, info, recorder, images, objective)
     except Exception as exc:
-        info.update(status="failed", error="".join(traceback.format_exception(exc)), finished_at=utc_now())
+        info.update(status="failed", error="".join(traceback.format_exception(exc)),
+                    error_summary=error_summary(exc), finished_at=utc_now())
         write_json_atomic(trial_dir / "trial.json", info)
         if recorder is not None:
             recorder.finished(info, {}, {}, None)

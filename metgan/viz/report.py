@@ -21,8 +21,9 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
-from metgan.config import Settings
-from metgan.errors import RenderError
+from metgan import names
+from metgan.config import Settings, get_settings
+from metgan.errors import ConfigError, RenderError
 from metgan.viz.trial import SCORE_LABELS, TrialRun, format_value, load_trial
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def _entry(search_dir: Path, trial_id: str, objective: str, direction: str) -> E
         "status": trial.status,
         "stop": trial.stop_message() or "",
         "stop_reason": trial.info.get("stop_reason") or "",
-        "error": trial.info.get("error") or "",
+        "error": trial.error_summary or "",
         "epochs_done": trial.epochs_done,
         "epochs": trial.epochs_planned,
         "objective": objective_value,
@@ -130,10 +131,13 @@ def _ranked(entries: list[Entry], direction: str) -> list[Entry]:
 # Gallery: new images beside their nearest training image
 
 def _subset_files(subset_dir: Path) -> list[Path]:
+    """The subset's images; a manifest line naming a file outside the subset folder is left out."""
     manifest = subset_dir / "manifest.csv"
     if manifest.exists():
+        root = subset_dir.resolve()
         with open(manifest, newline="") as handle:
-            return [subset_dir / row["file"] for row in csv.DictReader(handle) if row.get("file")]
+            files = [subset_dir / row["file"] for row in csv.DictReader(handle) if row.get("file")]
+        return [path for path in files if path.resolve().is_relative_to(root)]
     return sorted((subset_dir / "images").glob("*.png"))
 
 
@@ -146,21 +150,24 @@ def _features(paths: list[Path], size: tuple[int, int]) -> np.ndarray:
     return rows
 
 
-def _find_subset(search_dir: Path, search: dict, settings: Settings | None) -> tuple[Path | None, str]:
-    """The training subset folder, or None and the reason it is not there."""
-    recorded = search.get("subset_dir")
-    candidates = []
-    if recorded:
-        path = Path(recorded)
-        candidates.append(path if path.is_absolute() else search_dir / path)
-    if settings is not None and search.get("subset"):
-        candidates.append(settings.subsets_dir / str(search["subset"]))
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate, ""
-    if not candidates:
-        return None, "search.json names no training subset folder (subset_dir)"
-    return None, f"the training subset folder {candidates[0]} was not found"
+def _find_subset(search: dict, settings: Settings | None) -> tuple[Path | None, str]:
+    """The training subset folder, or None and the reason it is not there.
+
+    Only ever ``<data_dir>/subsets/<subset>`` for a valid subset name: the gallery copies training
+    images into the served results folder, so a path recorded in search.json (``subset_dir``,
+    which a hand edit or an old version may have pointed anywhere) is never followed.
+    """
+    name = search.get("subset")
+    if not name:
+        return None, "search.json names no training subset"
+    try:
+        names.check_name(name, "subset name")
+    except ConfigError as exc:
+        return None, f"search.json's {exc}"
+    folder = (settings or get_settings()).subsets_dir / name
+    if not folder.is_dir():
+        return None, f"the training subset folder {folder} was not found"
+    return folder, ""
 
 
 @dataclass
@@ -516,7 +523,7 @@ def publish_report(search_dir: str | Path, *, top_k: int = 3, images_per_trial: 
 
     ranked = _ranked([_entry(search_dir, t, objective, direction) for t in trial_ids], direction)
     best = [e for e in ranked if e.trial is not None and (e.trial.path / "generated").is_dir()][:top_k]
-    subset_dir, subset_note = _find_subset(search_dir, search, settings)
+    subset_dir, subset_note = _find_subset(search, settings)
     written_gallery: set[str] = set()
     pairs = _gallery(search_dir, best, images_per_trial, subset_dir, written_gallery)
     gallery_dir = search_dir / GALLERY

@@ -113,6 +113,16 @@ class TrialRun:
                 return e, value
         return None
 
+    @property
+    def error_summary(self) -> str | None:
+        """The error on one line: trial.json's ``error_summary``, else the last line of its traceback
+        (the exception), never the first ("Traceback (most recent call last):")."""
+        summary = self.info.get("error_summary")
+        if isinstance(summary, str) and summary.strip():
+            return summary.strip()
+        lines = [line.strip() for line in str(self.info.get("error") or "").splitlines() if line.strip()]
+        return lines[-1] if lines else None
+
     def stop_message(self) -> str | None:
         """Why the trial ended (or that it has not), for a banner; None for a completed trial."""
         status, done, planned = self.status, self.epochs_done, self.epochs_planned
@@ -123,8 +133,7 @@ class TrialRun:
         if status == "stopped":
             return f"Stopped early at epoch {done}{of}: {reason or 'no reason recorded'}"
         if status == "failed":
-            why = self.info.get("error") or reason or "no error recorded"
-            return f"Failed at epoch {done}{of}: {str(why).strip().splitlines()[0]}"
+            return f"Failed at epoch {done}{of}: {self.error_summary or reason or 'no error recorded'}"
         if status in ("running", "pending"):
             return f"Still {status}: {done}{of} epochs so far"
         return f"Status {status!r} after {done}{of} epochs"

@@ -19,8 +19,8 @@ from tests.gan_support import TINY, make_subset
 
 LINE_KEYS = {"epoch", "d_loss", "g_loss", "d_acc_real", "d_acc_fake", "swd", "swd_real", "swd_levels",
              "diversity", "images_per_s", "wall_s"}
-TRIAL_KEYS = {"search_name", "trial_id", "status", "stop_reason", "error", "epochs_done", "epochs", "started_at",
-              "finished_at", "wall_s", "device", "hostname", "images_per_s", "overrides", "label"}
+TRIAL_KEYS = {"search_name", "trial_id", "status", "stop_reason", "error", "error_summary", "epochs_done",
+              "epochs", "started_at", "finished_at", "wall_s", "device", "hostname", "images_per_s", "overrides", "label"}
 
 
 @pytest.fixture
@@ -65,6 +65,8 @@ def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(
     assert list((trial_dir / "checkpoints").glob("ckpt_*.npz"))
     failed_info = json.loads((folder / bad["trial_id"] / "trial.json").read_text())
     assert failed_info["status"] == "failed" and "Traceback" in failed_info["error"]
+    assert failed_info["error_summary"].startswith("TrainingError: batch_size 128 is larger than the 64")
+    assert info["error_summary"] is None
 
     with db.connect() as conn:
         assert conn.execute(text("SELECT objective, direction, subset_name FROM searches WHERE name = 'tiny'")).one() \
@@ -91,6 +93,7 @@ def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(
 
     status = CliRunner().invoke(cli, ["search", "status", "tiny"])
     assert status.exit_code == 0 and good["trial_id"] in status.output and "failed" in status.output
+    assert f"error: {failed_info['error_summary']}" in status.output
 
 
 def test_grid_with_an_invalid_combination_fails_before_anything_is_written(db, settings, subset, tmp_path):
@@ -184,3 +187,77 @@ def test_time_budget_stops_a_trial_mid_epoch_and_marks_it_stopped(tmp_path):
     assert "time budget" in info["stop_detail"] and info["images_seen"] >= 16
     rerun = run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(64))
     assert rerun["epochs"] == summary["epochs"]  # a stopped trial is finished: not trained again
+
+
+def test_a_healthy_short_run_completes_instead_of_reading_collapsed(tmp_path, caplog):
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import run_trial
+    from tests.gan_support import vase_images
+
+    # Two steps an epoch: the batch-norm statistics still warm up for all five epochs, and the
+    # breaker used to read that as a collapse and stop at epoch 4.
+    config = GanConfig.from_dict({**TINY, "epochs": 5, "swd_every": 5, "batch_size": 32})
+    caplog.set_level("INFO", logger="metgan.gan.callbacks")
+    summary = run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(64))
+    info = json.loads((tmp_path / "t" / "trial.json").read_text())
+    assert (summary["status"], summary["stop_reason"], summary["epochs"]) == ("completed", None, 5), info
+    epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(epoch_lines) == 5 and not any("null" in line for line in epoch_lines)
+    assert ["swd" in line for line in epoch_lines] == [False, False, False, False, True]  # scored at epoch 5 only
+
+
+class _ConstantGan:
+    """A model whose generator draws one flat grey image for every latent: a true collapse."""
+
+    stop_training = False
+
+    def __init__(self, height, width):
+        self.shape = (height, width, 3)
+
+    def generator(self, latents, training=False):
+        return np.zeros((len(latents), *self.shape), np.float32)
+
+
+def test_a_truly_collapsed_generator_is_stopped_once_warm_up_and_patience_have_passed(tmp_path):
+    from metgan.gan import callbacks as cb
+    from metgan.gan.config import GanConfig
+    from tests.gan_support import vase_images
+
+    config = GanConfig.from_dict({**TINY, "epochs": 30, "collapse_patience": 2})
+    state = cb.TrialState(trial_dir=tmp_path, config=config, latents=np.zeros((9, 16), np.float32),
+                          reals=vase_images(8), steps_per_epoch=4)
+    breaker = cb.trial_callbacks(state)[[type(c) for c in cb.trial_callbacks(state)].index(cb.CollapseBreaker)]
+    model = _ConstantGan(config.height, config.width)
+    breaker.set_model(model)
+    assert breaker.warmup == cb.collapse_warmup(30) == 5
+    stopped_after = None
+    for epoch in range(30):
+        breaker.on_epoch_end(epoch)
+        if model.stop_training:
+            stopped_after = epoch + 1
+            break
+    assert stopped_after == 5 + 2 and state.stop_reason == "collapsed"
+    assert "collapsed for 2 epochs" in state.stop_detail
+    assert cb.collapse_warmup(500) == 50  # a long run waits a tenth of its epochs
+
+
+def test_importing_tensorflow_writes_nothing_labelled_error_and_quiets_absl():
+    code = ("import os, absl.logging; from metgan.gan._tf import tensorflow; tensorflow();"
+            "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], absl.logging.get_verbosity() == absl.logging.ERROR)")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3", "True"]
+    assert not [line for line in out.stderr.splitlines() if "ERROR" in line or line.startswith("E0")], out.stderr
+
+
+def test_search_json_links_the_airflow_run_that_planned_it(db, settings, subset):
+    search.plan_trials("linked", {}, subset=subset, base=TINY, settings=settings,
+                       airflow_dag_id="gan_search", airflow_run_id="manual__2026-12-01T09:00:00+00:00")
+    path = settings.results_dir / "linked" / "search.json"
+    link = {"dag_id": "gan_search", "run_id": "manual__2026-12-01T09:00:00+00:00"}
+    assert json.loads(path.read_text())["airflow"] == link
+    search.plan_trials("linked", {}, subset=subset, base=TINY, settings=settings)  # a CLI replan
+    assert json.loads(path.read_text())["airflow"] == link
+    search.plan_trials("plain", {}, subset=subset, base=TINY, settings=settings)
+    assert "airflow" not in json.loads((settings.results_dir / "plain" / "search.json").read_text())

@@ -19,6 +19,12 @@ from tests import trialfolders
 search_folder = trialfolders.search_folder
 
 
+@pytest.fixture(autouse=True)
+def data_dir(settings):
+    """<tmp>/data, where search_folder puts the training subset: the report looks for it only there."""
+    return settings.data_dir
+
+
 def links(page: str) -> list[str]:
     return re.findall(r'(?:src|href)="([^"#][^"]*)"', page)
 
@@ -106,3 +112,33 @@ def test_cli_report_and_its_errors(search_folder, tmp_path):
     assert "no search.json trials and no trial folders" in bad.output
     with pytest.raises(RenderError, match="does not exist"):
         publish_report(tmp_path / "nowhere")
+
+
+def test_a_failed_trial_shows_its_error_summary_not_the_traceback_header(search_folder):
+    info_path = search_folder / "0789ab" / "trial.json"
+    info = json.loads(info_path.read_text())
+    info.update(error='Traceback (most recent call last):\n  File "x.py", line 1\nValueError: bad pixels\n',
+                error_summary="ValueError: bad pixels")
+    info_path.write_text(json.dumps(info))
+
+    written = publish_report(search_folder)
+
+    page = Path(written["report"]).read_text()
+    assert "Failed at epoch 1/6: ValueError: bad pixels" in page
+    assert "Traceback (most recent call last)" not in page
+    with open(written["leaderboard"], newline="") as handle:
+        assert {r["trial_id"]: r["error"] for r in csv.DictReader(handle)}["0789ab"] == "ValueError: bad pixels"
+
+
+@pytest.mark.parametrize("subset", ["../outside", "/tmp", "a" * 300])
+def test_the_gallery_never_copies_images_from_outside_the_subsets_folder(search_folder, settings, subset):
+    outside = trialfolders.make_subset(settings.data_dir / "outside", count=3)
+    search = json.loads((search_folder / "search.json").read_text())
+    search.update(subset=subset, subset_dir=str(outside))  # a hand-edited search.json
+    (search_folder / "search.json").write_text(json.dumps(search))
+
+    publish_report(search_folder)
+
+    assert not [p for p in (search_folder / "gallery").iterdir() if p.name.startswith("train-")]
+    page = (search_folder / "report.html").read_text()
+    assert "Nearest training images are not shown" in page and "subset name" in page

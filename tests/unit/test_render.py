@@ -114,8 +114,10 @@ def test_a_collapsed_trial_renders_its_epochs_and_ends_on_why_it_stopped(stopped
 
 
 def test_a_failed_trial_without_sample_grids_still_says_why(tmp_path):
+    traceback = ('Traceback (most recent call last):\n  File "trial.py", line 9, in _train\n    fit()\n'
+                 "metgan.errors.TrainingError: loss became NaN\n")
     trial_dir = make_trial(tmp_path / "t-failed", epochs=10, epochs_done=2, status="failed",
-                           error="TrainingError: loss became NaN\nTraceback ...", swd_every=5, generated=0)
+                           error=traceback, swd_every=5, generated=0)
     shutil.rmtree(trial_dir / "samples")
 
     written = render_trial(trial_dir, styles=("rolling",))
@@ -123,7 +125,11 @@ def test_a_failed_trial_without_sample_grids_still_says_why(tmp_path):
     assert set(written) == {"progress.gif", "graph_rolling.gif", "scores.png"}
     assert decoded(written["progress.gif"]).shape[0] == 1
     trial = load_trial(trial_dir)
-    assert trial.stop_message() == "Failed at epoch 2/10: TrainingError: loss became NaN"
+    # An older trial.json without error_summary: the traceback's last line, the exception, not its first.
+    assert trial.stop_message() == "Failed at epoch 2/10: metgan.errors.TrainingError: loss became NaN"
+    info = json.loads((trial_dir / "trial.json").read_text())
+    (trial_dir / "trial.json").write_text(json.dumps({**info, "error_summary": "TrainingError: loss became NaN"}))
+    assert load_trial(trial_dir).stop_message() == "Failed at epoch 2/10: TrainingError: loss became NaN"
     # SWD was never measured: the plot keeps a gap instead of failing.
     assert score_text(trial, "swd", 2) == "—"
 
