@@ -77,7 +77,8 @@ def test_gan_search_wiring(dagbag):
         ("render_gifs", "publish_report"),
     }
     assert dag.get_task("render_gifs").trigger_rule == "all_done"
-    assert dag.get_task("publish_report").trigger_rule == "all_done"
+    # a failed plan leaves the report upstream_failed (one red task); a failed trial does not stop it
+    assert dag.get_task("publish_report").trigger_rule == "all_done_min_one_success"
     train = dag.get_task("train_trial")
     assert train.pool == "gpu" and train.queue == "gpu"
     assert dag.get_task("plan_trials").queue != "gpu"
