@@ -87,3 +87,14 @@ def test_starting_the_embedded_server_adds_no_noise_to_a_task_log(embedded_env):
         assert "already running" not in result.stderr, (attempt, result.stderr)
         assert "XDG_RUNTIME_DIR" not in result.stderr, (attempt, result.stderr)
         assert "pgserver" not in result.stderr, (attempt, result.stderr)
+
+
+def test_unmigrated_embedded_database_is_one_line_saying_run_migrate(embedded_env):
+    """The default path of a new user: no METGAN_DATABASE_URL, `metgan ingest` before `db migrate`."""
+    env, _ = embedded_env
+    result = subprocess.run([sys.executable, "-m", "metgan", "ingest", "--mode", "targeted"], env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
+    assert "has no metgan schema; run `metgan db migrate`" in result.stderr
+    assert "Traceback" not in result.stderr

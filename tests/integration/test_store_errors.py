@@ -151,3 +151,11 @@ def test_unreachable_server_in_library_calls(tmp_path):
     assert PASSWORD not in str(raised.value)
     engine.dispose_all()
 
+
+
+def test_unknown_role_is_one_line(pg_admin_url, data_dir):
+    if not pg_admin_url.startswith("postgresql://postgres@127.0.0.1"):
+        pytest.skip("needs the PostgreSQL server at 127.0.0.1:5432")
+    result = metgan(f"postgresql://no_such_role_x:{PASSWORD}@127.0.0.1:5432/postgres", "subset", "list",
+                    data_dir=data_dir)
+    assert_one_line(result, "cannot reach PostgreSQL at 127.0.0.1:5432", 'role "no_such_role_x" does not exist')
