@@ -68,7 +68,10 @@ def connect_error(url: str | URL, exc: Exception) -> StoreError:
     if "does not exist" in cause and f'database "{parsed.database}"' in cause:
         return StoreError(f"the database {parsed.database!r} does not exist on PostgreSQL at {_server(parsed)}; "
                           "create it with `metgan db migrate --create-database`")
-    return StoreError(f"cannot reach PostgreSQL at {_server(parsed)} (database {parsed.database!r}): {cause}")
+    # a socket folder is the embedded server's (metgan db status / the server log say more)
+    hint = "" if _server(parsed).startswith("/") else "; check METGAN_DATABASE_URL"
+    return StoreError(f"cannot connect to PostgreSQL at {_server(parsed)} (database {parsed.database!r}): "
+                      f"{cause}{hint}")
 
 
 def schema_error(url: str | URL, exc: Exception) -> StoreError | None:

@@ -109,7 +109,8 @@ def test_unreachable_server_names_host_port_and_cause(data_dir, command):
     port = _free_port()
     url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/metgan"
     result = metgan(url, *command, data_dir=data_dir)
-    assert_one_line(result, f"cannot reach PostgreSQL at 127.0.0.1:{port}", "refused")
+    assert_one_line(result, f"cannot connect to PostgreSQL at 127.0.0.1:{port}", "refused",
+                    "check METGAN_DATABASE_URL")
 
 
 def test_unknown_host_is_one_line(data_dir):
@@ -145,7 +146,7 @@ def test_unreachable_server_in_library_calls(tmp_path):
     from metgan.store import engine
 
     eng = engine.get_engine_for_url(f"postgresql://postgres:{PASSWORD}@127.0.0.1:{_free_port()}/metgan")
-    with pytest.raises(StoreError, match="cannot reach PostgreSQL at 127.0.0.1") as raised:
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL at 127.0.0.1") as raised:
         with eng.connect():
             pass
     assert PASSWORD not in str(raised.value)
@@ -158,4 +159,4 @@ def test_unknown_role_is_one_line(pg_admin_url, data_dir):
         pytest.skip("needs the PostgreSQL server at 127.0.0.1:5432")
     result = metgan(f"postgresql://no_such_role_x:{PASSWORD}@127.0.0.1:5432/postgres", "subset", "list",
                     data_dir=data_dir)
-    assert_one_line(result, "cannot reach PostgreSQL at 127.0.0.1:5432", 'role "no_such_role_x" does not exist')
+    assert_one_line(result, "cannot connect to PostgreSQL at 127.0.0.1:5432", 'role "no_such_role_x" does not exist')
