@@ -10,7 +10,7 @@ Airflow token (the UI's ``_token`` cookie or a bearer token) and sends anonymous
 Airflow's login page.
 
 The files are served on the Airflow origin, next to the user's session, so only an allow-list of
-types is served, always with ``X-Content-Type-Options: nosniff``; HTML gets a Content-Security-Policy
+types is served (images, mp4, csv, json/jsonl, html), always with ``X-Content-Type-Options: nosniff``; HTML gets a Content-Security-Policy
 that runs no script but the report's own sorting script (by its hash), and SVG is never served.
 """
 
@@ -37,7 +37,7 @@ app = FastAPI(title="metgan gallery", docs_url=None, redoc_url=None, openapi_url
 SERVED_TYPES = {
     ".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
     ".webp": "image/webp", ".mp4": "video/mp4", ".csv": "text/csv; charset=utf-8",
-    ".json": "application/json", ".html": "text/html; charset=utf-8",
+    ".json": "application/json", ".jsonl": "application/x-ndjson", ".html": "text/html; charset=utf-8",
 }
 THUMBNAIL_TYPES = {".png", ".gif", ".jpg", ".jpeg", ".webp"}
 THUMBNAIL_WIDTH = 220
@@ -292,11 +292,16 @@ def _template():
     return jinja2.Environment(autoescape=True).from_string(PAGE)
 
 
+# the page itself runs no script and loads only its own thumbnails
+PAGE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'self'"
+
+
 @app.get("/", response_class=HTMLResponse)
-async def index(request: Request, user=Depends(require_user)) -> str:
+async def index(request: Request, user=Depends(require_user)) -> HTMLResponse:
     # the app is mounted at <ui root>/metgan: the Airflow UI's own routes start at <ui root>
     ui_root = request.scope.get("root_path", "").removesuffix("/metgan")
-    return _template().render(searches=searches(results_dir(), ui_root))
+    page = _template().render(searches=searches(results_dir(), ui_root))
+    return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
 
 
 class MetganGalleryPlugin(AirflowPlugin):

@@ -143,6 +143,29 @@ def test_only_allowed_types_are_served_and_html_gets_a_script_locking_csp(api_se
     assert "content-security-policy" not in csv.headers
     page = client.get("/metgan/", cookies=cookies)
     assert page.headers["x-content-type-options"] == "nosniff"
+    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script
+
+
+def test_a_real_report_runs_its_own_script_and_loads_its_own_files(api_server, searches):
+    """A report written by metgan.viz.report: each inline script is allowed by hash, each file it
+    links is of a served type."""
+    from metgan.viz.report import publish_report
+
+    client, token = api_server
+    publish_report(searches / "newer-search")
+    report = client.get("/metgan/files/newer-search/report.html", cookies={"_token": token})
+    assert report.status_code == 200
+    policy = report.headers["content-security-policy"]
+    scripts = re.findall(r"<script>(.*?)</script>", report.text, re.S)
+    assert scripts
+    for script in scripts:
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in policy
+    links = set(re.findall(r'(?:src|href)="([^"#:]+)"', report.text))
+    assert links
+    for link in links:
+        served = client.get(f"/metgan/files/newer-search/{link}", cookies={"_token": token})
+        assert served.status_code == 200, link
 
 
 def test_gallery_page_is_newest_first_with_scores_errors_and_run_links(api_server, searches):
