@@ -66,6 +66,7 @@ def fresh_database(pg_admin_url):
     ("ingest", "--mode", "search", "--q", "vase"),
     ("ingest", "--mode", "targeted"),
     ("subset", "list"),
+    ("subset", "build", "vases"),
 ])
 def test_unmigrated_database_says_run_migrate(fresh_database, data_dir, command):
     result = metgan(_with_password(fresh_database), *command, data_dir=data_dir)
