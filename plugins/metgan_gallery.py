@@ -120,10 +120,9 @@ async def thumbs(path: str, user=Depends(require_user)) -> Response:
     """A PNG at most THUMBNAIL_WIDTH wide, made with Pillow on first request and cached."""
     target = _target(path, THUMBNAIL_TYPES)
     root = results_dir().resolve()
-    stat = target.stat()
-    key = hashlib.sha256(f"{target.relative_to(root)}\x00{stat.st_mtime_ns}\x00{stat.st_size}".encode()).hexdigest()
-    cached = root / THUMBS_DIR / f"{key}.png"
-    if cached.is_file():
+    # one cache file per source path, remade when the source is newer (a re-rendered final grid)
+    cached = root / THUMBS_DIR / f"{hashlib.sha256(str(target.relative_to(root)).encode()).hexdigest()}.png"
+    if cached.is_file() and cached.stat().st_mtime_ns >= target.stat().st_mtime_ns:
         return FileResponse(cached, media_type="image/png")
     data = _thumbnail(target)
     try:

@@ -4,6 +4,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import re
 
 import pytest
@@ -199,6 +200,12 @@ def test_thumbnails_are_small_pngs_cached_after_the_first_request(api_server, se
     assert len(cached) == 1
     second = client.get(f"/metgan/{thumb}", cookies={"_token": token})
     assert second.content == first.content
+    made = cached[0].stat().st_mtime_ns
+    Image.new("RGB", (440, 100), "red").save(searches / "newer-search" / "a1" / "final_grid.png")
+    os.utime(searches / "newer-search" / "a1" / "final_grid.png", ns=(made + 10**9, made + 10**9))
+    remade = Image.open(io.BytesIO(client.get(f"/metgan/{thumb}", cookies={"_token": token}).content))
+    assert remade.size == (220, 50)  # a re-rendered grid gets a new thumbnail, in the same cache file
+    assert list((searches / ".thumbs").glob("*.png")) == cached
     assert client.get("/metgan/files/.thumbs/" + cached[0].name, cookies={"_token": token}).status_code == 404
     small = re.search(r'src="(thumbs/newer-search/b2/samples/epoch_0004\.png)"', page)
     assert small, "a trial without a final grid shows its latest sample grid"
