@@ -46,6 +46,17 @@ FIRST_SESSION_DAGS = ("vase_subset", "gan_search")
 KEPT_PAUSED = "met_ingest"
 
 
+def interrupt_on_termination() -> None:
+    """Make SIGTERM and SIGHUP (a `kill`, a closed terminal) unwind like Ctrl-C, so the cleanup in
+    ``finally`` still stops what this command started."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+
 def _say(message: str) -> None:
     print(f"\n==> {message}", flush=True)
 
@@ -299,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=60, help="epochs per demo trial")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fake collection")
     args = parser.parse_args(argv)
+    interrupt_on_termination()
     return up(args) if args.up else demo(args)
 
 

@@ -69,3 +69,17 @@ def test_with_a_database_url_nothing_embedded_is_started_or_stopped(clean_env):
     assert before.data_dir is None
     assert "METGAN_DATABASE_URL" in demo.release(before)
     assert not (data_dir / "postgres").exists()
+
+
+def test_sigterm_unwinds_like_ctrl_c_so_cleanup_runs():
+    script = ("import os, signal, time\n"
+              "from metgan.demo import interrupt_on_termination\n"
+              "interrupt_on_termination()\n"
+              "try:\n"
+              "    os.kill(os.getpid(), signal.SIGTERM)\n"
+              "    time.sleep(10)\n"
+              "finally:\n"
+              "    print('cleanup ran', flush=True)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "cleanup ran" in result.stdout, result.stderr
+    assert "KeyboardInterrupt: SIGTERM" in result.stderr
