@@ -10,7 +10,6 @@ import importlib
 import importlib.util
 import logging
 import sys
-import warnings
 
 import click
 
@@ -66,14 +65,12 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="metgan")
 def cli(verbose: int, quiet: bool) -> None:
     """metgan: scrape the Met's open-access collection and train GANs on it."""
-    # pgserver's platformdirs warns on every start where XDG_RUNTIME_DIR is unset (containers, CI)
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if verbose < 2:
-        for noisy in ("pgserver", "urllib3", "aiohttp.access"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in ("pgserver", "urllib3", "aiohttp.access"):
+        # set either way: metgan.store.embedded quiets pgserver only when nobody chose a level
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
 
 
 def main() -> None:

@@ -7,8 +7,12 @@ GIFs and the report are. With the fake Met, data, results and Airflow's home liv
 ``.demo/`` so the fake collection never mixes with a real one.
 
 ``make up`` runs ``airflow standalone`` with the project's DAGs and plugin, the pools created and
-metgan's migrations applied, prints the URL and login, and stops the whole process group on
-Ctrl-C.
+metgan's migrations applied, unpauses the DAGs a first session uses (not met_ingest: see
+``KEPT_PAUSED``), prints the URL, login and a first-session guide, and stops the whole process
+group on Ctrl-C.
+
+What a command starts, it stops: both stop the embedded PostgreSQL at the end (and on failure or
+Ctrl-C) when they started it, and leave it running, saying so, when it was running before.
 
 This module drives Airflow through its command line only: importing it imports no Airflow.
 """
@@ -22,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +38,23 @@ POOLS = {"met_api": ("METGAN_MET_WORKERS", 4, "Met API: slots x (METGAN_MET_RATE
 # minute per trial and draw recognisable vase silhouettes (3 epochs drew noise).
 DEMO_GAN_BASE = {"height": 40, "width": 32, "swd_every": 10}
 DEMO_GRID = {"loss": ["non-saturating", "hinge"]}
+
+# Unpausing starts no run for these: vase_subset waits for the images asset, gan_search has no
+# schedule. met_ingest stays paused: it is scheduled daily with catchup=False, and unpausing it
+# makes the scheduler queue the latest interval's incremental scrape at once.
+FIRST_SESSION_DAGS = ("vase_subset", "gan_search")
+KEPT_PAUSED = "met_ingest"
+
+
+def interrupt_on_termination() -> None:
+    """Make SIGTERM and SIGHUP (a `kill`, a closed terminal) unwind like Ctrl-C, so the cleanup in
+    ``finally`` still stops what this command started."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
 
 
 def _say(message: str) -> None:
@@ -63,6 +85,40 @@ def prepare(env: dict) -> None:
     for pool, (variable, default, description) in POOLS.items():
         slots = str(env.get(variable, default)) if variable else str(default)
         run([str(BIN / "airflow"), "pools", "set", pool, slots, description], env, stdout=subprocess.DEVNULL)
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """Whether the pipeline uses the embedded PostgreSQL, and whether it ran before we began."""
+
+    data_dir: Path | None  # None: METGAN_DATABASE_URL names another server
+    was_running: bool
+
+
+def embedded_before(env: dict) -> EmbeddedServer:
+    """Note, before a command starts anything, whether its embedded server is already running."""
+    from metgan.config import Settings
+    from metgan.store import embedded
+
+    settings = Settings.from_env(env)
+    if settings.database_url:
+        return EmbeddedServer(None, False)
+    return EmbeddedServer(settings.data_dir, embedded.is_running(settings.data_dir))
+
+
+def release(server: EmbeddedServer) -> str:
+    """Stop the embedded server if this command started it; say what happened either way."""
+    from metgan.store import embedded
+
+    if server.data_dir is None:
+        return "database: METGAN_DATABASE_URL's server (not started or stopped by this command)"
+    if server.was_running:
+        return ("database: the embedded PostgreSQL was running before and is left running "
+                "(`metgan db stop` stops it)")
+    if embedded.stop_server(server.data_dir):
+        return (f"database: stopped the embedded PostgreSQL this command started (data kept in "
+                f"{embedded.pgdata_dir(server.data_dir)}; any metgan command starts it again)")
+    return "database: the embedded PostgreSQL is not running"
 
 
 def dag_test(dag_id: str, conf: dict, env: dict) -> None:
@@ -96,6 +152,7 @@ def demo(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     env = airflow_env(REPO / ".demo" / "airflow")
+    server = embedded_before(env)
     started = time.monotonic()
     try:
         prepare(env)
@@ -107,13 +164,14 @@ def demo(args: argparse.Namespace) -> int:
     finally:
         if fake is not None:
             fake.stop()
+        stopped = release(server)
+        print(stopped, flush=True)
     search = settings.results_dir / "demo"
     _say(f"the pipeline ran end to end in {time.monotonic() - started:.0f} s")
     print(f"report and gallery: {search / 'report.html'}")
     for gif in sorted(search.glob("*/progress.gif")):
         print(f"progress GIF:       {gif}")
     print(f"subset:             {settings.subsets_dir / 'vases'}")
-    print("database:           metgan db url   (metgan db stop stops the embedded server)")
     return 0
 
 
@@ -122,7 +180,12 @@ def up(args: argparse.Namespace) -> int:
     env = airflow_env(home)
     env.setdefault("AIRFLOW__API__PORT", str(args.port))
     env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
-    prepare(env)
+    server = embedded_before(env)
+    try:
+        prepare(env)
+    except BaseException:
+        print(release(server), flush=True)
+        raise
     log_path = home / "standalone.log"
     _say(f"starting airflow standalone (log: {log_path})")
     with open(log_path, "w") as log:
@@ -136,14 +199,68 @@ def up(args: argparse.Namespace) -> int:
             time.sleep(1)
         passwords = home / "simple_auth_manager_passwords.json.generated"
         password = json.loads(passwords.read_text())["admin"] if passwords.exists() else "(see the log)"
+        unpaused = unpause_first_session_dags(env)
         _say(f"Airflow is up: {url}  user admin, password {password}")
-        print(f"metgan gallery: {url}/metgan/   (also in the UI's Browse menu). Ctrl-C stops everything.")
+        print(first_session_guide(url, unpaused), flush=True)
         process.wait()
     except KeyboardInterrupt:
         pass
     finally:
         stop_process_groups([process])
+        print(release(server), flush=True)
     return 0
+
+
+def unpause_first_session_dags(env: dict, timeout: float = 180) -> list[str]:
+    """Unpause FIRST_SESSION_DAGS once the dag processor has registered them; return those unpaused.
+
+    A DAG exists for ``airflow dags unpause`` only after its file was parsed, so each is polled
+    with ``airflow dags details`` first. KEPT_PAUSED is never touched."""
+    deadline = time.monotonic() + timeout
+    unpaused = []
+    for dag_id in FIRST_SESSION_DAGS:
+        while True:
+            details = subprocess.run([str(BIN / "airflow"), "dags", "details", dag_id, "-o", "json"], env=env,
+                                     cwd=REPO, capture_output=True, text=True)
+            if details.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                print(f"{dag_id} is not parsed yet: switch it on with its toggle in the UI", flush=True)
+                break
+            time.sleep(3)
+        if details.returncode != 0:
+            continue
+        if _is_paused(details.stdout):
+            subprocess.run([str(BIN / "airflow"), "dags", "unpause", dag_id], env=env, cwd=REPO, check=True,
+                           stdout=subprocess.DEVNULL)
+        unpaused.append(dag_id)
+    return unpaused
+
+
+def _is_paused(details_output: str) -> bool:
+    """``is_paused`` from ``airflow dags details -o json``, whose stdout may begin with log lines
+    and which prints the flag as the string "True" or "False"."""
+    for line in reversed(details_output.splitlines()):
+        if line.startswith("[{"):
+            rows = json.loads(line)
+            return str(rows[0].get("is_paused")).lower() == "true"
+    raise SystemExit(f"cannot read `airflow dags details` output: {details_output[-200:]!r}")
+
+
+def first_session_guide(url: str, unpaused: list[str]) -> str:
+    """What to click in a first session, in order."""
+    on = ", ".join(unpaused) if unpaused else "none yet"
+    return f"""
+First session ({url}, user admin and the password above):
+  1. Dags -> {KEPT_PAUSED} -> Trigger. Set Mode "search", Search query "vase" and a small Limit
+     (e.g. 200), keep "Unpause {KEPT_PAUSED} on trigger" ticked (a paused DAG's runs never start), Trigger.
+     {KEPT_PAUSED} is left paused until then because unpausing it also queues its daily scheduled
+     incremental scrape for the latest interval (catchup=False), after your run; pause it again
+     afterwards if you do not want the daily scrape.
+  2. vase_subset starts by itself when {KEPT_PAUSED}'s images are stored (unpaused: {on}).
+  3. Dags -> gan_search -> Trigger with its defaults (subset "vases"): one mapped task per trial.
+  4. Browse -> metgan gallery ({url}/metgan/): each search's trials, scores and report.
+Ctrl-C here stops Airflow and the embedded PostgreSQL it started."""
 
 
 def stop_process_groups(processes: list[subprocess.Popen], timeout: float = 30) -> None:
@@ -193,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=60, help="epochs per demo trial")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fake collection")
     args = parser.parse_args(argv)
+    interrupt_on_termination()
     return up(args) if args.up else demo(args)
 
 

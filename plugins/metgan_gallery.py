@@ -1,31 +1,62 @@
 """The metgan gallery inside the Airflow UI.
 
 A FastAPI app mounted in the api-server at ``/metgan`` lists every grid search found in
-``METGAN_RESULTS_DIR`` with its trials' final grids, and serves each search's self-contained
-report folder (``report.html``, GIFs, gallery) from ``/metgan/files/``. A nav link ("metgan
-gallery") shows the page inside the UI. Plugin apps are not protected by Airflow itself, so
-every route here checks the caller's Airflow token (the UI's ``_token`` cookie or a bearer
-token) and sends anonymous browsers to Airflow's login page.
+``METGAN_RESULTS_DIR``, newest first, with each trial's status, best score, error line and a small
+thumbnail, and a link to the Airflow run that made the search. It serves each search's
+self-contained report folder (``report.html``, GIFs, gallery) from ``/metgan/files/`` and
+downscaled thumbnails from ``/metgan/thumbs/``. A nav link ("metgan gallery") shows the page inside
+the UI. Plugin apps are not protected by Airflow itself, so every route here checks the caller's
+Airflow token (the UI's ``_token`` cookie or a bearer token) and sends anonymous browsers to
+Airflow's login page.
+
+The files are served on the Airflow origin, next to the user's session, so only an allow-list of
+types is served (images, mp4, csv, json/jsonl, html), always with ``X-Content-Type-Options: nosniff``; HTML gets a Content-Security-Policy
+that runs no script but the report's own sorting script (by its hash), and SVG is never served.
 """
 
 from __future__ import annotations
 
-import html
+import base64
+import hashlib
 import json
+import logging
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+log = logging.getLogger(__name__)
 
 app = FastAPI(title="metgan gallery", docs_url=None, redoc_url=None, openapi_url=None)
+
+# what /files/ serves, by suffix, with the type it is served as (never guessed from the content)
+SERVED_TYPES = {
+    ".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+    ".webp": "image/webp", ".mp4": "video/mp4", ".csv": "text/csv; charset=utf-8",
+    ".json": "application/json", ".jsonl": "application/x-ndjson", ".html": "text/html; charset=utf-8",
+}
+THUMBNAIL_TYPES = {".png", ".gif", ".jpg", ".jpeg", ".webp"}
+THUMBNAIL_WIDTH = 220
+THUMBNAIL_MAX_PIXELS = 50_000_000  # a results image is a few megapixels; more is not a sample grid
+MAX_PATH_LENGTH = 1024
+THUMBS_DIR = ".thumbs"  # the gallery's own cache under the results folder; nothing else reads it
 
 
 def results_dir() -> Path:
     from metgan.config import get_settings
 
     return get_settings().results_dir
+
+
+@app.middleware("http")
+async def nosniff(request: Request, call_next):
+    response = await call_next(request)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 async def require_user(request: Request):
@@ -47,70 +78,229 @@ async def require_user(request: Request):
     raise HTTPException(status_code=401, detail="log in to Airflow first")
 
 
-def _searches(root: Path) -> list[dict]:
-    searches = []
-    for search_file in sorted(root.glob("*/search.json")):
-        try:
-            search = json.loads(search_file.read_text())
-        except (OSError, ValueError):
-            continue
-        trials = []
-        for trial_file in sorted(search_file.parent.glob("*/trial.json")):
-            try:
-                trial = json.loads(trial_file.read_text())
-            except (OSError, ValueError):
-                continue
-            trial["dir"] = trial_file.parent.name
-            trials.append(trial)
-        search["dir"] = search_file.parent.name
-        search["trial_list"] = trials
-        searches.append(search)
-    return searches
+def report_csp() -> str:
+    """The policy for served HTML: no script but the report's own (by hash), nothing from elsewhere.
+
+    Not ``sandbox``: a sandboxed page has an opaque origin, so the browser would leave out
+    Airflow's SameSite=Lax session cookie on the report's own images and GIFs, and they would fail."""
+    from metgan.viz.report import SCRIPT
+
+    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
+    return ("default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'; "
+            f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
 
 
-def _trial_card(search_dir: str, trial: dict, root: Path) -> str:
-    base = f"files/{quote(search_dir)}/{quote(trial['dir'])}"
-    folder = root / search_dir / trial["dir"]
-    image = next((name for name in ("final_grid.png", "progress.gif") if (folder / name).exists()), None)
-    picture = (f'<img src="{base}/{image}" alt="samples of {html.escape(trial["dir"])}">'
-               if image else '<div class="empty">no images yet</div>')
-    status = html.escape(str(trial.get("status", "?")))
-    reason = trial.get("stop_reason")
-    label = html.escape(str(trial.get("label") or trial["dir"]))
-    return (f'<figure class="trial">{picture}<figcaption><b>{label}</b><br>{status}'
-            f'{" — " + html.escape(str(reason)) if reason else ""}</figcaption></figure>')
-
-
-@app.get("/", response_class=HTMLResponse)
-async def index(user=Depends(require_user)) -> str:
-    root = results_dir()
-    sections = []
-    for search in _searches(root):
-        report = root / search["dir"] / "report.html"
-        link = (f' · <a href="files/{quote(search["dir"])}/report.html">report and gallery</a>'
-                if report.exists() else "")
-        cards = "".join(_trial_card(search["dir"], t, root) for t in search["trial_list"])
-        sections.append(
-            f'<section><h2>{html.escape(search.get("name", search["dir"]))}</h2>'
-            f'<p>subset <b>{html.escape(str(search.get("subset", "?")))}</b> · '
-            f'{len(search["trial_list"])} trials{link}</p><div class="trials">{cards}</div></section>')
-    body = "".join(sections) or "<p>No grid search has run yet: trigger the gan_search DAG.</p>"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>metgan gallery</title>
-<style>body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}
-.trials{{display:flex;flex-wrap:wrap;gap:1rem}} figure.trial{{margin:0;width:220px}}
-figure.trial img{{width:220px;image-rendering:pixelated;border:1px solid #ccc}}
-.empty{{width:220px;height:120px;background:#eee;display:flex;align-items:center;justify-content:center}}
-figcaption{{font-size:.85rem}}</style></head>
-<body><h1>metgan gallery</h1>{body}</body></html>"""
+def _target(path: str, allowed: set[str] | dict) -> Path:
+    """The file ``path`` names inside the results folder, or a 404: outside it, not a file, a type
+    not served, or a name the filesystem refuses (NUL bytes, too long)."""
+    if "\x00" in path or len(path) > MAX_PATH_LENGTH or Path(path).suffix.lower() not in allowed:
+        raise HTTPException(status_code=404, detail="not found")
+    root = results_dir().resolve()
+    try:
+        target = (root / path).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            raise HTTPException(status_code=404, detail="not found")
+    except (OSError, ValueError):
+        raise HTTPException(status_code=404, detail="not found") from None
+    if THUMBS_DIR in target.relative_to(root).parts:
+        raise HTTPException(status_code=404, detail="not found")
+    return target
 
 
 @app.get("/files/{path:path}")
 async def files(path: str, user=Depends(require_user)) -> FileResponse:
+    target = _target(path, SERVED_TYPES)
+    suffix = target.suffix.lower()
+    headers = {"Content-Security-Policy": report_csp()} if suffix == ".html" else {}
+    return FileResponse(target, media_type=SERVED_TYPES[suffix], headers=headers)
+
+
+@app.get("/thumbs/{path:path}")
+async def thumbs(path: str, user=Depends(require_user)) -> Response:
+    """A PNG at most THUMBNAIL_WIDTH wide, made with Pillow on first request and cached."""
+    target = _target(path, THUMBNAIL_TYPES)
     root = results_dir().resolve()
-    target = (root / path).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
-        raise HTTPException(status_code=404, detail="not found")
-    return FileResponse(target)
+    # one cache file per source path, remade when the source is newer (a re-rendered final grid)
+    cached = root / THUMBS_DIR / f"{hashlib.sha256(str(target.relative_to(root)).encode()).hexdigest()}.png"
+    if cached.is_file() and cached.stat().st_mtime_ns >= target.stat().st_mtime_ns:
+        return FileResponse(cached, media_type="image/png")
+    data = _thumbnail(target)
+    try:
+        cached.parent.mkdir(exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(data)
+        partial.replace(cached)
+    except OSError as exc:  # a read-only results volume: serve it uncached
+        log.warning("cannot cache the thumbnail of %s: %s", target, exc)
+    return Response(data, media_type="image/png")
+
+
+def _thumbnail(source: Path) -> bytes:
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(source) as image:
+            if image.width * image.height > THUMBNAIL_MAX_PIXELS:
+                raise HTTPException(status_code=404, detail="not found")
+            image = image.convert("RGB")
+            if image.width > THUMBNAIL_WIDTH:
+                height = max(1, round(image.height * THUMBNAIL_WIDTH / image.width))
+                image = image.resize((THUMBNAIL_WIDTH, height), Image.Resampling.LANCZOS)
+            buffer = io.BytesIO()
+            image.save(buffer, "PNG", optimize=True)
+            return buffer.getvalue()
+    except (OSError, ValueError, Image.DecompressionBombError):
+        raise HTTPException(status_code=404, detail="not found") from None
+
+
+# -- the page ------------------------------------------------------------------------------------
+
+def _error_line(info: dict) -> str | None:
+    """The one-line reason a failed trial gives: ``error_summary``, else the last line of ``error``."""
+    summary = info.get("error_summary")
+    if isinstance(summary, str) and summary.strip():
+        return summary.strip().splitlines()[0][:300]
+    error = info.get("error")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] if error else []
+    return lines[-1][:300] if lines else None
+
+
+def _best(trial, objective: str, direction: str) -> tuple[float, int] | None:
+    epochs, values = trial.series(objective)
+    scored = [(value, epoch) for epoch, value in zip(epochs, values, strict=True) if value is not None]
+    if not scored:
+        return None
+    return min(scored) if direction == "min" else max(scored, key=lambda pair: (pair[0], -pair[1]))
+
+
+def _picture(trial) -> str | None:
+    """The trial's final grid, else its latest sample grid, relative to the trial folder."""
+    if (trial.path / "final_grid.png").is_file():
+        return "final_grid.png"
+    if trial.samples:
+        latest = trial.samples[max(trial.samples)]
+        return latest.relative_to(trial.path).as_posix()
+    return None
+
+
+def _trial_card(search_dir: Path, trial_dir: Path, objective: str, direction: str) -> dict:
+    from metgan.errors import RenderError
+    from metgan.viz.trial import format_value, load_trial
+
+    base = f"{quote(search_dir.name)}/{quote(trial_dir.name)}"
+    try:
+        trial = load_trial(trial_dir)
+    except RenderError as exc:
+        log.warning("gallery: skipped trial %s: %s", trial_dir, exc)
+        return {"label": trial_dir.name, "status": "unreadable", "note": "its trial.json is not a trial record"}
+    best = _best(trial, objective, direction)
+    picture = _picture(trial)
+    status = trial.status
+    note = None
+    if status == "failed":
+        note = _error_line(trial.info)
+    elif status == "stopped":
+        note = str(trial.info.get("stop_reason") or "") or None
+    return {
+        "label": trial.label, "status": status, "note": note,
+        "epochs": f"{trial.epochs_done}/{trial.epochs_planned}" if trial.epochs_planned else str(trial.epochs_done),
+        "best": f"{format_value(best[0])} at epoch {best[1]}" if best else None,
+        "thumb": f"thumbs/{base}/{quote(picture)}" if picture else None,
+        "full": f"files/{base}/{quote(picture)}" if picture else None,
+    }
+
+
+def _created(search: dict, search_file: Path) -> datetime:
+    created = search.get("created_at")
+    if isinstance(created, str):
+        try:
+            parsed = datetime.fromisoformat(created.replace("Z", "+00:00"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    return datetime.fromtimestamp(search_file.stat().st_mtime, UTC)
+
+
+def _airflow_run(search: dict, ui_root: str) -> str | None:
+    airflow = search.get("airflow")
+    if not isinstance(airflow, dict):
+        return None
+    dag_id, run_id = airflow.get("dag_id"), airflow.get("run_id")
+    if not (isinstance(dag_id, str) and isinstance(run_id, str) and dag_id and run_id):
+        return None
+    return f"{ui_root}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+
+def searches(root: Path, ui_root: str = "") -> list[dict]:
+    """Every readable search under ``root``, newest first, ready for the page."""
+    found = []
+    for search_file in root.glob("*/search.json"):
+        try:
+            search = json.loads(search_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(search, dict):
+            continue
+        search_dir = search_file.parent
+        objective = str(search.get("objective") or "swd")
+        direction = "max" if search.get("direction") == "max" else "min"
+        trials = [_trial_card(search_dir, trial_file.parent, objective, direction)
+                  for trial_file in sorted(search_dir.glob("*/trial.json"))]
+        created = _created(search, search_file)
+        found.append({
+            "name": str(search.get("name") or search_dir.name), "subset": str(search.get("subset") or "?"),
+            "created": created, "created_text": created.strftime("%Y-%m-%d %H:%M UTC"),
+            "objective": objective, "direction": direction, "trials": trials,
+            "report": f"files/{quote(search_dir.name)}/report.html" if (search_dir / "report.html").is_file() else None,
+            "run": _airflow_run(search, ui_root),
+        })
+    found.sort(key=lambda s: s["created"], reverse=True)
+    return found
+
+
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>metgan gallery</title>
+<style>body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
+.trials{display:flex;flex-wrap:wrap;gap:1rem} figure.trial{margin:0;width:220px}
+figure.trial img{width:220px;image-rendering:pixelated;border:1px solid #ccc}
+.empty{width:220px;height:120px;background:#eee;display:flex;align-items:center;justify-content:center}
+figcaption{font-size:.85rem} .failed{color:#a00} .note{display:block;overflow-wrap:anywhere}</style></head>
+<body><h1>metgan gallery</h1>
+{% for search in searches %}<section class="search">
+<h2>{{ search.name }}</h2>
+<p>subset <b>{{ search.subset }}</b> · created {{ search.created_text }} · {{ search.trials|length }} trials
+· best {{ search.objective }} ({{ "lower" if search.direction == "min" else "higher" }} is better)
+{% if search.report %} · <a href="{{ search.report }}">report and gallery</a>{% endif %}
+{% if search.run %} · <a href="{{ search.run }}" target="_top">Airflow run</a>{% endif %}</p>
+<div class="trials">{% for trial in search.trials %}<figure class="trial">
+{% if trial.thumb %}<a href="{{ trial.full }}"><img src="{{ trial.thumb }}" alt="samples of {{ trial.label }}" loading="lazy"></a>
+{% else %}<div class="empty">no images yet</div>{% endif %}
+<figcaption><b>{{ trial.label }}</b><br><span class="status {{ trial.status }}">{{ trial.status }}</span>
+{% if trial.epochs %} · {{ trial.epochs }} epochs{% endif %}
+{% if trial.best %}<br>best {{ search.objective }} {{ trial.best }}{% endif %}
+{% if trial.note %}<span class="note">{{ trial.note }}</span>{% endif %}</figcaption></figure>
+{% endfor %}</div></section>
+{% else %}<p>No grid search has run yet: trigger the gan_search DAG.</p>{% endfor %}
+</body></html>"""
+
+
+def _template():
+    import jinja2
+
+    return jinja2.Environment(autoescape=True).from_string(PAGE)
+
+
+# the page itself runs no script and loads only its own thumbnails
+PAGE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'self'"
+
+
+@app.get("/", response_class=HTMLResponse)
+async def index(request: Request, user=Depends(require_user)) -> HTMLResponse:
+    # the app is mounted at <ui root>/metgan: the Airflow UI's own routes start at <ui root>
+    ui_root = request.scope.get("root_path", "").removesuffix("/metgan")
+    page = _template().render(searches=searches(results_dir(), ui_root))
+    return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
 
 
 class MetganGalleryPlugin(AirflowPlugin):

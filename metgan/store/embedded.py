@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import warnings
 from pathlib import Path
 
 from metgan.errors import StoreError
@@ -23,10 +24,25 @@ def pgdata_dir(data_dir: Path) -> Path:
     return data_dir / "postgres"
 
 
+def _pgserver():
+    """Import pgserver quietly: every start would otherwise add its INFO lines ("a postgres server
+    is already running: postmaster_info=...") and platformdirs' XDG_RUNTIME_DIR warning (containers,
+    CI, Airflow workers) to the log of whatever started it. Raising pgserver's logger level only
+    when nobody set it leaves ``metgan -vv`` (and a caller's own choice) in charge."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pgserver
+        import pgserver.utils  # noqa: F401 - imported here so its import is quiet too
+    logger = logging.getLogger("pgserver")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    return pgserver
+
+
 def ensure_server(data_dir: Path, database: str = "postgres") -> str:
     """Start the embedded server if it is not running; return a URL for ``database``."""
     try:
-        import pgserver
+        pgserver = _pgserver()
     except ImportError as exc:  # pragma: no cover - pgserver is a hard dependency
         raise StoreError("the embedded PostgreSQL needs the 'pgserver' package") from exc
     pgdata = pgdata_dir(data_dir)
@@ -41,16 +57,13 @@ def ensure_server(data_dir: Path, database: str = "postgres") -> str:
 
 
 def is_running(data_dir: Path) -> bool:
-    from pgserver.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(pgdata_dir(data_dir))
+    info = _pgserver().utils.PostmasterInfo.read_from_pgdata(pgdata_dir(data_dir))
     return info is not None and info.is_running()
 
 
 def stop_server(data_dir: Path) -> bool:
     """Stop the embedded server cleanly (fast shutdown); return False if none was running."""
-    from pgserver import _commands
-
+    _commands = _pgserver()._commands
     pgdata = pgdata_dir(data_dir)
     if not (pgdata / "PG_VERSION").exists() or not is_running(data_dir):
         return False

@@ -82,6 +82,22 @@ def _applied(cursor) -> dict[int, str]:
     return dict(cursor.fetchall())
 
 
+def applied_versions(cursor) -> set[int] | None:
+    """The versions recorded in ``schema_migrations``; None when the table does not exist."""
+    cursor.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not cursor.fetchone()[0]:
+        return None
+    return set(_applied(cursor))
+
+
+def _plain_cursor(connection):
+    # the engine's cursors explain "relation does not exist" as a missing or old schema; inside
+    # the runner such an error is the migration's own fault and is reported as it is
+    import psycopg2.extensions
+
+    return connection.cursor(cursor_factory=psycopg2.extensions.cursor)
+
+
 def _refuse_changed(migrations: list[Migration], applied: dict[int, str]) -> None:
     for migration in migrations:
         if migration.version in applied and applied[migration.version] != migration.checksum:
@@ -99,7 +115,7 @@ def migrate(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
     connection = engine.raw_connection()
     try:
         connection.autocommit = True
-        cursor = connection.cursor()
+        cursor = _plain_cursor(connection)
         cursor.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             cursor.execute(_CREATE_TABLE)
@@ -135,7 +151,7 @@ def status(engine: Engine, sql_dir: Path = SQL_DIR) -> list[MigrationState]:
     migrations = discover(sql_dir)
     connection = engine.raw_connection()
     try:
-        applied = _applied(connection.cursor())
+        applied = _applied(_plain_cursor(connection))
         connection.rollback()
     finally:
         connection.close()

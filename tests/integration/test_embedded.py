@@ -68,3 +68,33 @@ def test_cli_migrates_the_embedded_server(embedded_env):
                             capture_output=True, text=True, timeout=60)
     assert "PostgreSQL 16" in status.stdout
     assert "pending" not in status.stdout
+
+
+QUIET_START = ("import logging, warnings; logging.basicConfig(level=logging.INFO); warnings.simplefilter('default');"
+               "from metgan.store import embedded, engine; from metgan.config import get_settings;"
+               "engine.database_url(); engine.database_url(); print(embedded.is_running(get_settings().data_dir))")
+
+
+def test_starting_the_embedded_server_adds_no_noise_to_a_task_log(embedded_env):
+    """An Airflow task logs at INFO with warnings shown: starting (and finding running) the server
+    must not add pgserver's "already running" lines or the XDG_RUNTIME_DIR warning."""
+    env, _ = embedded_env
+    env = {k: v for k, v in env.items() if k != "XDG_RUNTIME_DIR"}
+    for attempt in ("starts it", "finds it running"):
+        result = subprocess.run([sys.executable, "-c", QUIET_START], env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0 and result.stdout.strip() == "True", (attempt, result.stderr)
+        assert "already running" not in result.stderr, (attempt, result.stderr)
+        assert "XDG_RUNTIME_DIR" not in result.stderr, (attempt, result.stderr)
+        assert "pgserver" not in result.stderr, (attempt, result.stderr)
+
+
+def test_unmigrated_embedded_database_is_one_line_saying_run_migrate(embedded_env):
+    """The default path of a new user: no METGAN_DATABASE_URL, `metgan ingest` before `db migrate`."""
+    env, _ = embedded_env
+    result = subprocess.run([sys.executable, "-m", "metgan", "ingest", "--mode", "targeted"], env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
+    assert "has no metgan schema; run `metgan db migrate`" in result.stderr
+    assert "Traceback" not in result.stderr
