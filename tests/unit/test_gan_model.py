@@ -73,14 +73,16 @@ def test_diffaugment_is_differentiable_and_keeps_shapes():
     assert grads is not None and float(tf.reduce_sum(tf.abs(grads))) > 0
 
 
-def _breaker_for(gan, config, tmp_path):
+def _breaker_for(gan, config, tmp_path, warmup=0):
+    """A breaker with no warm-up by default: these tests count the patience epochs alone."""
     from metgan.gan.callbacks import CollapseBreaker, TrialState
 
     latents = np.random.default_rng(0).standard_normal((config.n_samples, config.noise_dim)).astype(np.float32)
     state = TrialState(trial_dir=tmp_path, config=config, latents=latents, reals=np.zeros((4, 40, 32, 3), np.uint8),
                        steps_per_epoch=1)
     breaker = CollapseBreaker(state, within_threshold=config.collapse_within_std,
-                              across_threshold=config.collapse_across_std, patience=config.collapse_patience)
+                              across_threshold=config.collapse_across_std, patience=config.collapse_patience,
+                              warmup=warmup)
     breaker.set_model(gan)
     return breaker, state
 
@@ -100,6 +102,23 @@ def test_collapse_breaker_stops_a_constant_generator_after_patience(tmp_path):
     breaker.on_epoch_end(2)
     assert gan.stop_training and state.stop_reason == "collapsed"
     assert "within-image std 0.00" in state.stop_detail
+
+
+def test_collapse_breaker_waits_out_the_warm_up(tmp_path):
+    from metgan.gan.callbacks import collapse_warmup
+    from metgan.gan.model import build_gan
+
+    config = tiny(collapse_patience=1, epochs=5)
+    gan = build_gan(config)
+    to_image = gan.generator.get_layer("to_image")
+    kernel, bias = to_image.get_weights()
+    to_image.set_weights([np.zeros_like(kernel), np.full_like(bias, 0.3)])
+    breaker, state = _breaker_for(gan, config, tmp_path, warmup=collapse_warmup(config.epochs))
+    for epoch in range(breaker.warmup):
+        breaker.on_epoch_end(epoch)
+        assert not gan.stop_training, f"fired at epoch {epoch + 1}, inside the warm-up"
+    breaker.on_epoch_end(breaker.warmup)
+    assert gan.stop_training and state.stop_reason == "collapsed"
 
 
 def test_collapse_breaker_catches_identical_detailed_images(tmp_path):
