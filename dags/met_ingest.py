@@ -39,7 +39,9 @@ API_RETRIES = {
                       title="Mode",
                       description="incremental: records changed since the last successful run; "
                                   "targeted: only the subset's candidates (after a CSV import)"),
-        "query": Param("", type="string", title="Search query",
+        # Optional strings are typed nullable: the trigger form marks a non-null field without a
+        # value as required and keeps its Trigger button disabled (it sends an empty field as null).
+        "query": Param(None, type=["null", "string"], title="Search query",
                        description="for mode 'search': /search?q=...&hasImages=true"),
         "department_ids": Param([], type="array", items={"type": "integer"}, title="Department ids",
                                 description="for mode 'department' (e.g. 1, 3, 9)"),
@@ -49,7 +51,7 @@ API_RETRIES = {
                             description="object ids per mapped task"),
         "additional_images": Param(False, type="boolean", title="Additional images",
                                    description="also download each object's additional images"),
-        "csv_source": Param("", type="string", title="Open Access CSV",
+        "csv_source": Param(None, type=["null", "string"], title="Open Access CSV",
                             description="path or URL of MetObjects.csv to import first (optional)",
                             section="Bootstrap"),
     },
