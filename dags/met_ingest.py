@@ -92,18 +92,18 @@ def met_ingest():
     def list_batches(discovery: dict) -> list[dict]:
         return discovery["batches"]
 
-    @task(pool="met_api", map_index_template="{{ batch_label }}", **API_RETRIES)
+    # The labels come from the task's own argument, so Airflow renders them when the task starts
+    # (a label set in the context during the run shows only once the task has finished).
+    @task(pool="met_api", map_index_template="{{ task.op_kwargs['batch']['label'] }}", **API_RETRIES)
     def fetch_records(batch: dict) -> dict:
         from metgan.met import ingest
 
-        get_current_context()["batch_label"] = batch["label"]
         return {**batch, "records": ingest.fetch_records(batch)}
 
-    @task(pool="met_api", map_index_template="{{ batch_label }}", **API_RETRIES)
+    @task(pool="met_api", map_index_template="{{ task.op_kwargs['fetched']['label'] }}", **API_RETRIES)
     def download_images(fetched: dict, params: dict | None = None) -> dict:
         from metgan.met import ingest
 
-        get_current_context()["batch_label"] = fetched["label"]
         batch = {k: v for k, v in fetched.items() if k != "records"}
         return {**fetched, "images": ingest.download_images(
             batch, additional_images=bool(params["additional_images"]))}
