@@ -8,7 +8,7 @@ itself (rows in the deployment's metgan database, files on disk, trial folders, 
 only the run's colour. The tests depend on each other's results and run in file order; the
 REST-API retry test comes last, so the data the session checks is the session's own.
 
-Screenshots go to the test's tmp folder, and to $METGAN_SCREENSHOTS (e.g. docs/screenshots) when set.
+Screenshots go to the test's tmp folder, and to $E2E_SCREENSHOTS (e.g. docs/screenshots) when set.
 """
 
 import csv
@@ -186,18 +186,19 @@ def test_gan_search_from_its_form_trains_reports_and_labels_its_mapped_tasks(ui,
     conf = airflow.request("GET", f"/api/v2/dags/gan_search/dagRuns/{quote(run_id)}")["conf"]
     assert conf["search_name"] == "first-search" and conf["epochs"] == 1 and conf["subset"] == "vases"
 
-    # A mapped task is labelled while it runs, not only once it has finished (the label comes
-    # from its argument, which Airflow renders before the task's code starts).
-    running_labels = set()
+    # A mapped task is labelled while it runs, not only once it has finished: the label comes
+    # from its argument, which the task process renders before the task's code starts (a moment
+    # after the task turns running).
+    labelled_while_running = set()
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not running_labels:
-        instances = airflow.task_instances("gan_search", quote(run_id))
-        running_labels = {ti["rendered_map_index"] for ti in instances
-                          if ti["task_id"] == "train_trial" and ti["state"] == "running"}
-        if any(ti["state"] in ("failed", "upstream_failed") for ti in instances):
+    while time.monotonic() < deadline and not labelled_while_running:
+        trials = [ti for ti in airflow.task_instances("gan_search", quote(run_id)) if ti["task_id"] == "train_trial"]
+        labelled_while_running = {ti["rendered_map_index"] for ti in trials
+                                  if ti["state"] == "running" and ti["rendered_map_index"] in TRIAL_LABELS}
+        if trials and all(ti["state"] in ("success", "failed", "upstream_failed") for ti in trials):
             break
         time.sleep(0.5)
-    assert running_labels and running_labels <= TRIAL_LABELS, running_labels
+    assert labelled_while_running, f"no train_trial was labelled while running: {trials}"
 
     state = airflow.wait_for_run("gan_search", quote(run_id), timeout=600)
     assert state == "success", failed_tasks_report(airflow, "gan_search", run_id)

@@ -18,13 +18,14 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 800}
-SCREENSHOTS_ENV = "METGAN_SCREENSHOTS"
+# Not METGAN_*: tests/conftest.py clears those so that a developer's settings never leak in.
+SCREENSHOTS_ENV = "E2E_SCREENSHOTS"
 
 
 @dataclass
 class Screenshots:
-    """Every screenshot goes to the test's own folder, and also to $METGAN_SCREENSHOTS when set
-    (``METGAN_SCREENSHOTS=docs/screenshots`` refreshes the README's pictures)."""
+    """Every screenshot goes to the test's own folder, and also to $E2E_SCREENSHOTS when set
+    (``E2E_SCREENSHOTS=docs/screenshots`` refreshes the README's pictures)."""
 
     folder: Path
     publish_to: Path | None = None
