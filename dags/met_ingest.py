@@ -39,11 +39,11 @@ API_RETRIES = {
                       title="Mode",
                       description="incremental: records changed since the last successful run; "
                                   "targeted: only the subset's candidates (after a CSV import)"),
-        # Optional strings are typed nullable: the trigger form marks a non-null field without a
+        # Optional fields are typed nullable: the trigger form marks a non-null field without a
         # value as required and keeps its Trigger button disabled (it sends an empty field as null).
         "query": Param(None, type=["null", "string"], title="Search query",
                        description="for mode 'search': /search?q=...&hasImages=true"),
-        "department_ids": Param([], type="array", items={"type": "integer"}, title="Department ids",
+        "department_ids": Param([], type=["null", "array"], items={"type": "integer"}, title="Department ids",
                                 description="for mode 'department' (e.g. 1, 3, 9)"),
         "limit": Param(None, type=["null", "integer"], minimum=1, title="Limit",
                        description="stop after this many object ids (empty: all)"),

@@ -51,3 +51,10 @@ def test_every_param_has_a_default_the_form_accepts(dags, dag_id):
 def test_met_ingest_optional_strings_default_to_none(dags):
     params = dags["met_ingest"].params
     assert params["query"] is None and params["csv_source"] is None
+
+
+def test_met_ingest_optional_fields_can_be_emptied(dags):
+    """A field the user empties is sent as null: every optional one must accept it."""
+    params = dags["met_ingest"].params
+    for name in ("query", "department_ids", "limit", "csv_source"):
+        assert not required_by_the_form(params.get_param(name).schema), name
