@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, TriggerRule, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 IMAGES_ASSET = Asset("metgan://met/images")
@@ -108,11 +108,19 @@ def met_ingest():
         return {**fetched, "images": ingest.download_images(
             batch, additional_images=bool(params["additional_images"]))}
 
-    @task(outlets=[IMAGES_ASSET])
+    # NONE_FAILED: a discovery of nothing maps no batch, and the skipped batch tasks would skip
+    # this one too, leaving the scrape run 'running' for ever. A run whose objects have no image
+    # closes its scrape run, then skips, so it announces no images (no vase_subset run on nothing).
+    @task(outlets=[IMAGES_ASSET], trigger_rule=TriggerRule.NONE_FAILED)
     def summarize(discovery: dict, results) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from metgan.met import ingest
 
-        return ingest.finish_run(discovery["run_id"], list(results[:]))
+        summary = ingest.finish_run(discovery["run_id"], list(results[:]))
+        if not summary["counts"]["images"].get("ok"):
+            raise AirflowSkipException(f"scrape run {summary['run_id']} stored no image: nothing to announce")
+        return summary
 
     discovery = discover_object_ids(import_csv())
     fetched = fetch_records.expand(batch=list_batches(discovery))
