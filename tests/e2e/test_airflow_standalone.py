@@ -108,9 +108,11 @@ def failed_tasks_report(airflow, dag_id: str, run_id: str) -> str:
     """The failed tasks' log tails: what an assertion on a run's state shows when it is wrong."""
     lines = []
     for ti in airflow.task_instances(dag_id, quote(run_id)):
-        if ti["state"] not in ("success", "skipped"):
-            log = airflow.task_log(dag_id, quote(run_id), ti["task_id"], ti["map_index"], max(ti["try_number"], 1))
-            lines.append(f"--- {ti['task_id']}[{ti['map_index']}] {ti['state']}\n{log[-1500:]}")
+        if ti["state"] == "failed":  # the others (upstream_failed, ...) have no log of their own
+            log = airflow.task_log(dag_id, quote(run_id), ti["task_id"], ti["map_index"], ti["try_number"])
+            lines.append(f"--- {ti['task_id']}[{ti['map_index']}] failed\n{log[-1500:]}")
+        elif ti["state"] not in ("success", "skipped"):
+            lines.append(f"--- {ti['task_id']}[{ti['map_index']}] {ti['state']}")
     return "\n".join(lines)
 
 
