@@ -207,7 +207,8 @@ def test_gan_search_from_its_form_trains_reports_and_labels_its_mapped_tasks(ui,
         if trials and all(ti["state"] in ("success", "failed", "upstream_failed") for ti in trials):
             break
         time.sleep(0.5)
-    assert labelled_while_running, f"no train_trial was labelled while running: {trials}"
+    assert labelled_while_running, "no train_trial was labelled while running: " + str(
+        [(ti["map_index"], ti["state"], ti["rendered_map_index"]) for ti in trials])
 
     state = airflow.wait_for_run("gan_search", quote(run_id), timeout=600)
     assert state == "success", failed_tasks_report(airflow, "gan_search", run_id)
