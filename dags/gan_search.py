@@ -79,7 +79,7 @@ def gan_search():
     @task(
         pool="gpu",
         queue="gpu",
-        map_index_template="{{ trial_label }}",
+        map_index_template="{{ task.op_kwargs['trial']['label'] }}",
         retries=2,
         retry_delay=timedelta(seconds=10),
         # Retries are for a lost worker or machine (the retry resumes from the checkpoint); a trial
@@ -105,7 +105,7 @@ def gan_search():
 
     # Over the plan, not train_trial's results, and whatever the trainings' outcome: a failed or
     # stopped trial still gets its GIFs and its place in the report, saying why it ended.
-    @task(map_index_template="{{ trial_label }}", trigger_rule=TriggerRule.ALL_DONE)
+    @task(map_index_template="{{ task.op_kwargs['trial']['label'] }}", trigger_rule=TriggerRule.ALL_DONE)
     def render_gifs(trial: dict) -> dict:
         from metgan.config import get_settings
         from metgan.viz.render import render_trial

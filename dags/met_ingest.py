@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, TriggerRule, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 IMAGES_ASSET = Asset("metgan://met/images")
@@ -39,9 +39,11 @@ API_RETRIES = {
                       title="Mode",
                       description="incremental: records changed since the last successful run; "
                                   "targeted: only the subset's candidates (after a CSV import)"),
-        "query": Param("", type="string", title="Search query",
+        # Optional fields are typed nullable: the trigger form marks a non-null field without a
+        # value as required and keeps its Trigger button disabled (it sends an empty field as null).
+        "query": Param(None, type=["null", "string"], title="Search query",
                        description="for mode 'search': /search?q=...&hasImages=true"),
-        "department_ids": Param([], type="array", items={"type": "integer"}, title="Department ids",
+        "department_ids": Param([], type=["null", "array"], items={"type": "integer"}, title="Department ids",
                                 description="for mode 'department' (e.g. 1, 3, 9)"),
         "limit": Param(None, type=["null", "integer"], minimum=1, title="Limit",
                        description="stop after this many object ids (empty: all)"),
@@ -49,7 +51,7 @@ API_RETRIES = {
                             description="object ids per mapped task"),
         "additional_images": Param(False, type="boolean", title="Additional images",
                                    description="also download each object's additional images"),
-        "csv_source": Param("", type="string", title="Open Access CSV",
+        "csv_source": Param(None, type=["null", "string"], title="Open Access CSV",
                             description="path or URL of MetObjects.csv to import first (optional)",
                             section="Bootstrap"),
     },
@@ -90,27 +92,35 @@ def met_ingest():
     def list_batches(discovery: dict) -> list[dict]:
         return discovery["batches"]
 
-    @task(pool="met_api", map_index_template="{{ batch_label }}", **API_RETRIES)
+    # The labels come from the task's own argument, so Airflow renders them when the task starts
+    # (a label set in the context during the run shows only once the task has finished).
+    @task(pool="met_api", map_index_template="{{ task.op_kwargs['batch']['label'] }}", **API_RETRIES)
     def fetch_records(batch: dict) -> dict:
         from metgan.met import ingest
 
-        get_current_context()["batch_label"] = batch["label"]
         return {**batch, "records": ingest.fetch_records(batch)}
 
-    @task(pool="met_api", map_index_template="{{ batch_label }}", **API_RETRIES)
+    @task(pool="met_api", map_index_template="{{ task.op_kwargs['fetched']['label'] }}", **API_RETRIES)
     def download_images(fetched: dict, params: dict | None = None) -> dict:
         from metgan.met import ingest
 
-        get_current_context()["batch_label"] = fetched["label"]
         batch = {k: v for k, v in fetched.items() if k != "records"}
         return {**fetched, "images": ingest.download_images(
             batch, additional_images=bool(params["additional_images"]))}
 
-    @task(outlets=[IMAGES_ASSET])
+    # NONE_FAILED: a discovery of nothing maps no batch, and the skipped batch tasks would skip
+    # this one too, leaving the scrape run 'running' for ever. A run whose objects have no image
+    # closes its scrape run, then skips, so it announces no images (no vase_subset run on nothing).
+    @task(outlets=[IMAGES_ASSET], trigger_rule=TriggerRule.NONE_FAILED)
     def summarize(discovery: dict, results) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from metgan.met import ingest
 
-        return ingest.finish_run(discovery["run_id"], list(results[:]))
+        summary = ingest.finish_run(discovery["run_id"], list(results[:]))
+        if not summary["counts"]["images"].get("ok"):
+            raise AirflowSkipException(f"scrape run {summary['run_id']} stored no image: nothing to announce")
+        return summary
 
     discovery = discover_object_ids(import_csv())
     fetched = fetch_records.expand(batch=list_batches(discovery))

@@ -155,11 +155,15 @@ class Deployment:
             time.sleep(1)
         raise TimeoutError(f"DAG {dag_id} not parsed within {timeout}s")
 
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+
     def trigger(self, dag_id: str, conf: dict, run_id: str) -> dict:
         return self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns",
                             {"dag_run_id": run_id, "logical_date": None, "conf": conf})
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
+        """The run's final state (success or failed); ``run_id`` URL-quoted."""
         deadline = time.monotonic() + timeout
         state = None
         while time.monotonic() < deadline:

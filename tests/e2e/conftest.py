@@ -1,39 +1,42 @@
-"""Shared state of the end-to-end tests: a database and data folder with a small vase subset,
-scraped from a fake Met through the library (the DAG tests cover the DAGs that do this)."""
+"""Shared state of the end-to-end tests: a fake Met, and per deployment a migrated metgan database
+with empty data folders, as ``make up`` leaves them. The data comes from the DAGs, run by the
+deployment under test; nothing here scrapes or builds a subset."""
 
+import os
+import subprocess
 from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import create_database, drop_database
+from tests.e2e.cluster import BIN, REPO
 
 POOLS = {"met_api": 4, "gpu": 1}
 
 
 @pytest.fixture(scope="session")
-def e2e(pg_admin_url, tmp_path_factory):
-    from metgan.config import Settings
-    from metgan.images.subset import build_subset
-    from metgan.met import ingest
+def e2e_fake_met():
     from metgan.met.fake import run_in_thread
-    from metgan.store import get_engine, migrate
 
-    root = tmp_path_factory.mktemp("e2e")
-    url = create_database(pg_admin_url, prefix="metgan_e2e")
     fake = run_in_thread(seed=5, objects=160, image_width=160)
-    env = {"METGAN_DATABASE_URL": url, "METGAN_DATA_DIR": str(root / "data"),
-           "METGAN_RESULTS_DIR": str(root / "results"), "METGAN_MET_API_URL": fake.url,
-           "METGAN_IMAGE_HOSTS": fake.image_host}
-    settings = Settings.from_env(env)
-    migrate(get_engine(settings))
-    discovery = ingest.discover_object_ids("search", query="vase", batch_size=40, settings=settings)
-    summaries = []
-    for batch in discovery["batches"]:
-        summaries.append(ingest.fetch_records(batch, settings=settings))
-        summaries.append(ingest.download_images(batch, settings=settings))
-    ingest.finish_run(discovery["run_id"], summaries, settings=settings)
-    subset = build_subset("vases", {"size": "32x40"}, settings=settings)
-    assert subset["ok"] >= 20, subset
-    yield SimpleNamespace(env=env, settings=settings, fake=fake, root=root)
+    yield fake
     fake.stop()
+
+
+@pytest.fixture(scope="module")
+def metgan_store(pg_admin_url, e2e_fake_met, tmp_path_factory):
+    """A fresh metgan database migrated by the CLI (``metgan db migrate``, what ``make up`` runs),
+    its data and results folders, and the environment the deployment's processes get."""
+    root = tmp_path_factory.mktemp("metgan")
+    url = create_database(pg_admin_url, prefix="metgan_e2e")
+    env = {"METGAN_DATABASE_URL": url, "METGAN_DATA_DIR": str(root / "data"),
+           "METGAN_RESULTS_DIR": str(root / "results"), "METGAN_MET_API_URL": e2e_fake_met.url,
+           "METGAN_IMAGE_HOSTS": e2e_fake_met.image_host}
+    cli_env = {**{k: v for k, v in os.environ.items() if not k.startswith("METGAN_")}, **env,
+               "PYTHONPATH": str(REPO)}
+    migrated = subprocess.run([str(BIN / "metgan"), "db", "migrate"], env=cli_env, capture_output=True,
+                              text=True, timeout=120)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    yield SimpleNamespace(env=env, url=url, root=root, fake=e2e_fake_met,
+                          data_dir=root / "data", results_dir=root / "results")
     drop_database(pg_admin_url, url)
