@@ -97,7 +97,6 @@ def gan_search():
         from metgan.errors import TrainingError
         from metgan.gan.search import train_trial as train
 
-        get_current_context()["trial_label"] = trial["label"]
         result = train(trial["search_name"], trial["trial_id"])
         if result["status"] == "failed":
             raise TrainingError(f"trial {trial['label']} failed: {result['error']}")
@@ -110,7 +109,6 @@ def gan_search():
         from metgan.config import get_settings
         from metgan.viz.render import render_trial
 
-        get_current_context()["trial_label"] = trial["label"]
         trial_dir = get_settings().results_dir / trial["search_name"] / trial["trial_id"]
         written = render_trial(trial_dir)
         return {"trial_id": trial["trial_id"], "files": sorted(str(p) for p in written.values())}
