@@ -19,14 +19,16 @@ def dag():
     return bag.dags["vase_subset"]
 
 
-def subset_events(name: str) -> int:
+def subset_events(name: str, run) -> int:
+    """Asset events for subset ``name`` emitted by ``run`` (other DAG tests share the metadata DB)."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
         return session.scalar(select(func.count()).select_from(AssetEvent)
                               .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                              .where(AssetModel.uri == f"metgan://subsets/{name}"))
+                              .where(AssetModel.uri == f"metgan://subsets/{name}",
+                                     AssetEvent.source_run_id == run.run_id))
 
 
 def task_states(run) -> dict:
@@ -58,7 +60,7 @@ def test_the_defaults_build_the_vases_and_emit_the_asset(airflow_db, db, setting
     rows = manifest_rows(settings, "vases")
     assert sorted(r["sha256"] for r in rows) == sorted(shas)
     assert {(r["width"], r["height"]) for r in rows} == {("128", "160")}
-    assert subset_events("vases") == 1
+    assert subset_events("vases", run) == 1
 
 
 def test_a_build_of_nothing_fails_the_task_and_emits_no_asset(airflow_db, db, settings, dag):
@@ -68,5 +70,5 @@ def test_a_build_of_nothing_fails_the_task_and_emits_no_asset(airflow_db, db, se
     run = dag.test(run_conf={"name": "teapots", "include": ["teapot"]})
 
     assert task_states(run) == {"build_subset": "failed"}
-    assert subset_events("teapots") == 0
+    assert subset_events("teapots", run) == 0
     assert not (settings.subsets_dir / "teapots").exists()
