@@ -448,6 +448,13 @@ def run_search(search_name: str, grid: dict | list[dict], *, subset: str, base: 
     settings = settings or get_settings()
     plan = plan_trials(search_name, grid, subset=subset, base=base, objective=objective, direction=direction,
                        settings=settings)
+    return train_planned(search_name, plan, settings=settings, progress=progress)
+
+
+def train_planned(search_name: str, plan: list[dict], *, settings: Settings | None = None,
+                  progress=None) -> list[dict]:
+    """Train the trials of ``plan`` (what :func:`plan_trials` returned) in order; finished ones are skipped."""
+    settings = settings or get_settings()
     if progress is not None:
         progress.start(len(plan))
     results = []

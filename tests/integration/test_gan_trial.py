@@ -299,6 +299,21 @@ def test_an_old_npz_checkpoint_is_ignored_and_the_trial_starts_fresh(tmp_path, c
     assert [line["epoch"] for line in trialdir.read_metrics(tmp_path / "t")] == [1]
 
 
+def test_search_run_plans_the_grid_once(db, settings, subset, monkeypatch, tmp_path):
+    from metgan.cli import cli
+
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(json.dumps({"grid": {}, "base": {**TINY, "epochs": 1}}))
+    calls = []
+    real = search.resolve_grid
+    monkeypatch.setattr(search, "resolve_grid", lambda *a, **k: calls.append(1) or real(*a, **k))
+    result = CliRunner().invoke(cli, ["search", "run", "--grid", str(grid_file), "--subset", subset,
+                                      "--name", "once"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1 and "1 trial(s)" in result.output
+    assert trialdir.read_search(settings.results_dir / "once")["trials"]
+
+
 def test_the_fid_network_is_built_once_per_trial_not_per_evaluation(tmp_path, caplog):
     from metgan.gan.config import GanConfig
     from metgan.gan.trial import run_trial
