@@ -24,7 +24,7 @@ from typing import Any
 
 from metgan import names, trialdir
 from metgan.config import Settings, get_settings
-from metgan.errors import ConfigError, GanConfigError, MetganError, TrainingError
+from metgan.errors import ConfigError, GanConfigError, MetganError, TrainingError, TrialFolderError
 from metgan.gan.config import GanConfig
 
 log = logging.getLogger(__name__)
@@ -434,6 +434,16 @@ def train_trial(search_name: str, trial_id: str, *, settings: Settings | None = 
             "objective": summary["objective"], "error": error}
 
 
+def _readable_info(trial_dir: Path) -> trialdir.TrialInfo | None:
+    """trial.json, or None (with a warning) when it is missing or not a trial record: one broken
+    file must not hide the whole leaderboard or the search's outcome."""
+    try:
+        return trialdir.read_trial_info(trial_dir)
+    except TrialFolderError as exc:
+        log.warning("%s", exc)
+        return None
+
+
 def _planned_search(search_name: str, folder: Path) -> trialdir.SearchRecord:
     search = trialdir.read_search(folder)
     if search is None:
@@ -491,7 +501,7 @@ def leaderboard(search_name: str, *, settings: Settings | None = None) -> list[d
         summary = None
         if row["status"] == "failed":
             # trial.json holds the one-line error beside the traceback (the table only the traceback)
-            info = trialdir.read_trial_info(Path(row["path"])) if row["path"] else None
+            info = _readable_info(Path(row["path"])) if row["path"] else None
             summary = (info or {}).get("error_summary")
         board.append({"rank": rank, "trial_id": row["trial_id"], "label": config.label(), "status": row["status"],
                       "stop_reason": row["stop_reason"], "epochs_done": row["epochs_done"],
@@ -521,7 +531,7 @@ def publish_search(search_name: str, trial_ids: list[str] | None = None, *,
     search = _planned_search(search_name, folder)
     written = publish_report(folder, settings=settings)
     trial_ids = list(trial_ids if trial_ids is not None else search.get("trials") or [])
-    infos = {trial_id: trialdir.read_trial_info(folder / trial_id) or {} for trial_id in trial_ids}
+    infos = {trial_id: _readable_info(folder / trial_id) or {} for trial_id in trial_ids}
     statuses: dict[str, int] = {}
     for info in infos.values():
         statuses[info.get("status") or "missing"] = statuses.get(info.get("status") or "missing", 0) + 1

@@ -184,3 +184,12 @@ def test_a_folder_written_by_a_tiny_real_training_run_renders_and_reports_like_t
         [row] = list(csv.DictReader(handle))
     assert row["status"] == "completed" and float(row["objective"]) > 0
     assert json.loads(row["settings"]) == config.overrides()
+
+
+def test_publish_search_survives_a_trial_json_that_is_not_a_trial_record(search_folder, settings, caplog):
+    from metgan.gan.search import publish_search
+
+    (search_folder / "d4e5f6" / "trial.json").write_text("[1, 2, 3]")
+    result = publish_search(search_folder.name, settings=settings)
+    assert result["statuses"] == {"completed": 1, "missing": 1, "failed": 1}
+    assert "holds list, expected a JSON object" in caplog.text
