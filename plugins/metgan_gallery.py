@@ -156,16 +156,6 @@ def _thumbnail(source: Path) -> bytes:
 
 # -- the page ------------------------------------------------------------------------------------
 
-def _error_line(info: dict) -> str | None:
-    """The one-line reason a failed trial gives: ``error_summary``, else the last line of ``error``."""
-    summary = info.get("error_summary")
-    if isinstance(summary, str) and summary.strip():
-        return summary.strip().splitlines()[0][:300]
-    error = info.get("error")
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()] if error else []
-    return lines[-1][:300] if lines else None
-
-
 def _best(trial, objective: str, direction: str) -> tuple[float, int] | None:
     epochs, values = trial.series(objective)
     scored = [(value, epoch) for epoch, value in zip(epochs, values, strict=True) if value is not None]
@@ -201,7 +191,8 @@ def _trial_card(search_dir: Path, trial_dir: Path, objective: str, direction: st
     status = trial.status
     note = None
     if status == "failed":
-        note = _error_line(trial.info)
+        # viz.trial owns "the error on one line" (error_summary, else the traceback's last line)
+        note = trial.error_summary.splitlines()[0][:300] if trial.error_summary else None
     elif status == "stopped":
         note = str(trial.info.get("stop_reason") or "") or None
     return {
