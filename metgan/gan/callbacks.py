@@ -75,7 +75,8 @@ def finite(value) -> float | None:
 
 @dataclass
 class TrialState:
-    """What the callbacks share about the running trial."""
+    """What outlives an epoch: the trial's inputs, its stop reason and the running totals a
+    checkpoint saves (an epoch's own values travel in Keras' ``logs``, not here)."""
 
     trial_dir: Path
     config: GanConfig

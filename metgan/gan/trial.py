@@ -22,7 +22,6 @@ import numpy as np
 from metgan import trialdir
 from metgan.errors import TrainingError
 from metgan.gan.config import GanConfig
-from metgan.trialdir import read_metrics, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ def _objective(lines: list[dict], key: str = "swd") -> float | None:
 
 def summary_from_files(trial_dir: Path, objective: str = "swd") -> dict:
     info = trialdir.read_trial_info(trial_dir) or {}
-    lines = read_metrics(trial_dir)
+    lines = trialdir.read_metrics(trial_dir)
     return {"trial_id": info.get("trial_id"), "status": info.get("status"), "stop_reason": info.get("stop_reason"),
             "epochs": info.get("epochs_done", 0), "objective": _objective(lines, objective), "path": str(trial_dir)}
 
@@ -117,7 +116,7 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
                  "label": info.get("label") or config.label(),
                  "overrides": config.overrides(),
                  "hostname": socket.gethostname(), "finished_at": None})
-    info.setdefault("started_at", utc_now())
+    info.setdefault("started_at", trialdir.utc_now())
     info.setdefault("epochs_done", 0)
     info.setdefault("wall_s", 0.0)
     info.setdefault("images_per_s", None)
@@ -125,7 +124,7 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
         return _train(trial_dir, config, subset_dir, info, recorder, images, objective)
     except Exception as exc:
         info.update(status="failed", error="".join(traceback.format_exception(exc)),
-                    error_summary=error_summary(exc), finished_at=utc_now())
+                    error_summary=error_summary(exc), finished_at=trialdir.utc_now())
         trialdir.write_trial_info(trial_dir, info)
         if recorder is not None:
             recorder.finished(info, {}, {}, None)
@@ -199,11 +198,11 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
         gan.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
                 callbacks=cb.trial_callbacks(state), verbose=0)
 
-    lines = read_metrics(trial_dir)
+    lines = trialdir.read_metrics(trial_dir)
     _write_final_images(trial_dir, gan, config)
     info.update(status="stopped" if state.stop_reason else "completed", stop_reason=state.stop_reason,
                 stop_detail=state.stop_detail, epochs_done=lines[-1]["epoch"] if lines else first_epoch,
-                wall_s=round(state.wall_s, 3), finished_at=utc_now(), images_seen=state.images_seen,
+                wall_s=round(state.wall_s, 3), finished_at=trialdir.utc_now(), images_seen=state.images_seen,
                 images_per_s=state.images_seen / state.train_seconds if state.train_seconds else None)
     trialdir.write_trial_info(trial_dir, info)
     if recorder is not None:

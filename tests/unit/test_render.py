@@ -186,3 +186,17 @@ def test_viz_imports_neither_tensorflow_nor_airflow():
             "('tensorflow', 'keras', 'airflow'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_a_folder_written_by_the_old_fixtures_still_renders_and_lists_only_what_differs(completed_trial):
+    # config.json as viz.synthetic used to write it: keys GanConfig does not know, no overrides in trial.json
+    (completed_trial / "config.json").write_text(json.dumps({
+        "preset": "default", "epochs": 6, "latent_dim": 100, "image_size": [40, 32], "batch_size": 32,
+        "g_lr": 0.0002, "loss": "ns"}))
+    info = json.loads((completed_trial / "trial.json").read_text())
+    del info["overrides"]
+    (completed_trial / "trial.json").write_text(json.dumps(info))
+
+    trial = load_trial(completed_trial)
+    assert trial.settings() == {"epochs": 6, "latent_dim": 100, "image_size": [40, 32], "loss": "ns"}
+    assert "progress.gif" in render_trial(completed_trial, styles=())
