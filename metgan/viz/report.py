@@ -33,8 +33,10 @@ GALLERY = trialdir.GALLERY
 # near copy of its nearest training image.
 NEAR_COPY = 0.03
 NEIGHBOUR_SIZE = 16  # width of the downscaled images compared by the nearest-neighbour search
-GRAPH_FILES = {trialdir.graph_gif_name("expanding"): "Expanding", trialdir.graph_gif_name("rolling"): "Rolling window",
-               trialdir.graph_gif_name("static"): "Whole run", trialdir.SCORES_PNG: "Scores (still)"}
+GRAPH_FILES = {trialdir.graph_gif_name("expanding"): "Expanding",
+               trialdir.graph_gif_name("rolling"): "Rolling window",
+               trialdir.graph_gif_name("static"): "Whole run",
+               trialdir.SCORES_PNG: "Scores (still)"}
 
 # Leaderboard columns: (key, heading, kind); "number" columns sort numerically.
 COLUMNS = (
