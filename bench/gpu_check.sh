@@ -39,7 +39,8 @@ if not gpus and os.environ["REQUIRE_GPU"] == "1":
 
 from train import vase_images  # bench/train.py: the same vase-like images as the benchmark
 from metgan.gan.config import GanConfig
-from metgan.gan.trial import read_json, read_metrics, run_trial
+from metgan.gan.trial import run_trial
+from metgan.trialdir import read_metrics, read_trial_info
 
 height, width = (int(v) for v in os.environ["SIZE"].lower().split("x"))
 steps, batch = int(os.environ["STEPS"]), int(os.environ["BATCH"])
@@ -55,7 +56,7 @@ out = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="metgan-gpu-check-")
 started = time.perf_counter()
 summary = run_trial(out, config, out / "unused", images=images)
 wall = time.perf_counter() - started
-info = read_json(out / "trial.json")
+info = read_trial_info(out)
 lines = read_metrics(out)
 rates = [line["images_per_s"] for line in lines if line.get("images_per_s")]
 steady = statistics.median(rates[1:]) if len(rates) > 1 else rates[0]

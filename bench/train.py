@@ -197,13 +197,14 @@ def throughput(origin_config, our_config, folder: Path, rounds: int, steps: int)
 # --- quality ----------------------------------------------------------------------------------
 
 def preset_swd(preset: str, overrides: dict, images: np.ndarray, budget_s: float, out: Path) -> dict:
+    from metgan import trialdir
     from metgan.gan.config import GanConfig
-    from metgan.gan.trial import read_json, read_metrics, run_trial
+    from metgan.gan.trial import run_trial
 
     config = GanConfig.from_dict({"preset": preset, **overrides, "time_budget_s": budget_s})
     summary = run_trial(out / preset, config, out / "unused", images=images)
-    last = read_metrics(out / preset)[-1]
-    info = read_json(out / preset / "trial.json")
+    last = trialdir.read_metrics(out / preset)[-1]
+    info = trialdir.read_trial_info(out / preset)
     return {"swd": last["swd"], "swd_real": last["swd_real"], "epochs": summary["epochs"],
             "images": info["images_seen"], "wall_s": info["wall_s"], "stop": summary["stop_reason"] or summary["status"]}
 

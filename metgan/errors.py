@@ -12,6 +12,7 @@
     ├── SubsetError             a subset could not be selected or built
     ├── GanConfigError          a GAN config or search grid is invalid (names the key)
     ├── TrainingError           a trial failed while training
+    ├── TrialFolderError        a trial or search folder file is not what the contract says
     └── RenderError             a GIF, grid or report could not be rendered
 
 A user mistake raises a subclass with one clear line of message; the CLI prints that line and
@@ -69,6 +70,10 @@ class GanConfigError(MetganError):
 
 class TrainingError(MetganError):
     """A trial failed while training."""
+
+
+class TrialFolderError(MetganError):
+    """A trial.json, config.json or search.json is unreadable or not a JSON object; the message names it."""
 
 
 class RenderError(MetganError):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import os
 from datetime import UTC, datetime
@@ -157,16 +156,6 @@ def _thumbnail(source: Path) -> bytes:
 
 # -- the page ------------------------------------------------------------------------------------
 
-def _error_line(info: dict) -> str | None:
-    """The one-line reason a failed trial gives: ``error_summary``, else the last line of ``error``."""
-    summary = info.get("error_summary")
-    if isinstance(summary, str) and summary.strip():
-        return summary.strip().splitlines()[0][:300]
-    error = info.get("error")
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()] if error else []
-    return lines[-1][:300] if lines else None
-
-
 def _best(trial, objective: str, direction: str) -> tuple[float, int] | None:
     epochs, values = trial.series(objective)
     scored = [(value, epoch) for epoch, value in zip(epochs, values, strict=True) if value is not None]
@@ -177,8 +166,10 @@ def _best(trial, objective: str, direction: str) -> tuple[float, int] | None:
 
 def _picture(trial) -> str | None:
     """The trial's final grid, else its latest sample grid, relative to the trial folder."""
-    if (trial.path / "final_grid.png").is_file():
-        return "final_grid.png"
+    from metgan import trialdir
+
+    if (trial.path / trialdir.FINAL_GRID).is_file():
+        return trialdir.FINAL_GRID
     if trial.samples:
         latest = trial.samples[max(trial.samples)]
         return latest.relative_to(trial.path).as_posix()
@@ -200,7 +191,8 @@ def _trial_card(search_dir: Path, trial_dir: Path, objective: str, direction: st
     status = trial.status
     note = None
     if status == "failed":
-        note = _error_line(trial.info)
+        # viz.trial owns "the error on one line" (error_summary, else the traceback's last line)
+        note = trial.error_summary.splitlines()[0][:300] if trial.error_summary else None
     elif status == "stopped":
         note = str(trial.info.get("stop_reason") or "") or None
     return {
@@ -235,19 +227,23 @@ def _airflow_run(search: dict, ui_root: str) -> str | None:
 
 def searches(root: Path, ui_root: str = "") -> list[dict]:
     """Every readable search under ``root``, newest first, ready for the page."""
+    from metgan import trialdir
+    from metgan.errors import TrialFolderError
+
     found = []
-    for search_file in root.glob("*/search.json"):
-        try:
-            search = json.loads(search_file.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(search, dict):
-            continue
+    for search_file in trialdir.search_files(root):
         search_dir = search_file.parent
+        try:
+            search = trialdir.read_search(search_dir)
+        except TrialFolderError as exc:
+            log.warning("gallery: skipped search %s: %s", search_dir, exc)
+            continue
+        if search is None:  # removed since it was listed
+            continue
         objective = str(search.get("objective") or "swd")
         direction = "max" if search.get("direction") == "max" else "min"
-        trials = [_trial_card(search_dir, trial_file.parent, objective, direction)
-                  for trial_file in sorted(search_dir.glob("*/trial.json"))]
+        trials = [_trial_card(search_dir, trial_dir, objective, direction)
+                  for trial_dir in trialdir.trial_folders(search_dir)]
         created = _created(search, search_file)
         found.append({
             "name": str(search.get("name") or search_dir.name), "subset": str(search.get("subset") or "?"),

@@ -1,9 +1,15 @@
 """Keras callbacks that do a trial's side effects: images, metrics, stopping, checkpoints.
 
-They share one :class:`TrialState` (folder, fixed latents, real images, stop reason, timing),
-and run in the order :func:`trial_callbacks` gives: the stopping rules first (NaN guard,
-collapse breaker, time budget), so the epoch's metrics line, sample grid and checkpoint know
-whether this is the last epoch.
+Values of an epoch travel in Keras' own ``logs`` dict, which every callback's ``on_epoch_end``
+receives (the same dict, in list order): :class:`EpochClock` adds ``epoch_seconds`` and
+``epoch_images``, :class:`CollapseBreaker` adds ``within_std``/``across_std``,
+:class:`QualityMetrics` adds the scores (``swd``, ``diversity``, ``fid`` ...), and one writer,
+:class:`EpochRecord`, persists the epoch: the metrics.jsonl line, the database row and the log
+line. The one order that remains is "measure, then persist": the callbacks that add to ``logs``
+and the stopping rules come before :class:`EpochRecord`, :class:`SampleGrid` and
+:class:`Checkpointer` (which must know whether this epoch is the last).
+:func:`trial_callbacks` builds the list in that order, and :class:`EpochRecord` refuses an epoch
+whose ``logs`` lack a producer's keys rather than write a line with silent gaps.
 
 Every generator output is rescaled with ``(x + 1) * 127.5`` before any statistic (the origin
 cast tanh output straight to uint8), and every preview uses N(0, 1) noise like training does
@@ -12,10 +18,8 @@ cast tanh output straight to uint8), and every preview uses N(0, 1) noise like t
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from metgan import trialdir
 from metgan.gan import metrics as metrics_lib
 from metgan.gan._tf import tensorflow
 from metgan.gan.config import GanConfig
@@ -39,17 +44,10 @@ LOSS_KEYS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake")
 
 # --- files ------------------------------------------------------------------------------------
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def save_png_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
     image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with trialdir.atomic_path(path) as temp:
+        image.save(temp, format="PNG")
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:
@@ -77,7 +75,8 @@ def finite(value) -> float | None:
 
 @dataclass
 class TrialState:
-    """What the callbacks share about the running trial."""
+    """What outlives an epoch: the trial's inputs, its stop reason and the running totals a
+    checkpoint saves (an epoch's own values travel in Keras' ``logs``, not here)."""
 
     trial_dir: Path
     config: GanConfig
@@ -92,25 +91,14 @@ class TrialState:
     swd_real: float | None = None
     diversity_real: float | None = None
     color_real: dict | None = None
-    last_metrics: dict = field(default_factory=dict)
     best_metrics: dict = field(default_factory=dict)
     images_seen: int = 0
     train_seconds: float = 0.0
-    epoch_seconds: float = 0.0
-    epoch_steps: int = 0
     _started: float = field(default_factory=time.monotonic)
 
     @property
     def wall_s(self) -> float:
         return self.wall_offset + time.monotonic() - self._started
-
-    @property
-    def samples_dir(self) -> Path:
-        return self.trial_dir / "samples"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.trial_dir / "metrics.jsonl"
 
     def stop(self, model: keras.Model, reason: str, detail: str) -> None:
         if self.stop_reason is None:
@@ -133,23 +121,32 @@ def write_sample_grid(path: Path, gan, latents: np.ndarray) -> np.ndarray:
 # --- callbacks --------------------------------------------------------------------------------
 
 class EpochClock(keras.callbacks.Callback):
-    """Times the training part of each epoch (first in the list, before any evaluation)."""
+    """Times the training part of each epoch (first in the list, before any evaluation).
+
+    Adds ``epoch_seconds`` and ``epoch_images`` to the epoch's ``logs`` and keeps the trial's
+    running totals (images seen, seconds trained) in the state, which checkpoints carry.
+    """
 
     def __init__(self, state: TrialState):
         super().__init__()
         self.state = state
         self._start = 0.0
+        self._steps = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.monotonic()
-        self.state.epoch_steps = 0
+        self._steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self.state.epoch_steps += self.state.config.steps_per_execution
+        self._steps += self.state.config.steps_per_execution
 
     def on_epoch_end(self, epoch, logs=None):
-        self.state.epoch_seconds = time.monotonic() - self._start
-        self.state.epoch_steps = min(self.state.epoch_steps, self.state.steps_per_epoch)
+        seconds = time.monotonic() - self._start
+        images = min(self._steps, self.state.steps_per_epoch) * self.state.config.batch_size
+        self.state.images_seen += images
+        self.state.train_seconds += seconds
+        if logs is not None:
+            logs.update(epoch_seconds=seconds, epoch_images=images)
 
 
 class InitialImage(keras.callbacks.Callback):
@@ -160,7 +157,7 @@ class InitialImage(keras.callbacks.Callback):
         self.state = state
 
     def on_train_begin(self, logs=None):
-        path = self.state.samples_dir / "epoch_0000.png"
+        path = trialdir.sample_path(self.state.trial_dir, 0)
         if not path.exists():
             write_sample_grid(path, self.model, self.state.latents)
 
@@ -226,10 +223,12 @@ class CollapseBreaker(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.state.stop_reason == "nan":
+            if logs is not None:
+                logs.update(within_std=None, across_std=None)
             return
         within, across = self.measure()
-        self.state.last_metrics["within_std"] = within
-        self.state.last_metrics["across_std"] = across
+        if logs is not None:
+            logs.update(within_std=within, across_std=across)
         if epoch + 1 <= self.warmup:
             self.state.collapse_streak = 0
         elif within < self.within_threshold or across < self.across_threshold:
@@ -273,21 +272,36 @@ class TimeBudget(keras.callbacks.Callback):
         self._check()
 
 
-class EpochMetrics(keras.callbacks.Callback):
-    """One flushed ``metrics.jsonl`` line per epoch (and the recorder's row)."""
+class QualityMetrics(keras.callbacks.Callback):
+    """Adds the epoch's quality scores to ``logs`` (SWD, MS-SSIM diversity, colour, FID).
+
+    They are measured every ``swd_every`` epochs and at the last one; on other epochs (and after
+    a NaN) the keys are present and null, so every metrics line has the same keys. The FID's
+    Inception network is built once per trial, at the first evaluation, and only when a local
+    weights file is configured.
+    """
+
+    KEYS = ("swd", "swd_real", "swd_levels", "diversity", "diversity_real", "color", "color_real",
+            "color_distance", "fid")
 
     def __init__(self, state: TrialState):
         super().__init__()
         self.state = state
         self._eval_latents = np.random.default_rng(state.config.seed + 3).standard_normal(
             (len(metrics_lib.split_reals(state.reals)[0]), state.config.noise_dim)).astype(np.float32)
+        self._inception = None
+        self._inception_loaded = False
 
-    def _quality(self, epoch: int, last: bool) -> dict:
+    def _fid(self, fakes: np.ndarray) -> float | None:
+        if not self._inception_loaded:
+            self._inception = metrics_lib.inception_model(self.state.config.inception_weights)
+            self._inception_loaded = True
+        if self._inception is None:
+            return None
+        return metrics_lib.frechet_inception_distance(fakes, self.state.reals, model=self._inception)
+
+    def _measure(self) -> dict[str, Any]:
         state, config = self.state, self.state.config
-        out: dict[str, Any] = {"swd": None, "swd_real": None, "swd_levels": None, "diversity": None,
-                               "fid": None}
-        if not last and epoch % config.swd_every:
-            return out
         fakes = generate_uint8(self.model.sample_generator, self._eval_latents)
         swd = metrics_lib.swd_against_reals(fakes, state.reals, seed=config.seed, real_baseline=state.swd_real)
         state.swd_real = swd["swd_real"]
@@ -295,36 +309,51 @@ class EpochMetrics(keras.callbacks.Callback):
             state.diversity_real = metrics_lib.ms_ssim_diversity(state.reals, seed=config.seed)
             state.color_real = metrics_lib.color_stats(state.reals)
         color = metrics_lib.color_stats(fakes)
-        out.update(swd, diversity=metrics_lib.ms_ssim_diversity(fakes, seed=config.seed),
-                   diversity_real=state.diversity_real, color=color, color_real=state.color_real,
-                   color_distance=metrics_lib.color_distance(color, state.color_real),
-                   fid=metrics_lib.frechet_inception_distance(fakes, state.reals, config.inception_weights))
-        return out
+        return {**swd, "diversity": metrics_lib.ms_ssim_diversity(fakes, seed=config.seed),
+                "diversity_real": state.diversity_real, "color": color, "color_real": state.color_real,
+                "color_distance": metrics_lib.color_distance(color, state.color_real), "fid": self._fid(fakes)}
 
     def on_epoch_end(self, epoch, logs=None):
         state = self.state
-        seconds = state.epoch_seconds
-        images = state.epoch_steps * state.config.batch_size
-        state.images_seen += images
-        state.train_seconds += seconds
-        last = self.model.stop_training or epoch + 1 >= state.config.epochs
+        done = epoch + 1
+        last = self.model.stop_training or done >= state.config.epochs
+        scores: dict[str, Any] = dict.fromkeys(self.KEYS)
         if state.stop_reason == "nan":
-            quality = {"swd": None, "swd_real": state.swd_real, "swd_levels": None, "diversity": None, "fid": None}
-        else:
-            quality = self._quality(epoch + 1, last)
-        line = {"epoch": epoch + 1, **{k: finite((logs or {}).get(k)) for k in LOSS_KEYS}, **quality,
-                "within_std": state.last_metrics.get("within_std"),
-                "across_std": state.last_metrics.get("across_std"),
-                "images_per_s": images / seconds if seconds > 0 else None,
-                "wall_s": round(state.wall_s, 3)}
+            scores["swd_real"] = state.swd_real
+        elif last or done % state.config.swd_every == 0:
+            scores.update(self._measure())
+        if logs is not None:
+            logs.update(scores)
+
+
+class EpochRecord(keras.callbacks.Callback):
+    """The one writer of an epoch: its metrics.jsonl line (flushed), the recorder's row, the bests
+    and the log line, all from the epoch's ``logs``."""
+
+    # (key in logs, the callback that adds it): a missing one means that callback did not run first
+    PRODUCED = {"epoch_seconds": "EpochClock", "within_std": "CollapseBreaker", "swd": "QualityMetrics"}
+    BEST_KEYS = ("swd", "color_distance")
+
+    def __init__(self, state: TrialState):
+        super().__init__()
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        state, logs = self.state, logs or {}
+        missing = [f"{key} (from {producer})" for key, producer in self.PRODUCED.items() if key not in logs]
+        if missing:
+            raise RuntimeError(f"EpochRecord runs after the callbacks that measure an epoch; logs lack "
+                               f"{', '.join(missing)}")
+        seconds = logs["epoch_seconds"]
+        line: dict[str, Any] = {"epoch": epoch + 1, **{k: logs.get(k) for k in LOSS_KEYS},
+                                **{k: logs.get(k) for k in QualityMetrics.KEYS},
+                                "within_std": logs.get("within_std"), "across_std": logs.get("across_std"),
+                                "images_per_s": logs["epoch_images"] / seconds if seconds > 0 else None,
+                                "wall_s": round(state.wall_s, 3)}
         line = {k: (finite(v) if isinstance(v, (int, float, np.floating)) and k != "epoch" else v)
                 for k, v in line.items()}
-        with state.metrics_path.open("a") as handle:
-            handle.write(json.dumps(line, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        state.last_metrics = dict(line)
-        for key in ("swd", "color_distance"):
+        trialdir.append_metrics(state.trial_dir, line)
+        for key in self.BEST_KEYS:
             if line.get(key) is not None and (key not in state.best_metrics or line[key] < state.best_metrics[key]):
                 state.best_metrics[key] = line[key]
                 state.best_metrics[f"{key}_epoch"] = line["epoch"]
@@ -354,11 +383,11 @@ class SampleGrid(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.state.stop_reason != "nan":
-            write_sample_grid(self.state.samples_dir / f"epoch_{epoch + 1:04d}.png", self.model, self.state.latents)
+            write_sample_grid(trialdir.sample_path(self.state.trial_dir, epoch + 1), self.model, self.state.latents)
 
 
 class Checkpointer(keras.callbacks.Callback):
-    """checkpoints/ckpt_NNNN.npz every ``every`` epochs and at the last one; keeps the newest ``keep``."""
+    """A checkpoint every ``every`` epochs and at the last one; keeps the newest ``keep``."""
 
     def __init__(self, state: TrialState, every: int, keep: int):
         super().__init__()
@@ -375,38 +404,44 @@ class Checkpointer(keras.callbacks.Callback):
 
 
 # --- checkpoints ------------------------------------------------------------------------------
-
-def checkpoint_dir(trial_dir: Path) -> Path:
-    return trial_dir / "checkpoints"
-
+# Keras' own weight file of the whole GAN (entries named by attribute: generator/, discriminator/,
+# ema_generator/, g_optimizer/, d_optimizer/), and beside it a JSON with the epoch, the GAN's
+# random-generator state and what the callbacks carry on with. The JSON is written last: a
+# checkpoint without one (a kill between the two writes) does not count.
 
 def save_checkpoint(state: TrialState, gan, epoch: int, keep: int) -> Path:
-    folder = checkpoint_dir(state.trial_dir)
-    folder.mkdir(exist_ok=True)
-    meta = {"epoch": epoch, "collapse_streak": state.collapse_streak, "wall_s": state.wall_s,
-            "images_seen": state.images_seen, "train_seconds": state.train_seconds,
-            "swd_real": state.swd_real, "best_metrics": state.best_metrics,
-            "stop_reason": state.stop_reason, "stop_detail": state.stop_detail}
-    path = folder / f"ckpt_{epoch:04d}.npz"
-    tmp = folder / f".ckpt_{epoch:04d}.tmp{os.getpid()}.npz"
-    np.savez(tmp, meta=np.array(json.dumps(meta)), **gan.state_arrays())
-    os.replace(tmp, path)
-    for old in sorted(folder.glob("ckpt_*.npz"))[:-keep]:
-        old.unlink()
+    weights, _ = trialdir.checkpoint_paths(state.trial_dir, epoch)
+    weights.parent.mkdir(exist_ok=True)
+    with trialdir.atomic_path(weights) as temp:
+        gan.save_weights(temp)
+    meta = trialdir.CheckpointMeta(
+        epoch=epoch, rng_state=[int(v) for v in gan.rng.state.numpy()], wall_s=state.wall_s,
+        collapse_streak=state.collapse_streak, images_seen=state.images_seen, train_seconds=state.train_seconds,
+        swd_real=state.swd_real, best_metrics=state.best_metrics, stop_reason=state.stop_reason,
+        stop_detail=state.stop_detail)
+    path = trialdir.write_checkpoint_meta(state.trial_dir, meta)
+    for old in trialdir.checkpoint_epochs(state.trial_dir)[:-keep]:
+        for file in trialdir.checkpoint_paths(state.trial_dir, old):
+            file.unlink(missing_ok=True)
     return path
 
 
-def latest_checkpoint(trial_dir: Path) -> Path | None:
-    found = sorted(checkpoint_dir(trial_dir).glob("ckpt_*.npz"))
-    return found[-1] if found else None
+def load_latest_checkpoint(trial_dir: Path, gan) -> trialdir.CheckpointMeta | None:
+    """Restore the GAN from the newest checkpoint; return its metadata, or None when there is none.
 
-
-def load_checkpoint(path: Path, gan) -> dict:
-    """Restore the GAN from ``path``; return the checkpoint's metadata."""
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files if k != "meta"}
-        meta = json.loads(str(data["meta"]))
-    gan.load_state_arrays(arrays)
+    An older version's position-indexed ``.npz`` checkpoint is not loaded: the trial starts fresh.
+    """
+    epochs = trialdir.checkpoint_epochs(trial_dir)
+    if not epochs:
+        legacy = trialdir.legacy_checkpoints(trial_dir)
+        if legacy:
+            log.warning("trial %s: %d old-format .npz checkpoint(s) ignored (not loadable by this version); "
+                        "training starts from epoch 0", Path(trial_dir).name, len(legacy))
+        return None
+    weights, _ = trialdir.checkpoint_paths(trial_dir, epochs[-1])
+    meta = trialdir.read_checkpoint_meta(trial_dir, epochs[-1])
+    gan.load_weights(weights)
+    gan.rng.reset(np.asarray(meta["rng_state"], dtype=np.int64))
     return meta
 
 
@@ -420,7 +455,8 @@ def trial_callbacks(state: TrialState) -> list[keras.callbacks.Callback]:
                         across_threshold=config.collapse_across_std, patience=config.collapse_patience,
                         seed=config.seed),
         TimeBudget(state, config.time_budget_s),
-        EpochMetrics(state),
+        QualityMetrics(state),
+        EpochRecord(state),
         SampleGrid(state),
         Checkpointer(state, config.checkpoint_every, config.keep_checkpoints),
     ]

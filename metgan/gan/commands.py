@@ -102,16 +102,16 @@ def run_command(grid_path, params, preset, subset, search_name, objective, direc
         base["preset"] = preset
     objective = objective or spec["objective"]
     direction = direction or spec["direction"]
+    # Planned once: a dry run stops after validating; a real run writes the plan it printed and trains it.
     plan = search_lib.plan_trials(search_name, grid, subset=subset, base=base, objective=objective,
-                                  direction=direction, settings=settings, dry_run=True)
+                                  direction=direction, settings=settings, dry_run=dry_run)
     for item in plan:
         click.echo(f"{item['trial_id']}  {item['label']}")
     click.echo(f"{len(plan)} trial(s)")
     if dry_run:
         return
-    results = search_lib.run_search(search_name, grid, subset=subset, base=base, objective=objective,
-                                    direction=direction, settings=settings,
-                                    progress=Progress(f"search {search_name}", interval=0))
+    results = search_lib.train_planned(search_name, plan, settings=settings,
+                                       progress=Progress(f"search {search_name}", interval=0))
     failed = [r for r in results if r["status"] == "failed"]
     _print_board(search_lib.leaderboard(search_name, settings=settings))
     if failed:

@@ -248,8 +248,12 @@ def spread(images: np.ndarray) -> tuple[float, float]:
 
 # --- FID (optional) ---------------------------------------------------------------------------
 
-def frechet_inception_distance(fakes: np.ndarray, reals: np.ndarray, weights_path: str | None) -> float | None:
-    """FID with the Inception weights in a local file; ``None`` without one (never downloads)."""
+def inception_model(weights_path: str | None):
+    """InceptionV3 (pooled features) from a local weights file; ``None`` without one (never downloads).
+
+    Building it takes seconds and a few hundred MB: a trial builds it once and passes it to
+    every :func:`frechet_inception_distance` call.
+    """
     if not weights_path:
         return None
     path = Path(weights_path)
@@ -258,11 +262,24 @@ def frechet_inception_distance(fakes: np.ndarray, reals: np.ndarray, weights_pat
         return None
     from metgan.gan._tf import tensorflow
 
-    tf = tensorflow()
+    tensorflow()
     import keras
 
-    model = keras.applications.InceptionV3(include_top=False, weights=str(path), pooling="avg",
-                                           input_shape=(299, 299, 3))
+    return keras.applications.InceptionV3(include_top=False, weights=str(path), pooling="avg",
+                                          input_shape=(299, 299, 3))
+
+
+def frechet_inception_distance(fakes: np.ndarray, reals: np.ndarray, weights_path: str | None = None, *,
+                               model=None) -> float | None:
+    """FID with ``model`` (from :func:`inception_model`), else one built from ``weights_path``;
+    ``None`` when there is neither."""
+    model = model if model is not None else inception_model(weights_path)
+    if model is None:
+        return None
+    from metgan.gan._tf import tensorflow
+
+    tf = tensorflow()
+    import keras
 
     def features(images):
         out = []

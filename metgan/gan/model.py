@@ -107,6 +107,9 @@ class GAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_acc_real_tracker = keras.metrics.Mean(name="d_acc_real")
         self.d_acc_fake_tracker = keras.metrics.Mean(name="d_acc_fake")
+        # The GAN has no weights of its own and its parts are built by their builders; marked
+        # built, Keras saves and loads the whole of it (G, D, EMA G, both optimizers) by name.
+        self.built = True
 
     def compile(self, d_optimizer, g_optimizer, *, loss: str = "non-saturating",
                 diffaugment: tuple[str, ...] = (), r1_weight: float = 0.0, gp_weight: float = 10.0,
@@ -220,39 +223,6 @@ class GAN(keras.Model):
         decay = tf.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
         for ema_weight, weight in zip(self.ema_generator.weights, self.generator.weights, strict=True):
             ema_weight.assign(decay * ema_weight + (1.0 - decay) * tf.cast(weight, ema_weight.dtype))
-
-    # --- state for checkpoints --------------------------------------------------------------
-
-    def state_arrays(self) -> dict:
-        """Every array a resumed trial needs: weights, optimizer slots, EMA, RNG state."""
-        arrays = {}
-        for prefix, values in (("g", self.generator.get_weights()),
-                               ("d", self.discriminator.get_weights()),
-                               ("ema", self.ema_generator.get_weights() if self.ema_generator is not None else []),
-                               ("gopt", [v.numpy() for v in self.g_optimizer.variables]),
-                               ("dopt", [v.numpy() for v in self.d_optimizer.variables])):
-            for index, value in enumerate(values):
-                arrays[f"{prefix}_{index:04d}"] = value
-        arrays["rng_state"] = self.rng.state.numpy()
-        arrays["rng_algorithm"] = tf.constant(self.rng.algorithm).numpy()
-        return arrays
-
-    def load_state_arrays(self, arrays) -> None:
-        def group(prefix):
-            return [arrays[k] for k in sorted(k for k in arrays if k.startswith(prefix + "_"))]
-
-        self.generator.set_weights(group("g"))
-        self.discriminator.set_weights(group("d"))
-        if self.ema_generator is not None:
-            self.ema_generator.set_weights(group("ema"))
-        for optimizer, prefix in ((self.g_optimizer, "gopt"), (self.d_optimizer, "dopt")):
-            values = group(prefix)
-            if len(values) != len(optimizer.variables):
-                raise ValueError(f"checkpoint has {len(values)} {prefix} variables, the optimizer "
-                                 f"{len(optimizer.variables)}")
-            for variable, value in zip(optimizer.variables, values, strict=True):
-                variable.assign(value)
-        self.rng.reset(arrays["rng_state"])
 
 
 def make_optimizers(config: GanConfig, mixed_precision: bool):

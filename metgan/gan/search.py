@@ -22,9 +22,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from metgan import names
+from metgan import names, trialdir
 from metgan.config import Settings, get_settings
-from metgan.errors import ConfigError, GanConfigError, MetganError, TrainingError
+from metgan.errors import ConfigError, GanConfigError, MetganError, TrainingError, TrialFolderError
 from metgan.gan.config import GanConfig
 
 log = logging.getLogger(__name__)
@@ -236,20 +236,6 @@ def check_subset(subset: str, settings: Settings | None = None) -> dict:
     return {"path": folder, "images": count, "height": height, "width": width}
 
 
-def _write_json(path: Path, data: Any) -> None:
-    import os
-
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def _utc_now() -> str:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
 # --- planning ---------------------------------------------------------------------------------
 
 def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str, base: dict | None = None,
@@ -298,39 +284,29 @@ def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str,
     if dry_run:
         return plan
     folder.mkdir(parents=True, exist_ok=True)
-    previous = _read_json(folder / "search.json") or {}
+    previous = trialdir.read_search(folder) or {}
     trial_ids = list(dict.fromkeys(list(previous.get("trials", [])) + [p["trial_id"] for p in plan]))
-    record = {"name": search_name, "subset": subset, "subset_dir": str(found["path"]), "grid": grid,
-              "base": base, "objective": objective, "direction": direction,
-              "created_at": previous.get("created_at", _utc_now()), "trials": trial_ids}
+    record = trialdir.SearchRecord(name=search_name, subset=subset, subset_dir=str(found["path"]), grid=grid,
+                                   base=base, objective=objective, direction=direction,
+                                   created_at=previous.get("created_at", trialdir.utc_now()), trials=trial_ids)
     if airflow_dag_id or airflow_run_id:
-        record["airflow"] = {"dag_id": airflow_dag_id, "run_id": airflow_run_id}
+        record["airflow"] = trialdir.AirflowLink(dag_id=airflow_dag_id, run_id=airflow_run_id)
     elif previous.get("airflow"):
         record["airflow"] = previous["airflow"]  # a CLI replan keeps the link to the run that made it
-    _write_json(folder / "search.json", record)
+    trialdir.write_search(folder, record)
     for (_, config), item in zip(resolved, plan, strict=True):
         trial_dir = folder / item["trial_id"]
         trial_dir.mkdir(exist_ok=True)
-        if not (trial_dir / "config.json").exists():
-            _write_json(trial_dir / "config.json", config.to_dict())
-        if not (trial_dir / "trial.json").exists():
-            _write_json(trial_dir / "trial.json", {
-                "search_name": search_name, "trial_id": item["trial_id"], "status": "pending",
-                "stop_reason": None, "error": None, "error_summary": None, "epochs_done": 0,
-                "epochs": config.epochs, "started_at": None, "finished_at": None, "wall_s": None,
-                "device": None, "hostname": None, "images_per_s": None, "overrides": config.overrides(),
-                "label": item["label"]})
+        if trialdir.read_config(trial_dir) is None:
+            trialdir.write_config(trial_dir, config.to_dict())
+        if trialdir.read_trial_info(trial_dir) is None:
+            trialdir.write_trial_info(trial_dir, trialdir.pending_trial_info(
+                search_name=search_name, trial_id=item["trial_id"], epochs=config.epochs,
+                overrides=config.overrides(), label=item["label"]))
     _db_plan(search_name, record, folder, resolved, settings)
     log.info("search %s: %d trials planned (%d in the grid) on subset %s (%d images, height %d, width %d)",
              search_name, len(plan), count_grid(grid), subset, found["images"], found["height"], found["width"])
     return plan
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
 
 
 _MIGRATED: set[str] = set()
@@ -432,11 +408,9 @@ def train_trial(search_name: str, trial_id: str, *, settings: Settings | None = 
     """
     settings = settings or get_settings()
     folder = search_dir(search_name, settings)
-    search = _read_json(folder / "search.json")
-    if search is None:
-        raise TrainingError(f"search {search_name!r} has not been planned ({folder / 'search.json'} missing)")
+    search = _planned_search(search_name, folder)
     trial_dir = folder / trial_id
-    config_data = _read_json(trial_dir / "config.json")
+    config_data = trialdir.read_config(trial_dir)
     if config_data is None:
         raise TrainingError(f"trial {trial_id} is not part of search {search_name!r} ({trial_dir} has no config.json)")
     config = GanConfig.from_dict(config_data)
@@ -460,6 +434,23 @@ def train_trial(search_name: str, trial_id: str, *, settings: Settings | None = 
             "objective": summary["objective"], "error": error}
 
 
+def _readable_info(trial_dir: Path) -> trialdir.TrialInfo | None:
+    """trial.json, or None (with a warning) when it is missing or not a trial record: one broken
+    file must not hide the whole leaderboard or the search's outcome."""
+    try:
+        return trialdir.read_trial_info(trial_dir)
+    except TrialFolderError as exc:
+        log.warning("%s", exc)
+        return None
+
+
+def _planned_search(search_name: str, folder: Path) -> trialdir.SearchRecord:
+    search = trialdir.read_search(folder)
+    if search is None:
+        raise TrainingError(f"search {search_name!r} has not been planned ({folder / trialdir.SEARCH} missing)")
+    return search
+
+
 def run_search(search_name: str, grid: dict | list[dict], *, subset: str, base: dict | None = None,
                objective: str = "swd", direction: str = "min", settings: Settings | None = None,
                progress=None) -> list[dict]:
@@ -467,6 +458,13 @@ def run_search(search_name: str, grid: dict | list[dict], *, subset: str, base: 
     settings = settings or get_settings()
     plan = plan_trials(search_name, grid, subset=subset, base=base, objective=objective, direction=direction,
                        settings=settings)
+    return train_planned(search_name, plan, settings=settings, progress=progress)
+
+
+def train_planned(search_name: str, plan: list[dict], *, settings: Settings | None = None,
+                  progress=None) -> list[dict]:
+    """Train the trials of ``plan`` (what :func:`plan_trials` returned) in order; finished ones are skipped."""
+    settings = settings or get_settings()
     if progress is not None:
         progress.start(len(plan))
     results = []
@@ -503,7 +501,7 @@ def leaderboard(search_name: str, *, settings: Settings | None = None) -> list[d
         summary = None
         if row["status"] == "failed":
             # trial.json holds the one-line error beside the traceback (the table only the traceback)
-            info = _read_json(Path(row["path"]) / "trial.json") if row["path"] else None
+            info = _readable_info(Path(row["path"])) if row["path"] else None
             summary = (info or {}).get("error_summary")
         board.append({"rank": rank, "trial_id": row["trial_id"], "label": config.label(), "status": row["status"],
                       "stop_reason": row["stop_reason"], "epochs_done": row["epochs_done"],
@@ -530,12 +528,10 @@ def publish_search(search_name: str, trial_ids: list[str] | None = None, *,
 
     settings = settings or get_settings()
     folder = search_dir(search_name, settings)
-    search = _read_json(folder / "search.json")
-    if search is None:
-        raise TrainingError(f"search {search_name!r} has not been planned ({folder / 'search.json'} missing)")
+    search = _planned_search(search_name, folder)
     written = publish_report(folder, settings=settings)
     trial_ids = list(trial_ids if trial_ids is not None else search.get("trials") or [])
-    infos = {trial_id: _read_json(folder / trial_id / "trial.json") or {} for trial_id in trial_ids}
+    infos = {trial_id: _readable_info(folder / trial_id) or {} for trial_id in trial_ids}
     statuses: dict[str, int] = {}
     for info in infos.values():
         statuses[info.get("status") or "missing"] = statuses.get(info.get("status") or "missing", 0) + 1

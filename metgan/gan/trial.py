@@ -1,17 +1,15 @@
 """Run one trial into its trial folder (the DESIGN.md contract), resuming after a crash.
 
-Folder: ``config.json`` (written first), ``trial.json`` (status), ``metrics.jsonl``,
-``latents.npy``, ``samples/epoch_NNNN.png``, ``checkpoints/``, ``final_grid.png`` and
-``generated/NNN.png``. A rerun of a folder whose trial completed or was stopped returns its
-summary without training; otherwise it resumes from the newest checkpoint (weights of G, D and
-EMA G, optimizer slots, the random generator, the epoch), and drops metrics lines and recorder
-rows of epochs after that checkpoint so nothing is duplicated.
+The folder's layout and files belong to :mod:`metgan.trialdir`; this module decides what goes
+into them and when: ``config.json`` first, then ``trial.json`` "running", the callbacks' epochs,
+the final images, and ``trial.json`` with the outcome. A rerun of a folder whose trial completed
+or was stopped returns its summary without training; otherwise it resumes from the newest
+checkpoint (weights of G, D and EMA G, optimizer slots, the random generator, the epoch), and
+drops metrics lines and recorder rows of epochs after that checkpoint so nothing is duplicated.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 import os
 import socket
@@ -21,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from metgan import trialdir
 from metgan.errors import TrainingError
 from metgan.gan.config import GanConfig
 
@@ -28,42 +27,6 @@ log = logging.getLogger(__name__)
 
 FINISHED = ("completed", "stopped")
 FINAL_GRID_IMAGES = 64
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
-def read_metrics(trial_dir: Path) -> list[dict]:
-    """The metrics.jsonl lines (a torn last line, from a kill mid-write, is ignored)."""
-    path = Path(trial_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    lines = []
-    for raw in path.read_text().splitlines():
-        try:
-            lines.append(json.loads(raw))
-        except json.JSONDecodeError:
-            continue
-    return lines
-
-
-def truncate_metrics(trial_dir: Path, last_epoch: int) -> None:
-    """Keep only the metrics lines of epochs <= ``last_epoch`` (atomically)."""
-    path = Path(trial_dir) / "metrics.jsonl"
-    if not path.exists():
-        return
-    kept = [line for line in read_metrics(trial_dir) if line.get("epoch", 0) <= last_epoch]
-    tmp = path.with_name(f".metrics.jsonl.tmp{os.getpid()}")
-    tmp.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in kept))
-    os.replace(tmp, path)
 
 
 def error_summary(exc: BaseException, limit: int = 500) -> str:
@@ -108,8 +71,8 @@ def _objective(lines: list[dict], key: str = "swd") -> float | None:
 
 
 def summary_from_files(trial_dir: Path, objective: str = "swd") -> dict:
-    info = read_json(Path(trial_dir) / "trial.json") or {}
-    lines = read_metrics(trial_dir)
+    info = trialdir.read_trial_info(trial_dir) or {}
+    lines = trialdir.read_metrics(trial_dir)
     return {"trial_id": info.get("trial_id"), "status": info.get("status"), "stop_reason": info.get("stop_reason"),
             "epochs": info.get("epochs_done", 0), "objective": _objective(lines, objective), "path": str(trial_dir)}
 
@@ -138,15 +101,13 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
     trial_dir = Path(trial_dir)
     trial_id = trial_id or config.trial_id()
     trial_dir.mkdir(parents=True, exist_ok=True)
-    config_path = trial_dir / "config.json"
-    existing = read_json(config_path)
+    existing = trialdir.read_config(trial_dir)
     if existing is not None and GanConfig.from_dict(existing) != config:
-        raise TrainingError(f"{config_path} holds a different config than this trial's; use a new folder")
-    from metgan.gan.callbacks import write_json_atomic
-
+        raise TrainingError(f"{trial_dir / trialdir.CONFIG} holds a different config than this trial's; "
+                            "use a new folder")
     if existing is None:
-        write_json_atomic(config_path, config.to_dict())
-    info = read_json(trial_dir / "trial.json") or {}
+        trialdir.write_config(trial_dir, config.to_dict())
+    info = trialdir.read_trial_info(trial_dir) or {}
     if info.get("status") in FINISHED:
         log.info("trial %s already %s: skipped", trial_id, info["status"])
         return summary_from_files(trial_dir, objective)
@@ -155,7 +116,7 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
                  "label": info.get("label") or config.label(),
                  "overrides": config.overrides(),
                  "hostname": socket.gethostname(), "finished_at": None})
-    info.setdefault("started_at", utc_now())
+    info.setdefault("started_at", trialdir.utc_now())
     info.setdefault("epochs_done", 0)
     info.setdefault("wall_s", 0.0)
     info.setdefault("images_per_s", None)
@@ -163,8 +124,8 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
         return _train(trial_dir, config, subset_dir, info, recorder, images, objective)
     except Exception as exc:
         info.update(status="failed", error="".join(traceback.format_exception(exc)),
-                    error_summary=error_summary(exc), finished_at=utc_now())
-        write_json_atomic(trial_dir / "trial.json", info)
+                    error_summary=error_summary(exc), finished_at=trialdir.utc_now())
+        trialdir.write_trial_info(trial_dir, info)
         if recorder is not None:
             recorder.finished(info, {}, {}, None)
         raise
@@ -183,17 +144,16 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
     device, has_gpu = device_info()
     mixed, xla = resolve_switches(config, has_gpu)
     info.update(device=device, mixed_precision=mixed, xla=xla)
-    (trial_dir / "samples").mkdir(exist_ok=True)
+    (trial_dir / trialdir.SAMPLES).mkdir(exist_ok=True)
 
-    latents_path = trial_dir / "latents.npy"
+    latents_path = trial_dir / trialdir.LATENTS
     if latents_path.exists():
         latents = np.load(latents_path)
     else:
         latents = np.random.default_rng(config.seed).standard_normal(
             (config.n_samples, config.noise_dim)).astype(np.float32)
-        tmp = trial_dir / f".latents.tmp{os.getpid()}.npy"
-        np.save(tmp, latents)
-        os.replace(tmp, latents_path)
+        with trialdir.atomic_path(latents_path) as temp:
+            np.save(temp, latents)
 
     reals = images if images is not None else data.load_images(subset_dir, config.height, config.width, config.channels)
     if reals.shape[1:] != (config.height, config.width, config.channels):
@@ -209,9 +169,8 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
     state = cb.TrialState(trial_dir=trial_dir, config=config, latents=latents, reals=eval_reals,
                           steps_per_epoch=dataset_probe_steps, recorder=recorder)
     first_epoch = 0
-    checkpoint = cb.latest_checkpoint(trial_dir)
-    if checkpoint is not None:
-        meta = cb.load_checkpoint(checkpoint, gan)
+    meta = cb.load_latest_checkpoint(trial_dir, gan)
+    if meta is not None:
         first_epoch = meta["epoch"]
         state.wall_offset = meta["wall_s"]
         state.collapse_streak = meta["collapse_streak"]
@@ -219,16 +178,16 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
         state.train_seconds = meta["train_seconds"]
         state.swd_real = meta["swd_real"]
         state.best_metrics = meta["best_metrics"]
-        log.info("trial %s resumes after epoch %d from %s", info["trial_id"], first_epoch, checkpoint.name)
-    truncate_metrics(trial_dir, first_epoch)
-    for stale in (trial_dir / "samples").glob("epoch_*.png"):
-        if int(stale.stem.split("_")[1]) > first_epoch:
+        log.info("trial %s resumes after epoch %d from its checkpoint", info["trial_id"], first_epoch)
+    trialdir.truncate_metrics(trial_dir, first_epoch)
+    for epoch, stale in trialdir.samples(trial_dir).items():
+        if epoch > first_epoch:
             stale.unlink()
     if recorder is not None:
         recorder.truncate(first_epoch)
         recorder.started(info)
     info["epochs_done"] = first_epoch
-    cb.write_json_atomic(trial_dir / "trial.json", info)
+    trialdir.write_trial_info(trial_dir, info)
 
     if first_epoch < config.epochs:
         dataset, steps = data.training_dataset(reals, batch_size=config.batch_size, seed=config.seed,
@@ -239,13 +198,13 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
         gan.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
                 callbacks=cb.trial_callbacks(state), verbose=0)
 
-    lines = read_metrics(trial_dir)
+    lines = trialdir.read_metrics(trial_dir)
     _write_final_images(trial_dir, gan, config)
     info.update(status="stopped" if state.stop_reason else "completed", stop_reason=state.stop_reason,
                 stop_detail=state.stop_detail, epochs_done=lines[-1]["epoch"] if lines else first_epoch,
-                wall_s=round(state.wall_s, 3), finished_at=utc_now(), images_seen=state.images_seen,
+                wall_s=round(state.wall_s, 3), finished_at=trialdir.utc_now(), images_seen=state.images_seen,
                 images_per_s=state.images_seen / state.train_seconds if state.train_seconds else None)
-    cb.write_json_atomic(trial_dir / "trial.json", info)
+    trialdir.write_trial_info(trial_dir, info)
     if recorder is not None:
         recorder.finished(info, final_metrics(lines), state.best_metrics, _objective(lines, objective_key))
     return summary_from_files(trial_dir, objective_key)
@@ -258,8 +217,7 @@ def _write_final_images(trial_dir: Path, gan, config: GanConfig) -> None:
     count = max(FINAL_GRID_IMAGES, config.n_generated)
     latents = rng.standard_normal((count, config.noise_dim)).astype(np.float32)
     images = cb.generate_uint8(gan.sample_generator, latents)
-    cb.save_png_atomic(trial_dir / "final_grid.png", cb.image_grid(images[:FINAL_GRID_IMAGES], columns=8))
-    generated = trial_dir / "generated"
-    generated.mkdir(exist_ok=True)
+    cb.save_png_atomic(trial_dir / trialdir.FINAL_GRID, cb.image_grid(images[:FINAL_GRID_IMAGES], columns=8))
+    (trial_dir / trialdir.GENERATED).mkdir(exist_ok=True)
     for index, image in enumerate(images[: config.n_generated]):
-        cb.save_png_atomic(generated / f"{index:03d}.png", image)
+        cb.save_png_atomic(trialdir.generated_path(trial_dir, index), image)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
 
+from metgan import trialdir
 from metgan.errors import RenderError
 
 
@@ -28,11 +28,7 @@ def write_gif(path: Path, frames: Sequence[Image.Image], *, duration: float, hol
         raise RenderError(f"frames for {path.name} differ in size: {sorted(sizes)}")
     milliseconds = [max(20, round(duration * 1000))] * len(frames)
     milliseconds[-1] = max(milliseconds[-1], round(hold_last * 1000))
-    temp = path.with_name(f".{path.name}.tmp")
-    try:
+    with trialdir.atomic_path(path) as temp:
         frames[0].save(temp, format="GIF", save_all=True, append_images=list(frames[1:]),
                        duration=milliseconds, loop=0, disposal=1)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
     return path

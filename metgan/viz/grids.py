@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from metgan import trialdir
 from metgan.errors import RenderError
 
 # One palette for every frame, plot and the report, so a score has one colour everywhere.
@@ -115,7 +116,6 @@ def placeholder(size: tuple[int, int], text: str) -> Image.Image:
 
 def write_png(image: Image.Image, path: Path) -> Path:
     """Save atomically: a temp name in the same folder, then rename."""
-    temp = path.with_name(f".{path.name}.tmp")
-    image.save(temp, format="PNG")
-    temp.replace(path)
+    with trialdir.atomic_path(path) as temp:
+        image.save(temp, format="PNG")
     return path

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from metgan import trialdir
 from metgan.errors import RenderError
 from metgan.progress import Progress
 from metgan.viz.gifs import to_palette, write_gif
@@ -220,7 +221,7 @@ def write_final_grid(trial: TrialRun) -> Path | None:
     grid = load_grid(trial.samples[max(trial.samples)])
     if grid.height < 400:
         grid = scaled(grid, 2.0)
-    return write_png(grid, trial.path / "final_grid.png")
+    return write_png(grid, trial.path / trialdir.FINAL_GRID)
 
 
 def render_trial(trial_dir: str | Path, *, styles: Sequence[str] = STYLES, duration: float = DEFAULT_DURATION,
@@ -248,9 +249,9 @@ def render_trial(trial_dir: str | Path, *, styles: Sequence[str] = STYLES, durat
     try:
         for index, (epoch, grid, size) in enumerate(_grids(trial)):
             if not framers:
-                framers["progress.gif"] = ProgressFramer(trial, size, title)
+                framers[trialdir.PROGRESS_GIF] = ProgressFramer(trial, size, title)
                 for style in styles:
-                    framers[f"graph_{style}.gif"] = GraphFramer(trial, size, style=style, scores=scores,
+                    framers[trialdir.graph_gif_name(style)] = GraphFramer(trial, size, style=style, scores=scores,
                                                                 window=window, title=title)
                 frames = {name: [] for name in framers}
             last = index == len(epochs) - 1
@@ -268,10 +269,10 @@ def render_trial(trial_dir: str | Path, *, styles: Sequence[str] = STYLES, durat
     for name, gif_frames in frames.items():
         written[name] = str(write_gif(trial.path / name, gif_frames, duration=duration))
     if trial.metrics:
-        written["scores.png"] = str(save_scores_png(trial, trial.path / "scores.png", scores, title))
-    if not (trial.path / "final_grid.png").exists():
+        written[trialdir.SCORES_PNG] = str(save_scores_png(trial, trial.path / trialdir.SCORES_PNG, scores, title))
+    if not (trial.path / trialdir.FINAL_GRID).exists():
         final = write_final_grid(trial)
         if final is not None:
-            written["final_grid.png"] = str(final)
+            written[trialdir.FINAL_GRID] = str(final)
     log.info("rendered %s: %s", trial.path, ", ".join(written))
     return written

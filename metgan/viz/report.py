@@ -21,20 +21,22 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
-from metgan import names
+from metgan import names, trialdir
 from metgan.config import Settings, get_settings
-from metgan.errors import ConfigError, RenderError
+from metgan.errors import ConfigError, RenderError, TrialFolderError
 from metgan.viz.trial import SCORE_LABELS, TrialRun, format_value, load_trial
 
 log = logging.getLogger(__name__)
 
-GALLERY = "gallery"
+GALLERY = trialdir.GALLERY
 # Pixel distance (RMS over a downscaled RGB image, 0..1) under which a new image is flagged as a
 # near copy of its nearest training image.
 NEAR_COPY = 0.03
 NEIGHBOUR_SIZE = 16  # width of the downscaled images compared by the nearest-neighbour search
-GRAPH_FILES = {"graph_expanding.gif": "Expanding", "graph_rolling.gif": "Rolling window",
-               "graph_static.gif": "Whole run", "scores.png": "Scores (still)"}
+GRAPH_FILES = {trialdir.graph_gif_name("expanding"): "Expanding",
+               trialdir.graph_gif_name("rolling"): "Rolling window",
+               trialdir.graph_gif_name("static"): "Whole run",
+               trialdir.SCORES_PNG: "Scores (still)"}
 
 # Leaderboard columns: (key, heading, kind); "number" columns sort numerically.
 COLUMNS = (
@@ -110,7 +112,7 @@ def _trial_ids(search_dir: Path, search: dict) -> list[str]:
     listed = [str(t) for t in search.get("trials") or []]
     found = sorted(child.name for child in search_dir.iterdir()
                    if child.is_dir() and child.name != GALLERY
-                   and ((child / "trial.json").exists() or (child / "config.json").exists()))
+                   and trialdir.has_trial_files(child))
     return list(dict.fromkeys(listed + found))
 
 
@@ -181,7 +183,7 @@ def _gallery(search_dir: Path, best: list[Entry], images_per_trial: int, subset_
              written: set[str]) -> dict[str, list[Pair]]:
     gallery_dir = search_dir / GALLERY
     gallery_dir.mkdir(exist_ok=True)
-    chosen = {e.trial_id: sorted((e.trial.path / "generated").glob("*.png"))[:images_per_trial] for e in best}
+    chosen = {e.trial_id: sorted((e.trial.path / trialdir.GENERATED).glob("*.png"))[:images_per_trial] for e in best}
     chosen = {k: v for k, v in chosen.items() if v}
     if not chosen:
         return {}
@@ -268,7 +270,7 @@ def _card(entry: Entry, search_dir: Path) -> str:
     parts.append(f'<div class="card-body"><table class="settings"><caption>Settings that differ from the '
                  f'defaults</caption>{rows}</table>')
     folder = search_dir / entry.trial_id
-    for name in ("final_grid.png", "progress.gif"):
+    for name in (trialdir.FINAL_GRID, trialdir.PROGRESS_GIF):
         if (folder / name).exists():
             parts.append(_figure(entry.trial_id, name))
     parts.append("</div>")
@@ -280,9 +282,9 @@ def _card(entry: Entry, search_dir: Path) -> str:
         for index, name in enumerate(graphs):
             parts.append(_figure(entry.trial_id, name, hidden=index > 0))
         parts.append("</div>")
-    if not (folder / "progress.gif").exists():
+    if not (folder / trialdir.PROGRESS_GIF).exists():
         parts.append('<p class="note">No GIFs rendered yet (run <code>metgan render</code>).</p>')
-    files = [n for n in ("config.json", "trial.json", "metrics.jsonl") if (folder / n).exists()]
+    files = [n for n in trialdir.RECORD_FILES if (folder / n).exists()]
     links = " · ".join(f'<a href="{_link(entry.trial_id, n)}">{n}</a>' for n in files)
     parts.append(f'<p class="files">{links}</p></section>')
     return "\n".join(parts)
@@ -467,10 +469,7 @@ def _page(search: dict, search_dir: Path, ranked: list[Entry], gallery: str) -> 
 
 
 def _write_text(path: Path, text: str) -> Path:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    temp.replace(path)
-    return path
+    return trialdir.write_text_atomic(path, text)
 
 
 def _leaderboard_csv(ranked: list[Entry]) -> str:
@@ -500,8 +499,10 @@ def publish_report(search_dir: str | Path, *, top_k: int = 3, images_per_trial: 
         raise RenderError(f"search folder {search_dir} does not exist")
     if top_k < 0 or images_per_trial < 0:
         raise RenderError("top_k and images_per_trial must be 0 or more")
-    search_file = search_dir / "search.json"
-    search = json.loads(search_file.read_text()) if search_file.exists() else {}
+    try:
+        search = trialdir.read_search(search_dir) or {}
+    except TrialFolderError as exc:
+        raise RenderError(str(exc)) from None
     trial_ids = _trial_ids(search_dir, search)
     if not trial_ids:
         raise RenderError(f"{search_dir} has no search.json trials and no trial folders")
@@ -515,14 +516,14 @@ def publish_report(search_dir: str | Path, *, top_k: int = 3, images_per_trial: 
 
         for trial_id in trial_ids:
             trial_dir = search_dir / trial_id
-            if trial_dir.is_dir() and not (trial_dir / "progress.gif").exists():
+            if trial_dir.is_dir() and not (trial_dir / trialdir.PROGRESS_GIF).exists():
                 try:
                     render_trial(trial_dir)
                 except RenderError as exc:
                     log.warning("could not render %s: %s", trial_id, exc)
 
     ranked = _ranked([_entry(search_dir, t, objective, direction) for t in trial_ids], direction)
-    best = [e for e in ranked if e.trial is not None and (e.trial.path / "generated").is_dir()][:top_k]
+    best = [e for e in ranked if e.trial is not None and (e.trial.path / trialdir.GENERATED).is_dir()][:top_k]
     subset_dir, subset_note = _find_subset(search, settings)
     written_gallery: set[str] = set()
     pairs = _gallery(search_dir, best, images_per_trial, subset_dir, written_gallery)
@@ -536,8 +537,8 @@ def publish_report(search_dir: str | Path, *, top_k: int = 3, images_per_trial: 
 
     entries = {e.trial_id: e for e in ranked}
     page = _page(search, search_dir, ranked, _gallery_html(pairs, entries, subset_note))
-    report = _write_text(search_dir / "report.html", page)
-    leaderboard = _write_text(search_dir / "leaderboard.csv", _leaderboard_csv(ranked))
+    report = _write_text(search_dir / trialdir.REPORT, page)
+    leaderboard = _write_text(search_dir / trialdir.LEADERBOARD, _leaderboard_csv(ranked))
     log.info("report for %s: %d trials, %d gallery images", search_dir.name, len(ranked), len(written_gallery))
     return {"report": str(report), "leaderboard": str(leaderboard), "gallery": str(gallery_dir),
             "trials": len(ranked), "gallery_images": len(written_gallery)}

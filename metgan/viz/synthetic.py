@@ -1,22 +1,29 @@
-"""Hand-made trial and search folders that follow the trial-folder contract (DESIGN.md).
+"""Hand-made trial and search folders, written the way training writes them.
 
 They let the renderer, the report, their tests and ``bench/render.py`` run without training a
 model: sample grids are drawn with numpy (soft vase-like silhouettes that sharpen epoch by epoch)
-and the scores follow plausible curves.
+and the scores follow plausible curves. Everything else is the trainer's: the config is a real
+:class:`~metgan.gan.config.GanConfig` (so only real keys, validated), trial.json starts from
+:func:`metgan.trialdir.pending_trial_info` and takes the keys the trainer adds, every metrics
+line has the trainer's keys, and all of it is written through :mod:`metgan.trialdir`
+(``tests/integration/test_report.py`` checks a folder of a tiny real training run renders and
+reports the same way).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-DEFAULT_OVERRIDES = {"learning_rate": 0.0002, "batch_size": 32, "augment": "diffaugment"}
+from metgan import trialdir
+from metgan.gan.config import GanConfig
+
+DEFAULT_OVERRIDES = {"g_lr": 0.0005, "batch_size": 16, "diffaugment": ["color"]}
 
 
 def _vase(rng: np.random.Generator, height: int, width: int, sharpness: float) -> np.ndarray:
@@ -50,7 +57,7 @@ def sample_grid(epoch: int, epochs: int, *, rows: int = 4, cols: int = 4, height
 
 
 def _metrics_line(epoch: int, epochs: int, rng: np.random.Generator, swd_every: int,
-                  collapse_from: int | None) -> dict:
+                  collapse_from: int | None) -> trialdir.MetricsLine:
     progress = epoch / max(epochs, 1)
     collapsed = collapse_from is not None and epoch >= collapse_from
     swd = None
@@ -58,19 +65,26 @@ def _metrics_line(epoch: int, epochs: int, rng: np.random.Generator, swd_every: 
         swd = round(float(80 * math.exp(-3 * progress) + 6 + rng.normal(0, 1.5)), 3)
         if collapsed:
             swd = round(swd * 2.5, 3)
-    return {
-        "epoch": epoch,
-        "d_loss": round(float(0.69 + 0.35 * math.exp(-5 * progress) + rng.normal(0, 0.03)), 4),
-        "g_loss": round(float(0.8 + 0.9 * progress + rng.normal(0, 0.06) + (2.0 if collapsed else 0)), 4),
-        "d_acc_real": round(float(min(1, 0.6 + 0.2 * progress + rng.normal(0, 0.02))), 4),
-        "d_acc_fake": round(float(min(1, 0.55 + 0.25 * progress + rng.normal(0, 0.02))), 4),
-        "swd": swd,
-        "swd_real": round(float(4.5 + rng.normal(0, 0.2)), 3) if swd is not None else None,
-        "swd_levels": None,
-        "diversity": round(float(0.05 if collapsed else 0.4 - 0.1 * progress), 4) if swd is not None else None,
-        "images_per_s": round(float(120 + rng.normal(0, 5)), 2),
-        "wall_s": round(float(2.0 * epoch), 2),
-    }
+    scored = swd is not None
+    return trialdir.MetricsLine(
+        epoch=epoch,
+        d_loss=round(float(0.69 + 0.35 * math.exp(-5 * progress) + rng.normal(0, 0.03)), 4),
+        g_loss=round(float(0.8 + 0.9 * progress + rng.normal(0, 0.06) + (2.0 if collapsed else 0)), 4),
+        d_acc_real=round(float(min(1, 0.6 + 0.2 * progress + rng.normal(0, 0.02))), 4),
+        d_acc_fake=round(float(min(1, 0.55 + 0.25 * progress + rng.normal(0, 0.02))), 4),
+        swd=swd,
+        swd_real=round(float(4.5 + rng.normal(0, 0.2)), 3) if scored else None,
+        swd_levels=None,
+        diversity=round(float(0.05 if collapsed else 0.4 - 0.1 * progress), 4) if scored else None,
+        diversity_real=0.45 if scored else None,
+        color=None, color_real=None,
+        color_distance=round(float(20 * (1 - progress) + 3), 3) if scored else None,
+        fid=None,
+        within_std=round(float(2.0 if collapsed else 30 + 10 * progress), 3),
+        across_std=round(float(1.0 if collapsed else 25 + 5 * progress), 3),
+        images_per_s=round(float(120 + rng.normal(0, 5)), 2),
+        wall_s=round(float(2.0 * epoch), 2),
+    )
 
 
 def make_trial(trial_dir: str | Path, *, epochs: int = 10, epochs_done: int | None = None,
@@ -79,39 +93,41 @@ def make_trial(trial_dir: str | Path, *, epochs: int = 10, epochs_done: int | No
                rows: int = 4, cols: int = 4, height: int = 40, width: int = 32, seed: int = 0,
                generated: int = 8, final_grid: bool = False, collapse_from: int | None = None,
                search_name: str = "search") -> Path:
-    """Write a trial folder with ``epochs_done`` epochs recorded (default: all of ``epochs``)."""
+    """Write a trial folder with ``epochs_done`` epochs recorded (default: all of ``epochs``).
+
+    ``overrides`` are GanConfig keys laid over the default preset (an unknown key is the
+    GanConfigError training would raise); the trial's epochs, size and sample count are set too.
+    """
     trial_dir = Path(trial_dir)
     done = epochs if epochs_done is None else epochs_done
-    overrides = dict(DEFAULT_OVERRIDES if overrides is None else overrides)
-    (trial_dir / "samples").mkdir(parents=True, exist_ok=True)
-    config = {"preset": "default", "epochs": epochs, "latent_dim": 100, "image_size": [height, width],
-              "learning_rate": 0.0002, "batch_size": 64, "augment": "none", "loss": "ns"}
-    config.update(overrides)
-    (trial_dir / "config.json").write_text(json.dumps(config, indent=2))
-    info = {
-        "search_name": search_name, "trial_id": trial_dir.name, "status": status,
-        "stop_reason": stop_reason, "error": error, "epochs_done": done, "epochs": epochs,
-        "started_at": "2026-11-28T18:00:00Z", "finished_at": "2026-11-28T18:30:00Z",
-        "wall_s": 2.0 * done, "device": "cpu", "hostname": "test", "images_per_s": 120.0,
-        "overrides": overrides, "label": label or ", ".join(f"{k}={v}" for k, v in overrides.items()),
-    }
-    (trial_dir / "trial.json").write_text(json.dumps(info, indent=2))
+    config = GanConfig.from_dict({**(DEFAULT_OVERRIDES if overrides is None else overrides), "epochs": epochs,
+                                  "height": height, "width": width, "n_samples": rows * cols,
+                                  "swd_every": swd_every})
+    (trial_dir / trialdir.SAMPLES).mkdir(parents=True, exist_ok=True)
+    trialdir.write_config(trial_dir, config.to_dict())
+    info = trialdir.pending_trial_info(search_name=search_name, trial_id=trial_dir.name, epochs=epochs,
+                                       overrides=config.overrides(), label=label or config.label())
+    info.update(status=status, stop_reason=stop_reason, error=error, epochs_done=done,
+                started_at="2026-11-28T18:00:00+00:00", finished_at="2026-11-28T18:30:00+00:00",
+                wall_s=2.0 * done, device="CPU (2 cores)", hostname="test", images_per_s=120.0,
+                images_seen=done * 64, mixed_precision=False, xla=False)
+    trialdir.write_trial_info(trial_dir, info)
     rng = np.random.default_rng(seed)
-    with open(trial_dir / "metrics.jsonl", "w") as handle:
-        for epoch in range(1, done + 1):
-            handle.write(json.dumps(_metrics_line(epoch, epochs, rng, swd_every, collapse_from)) + "\n")
+    trialdir.write_metrics(trial_dir, [_metrics_line(epoch, epochs, rng, swd_every, collapse_from)
+                                       for epoch in range(1, done + 1)])
     for epoch in range(0, done + 1):
         grid = sample_grid(epoch, epochs, rows=rows, cols=cols, height=height, width=width, seed=seed)
-        grid.save(trial_dir / "samples" / f"epoch_{epoch:04d}.png")
+        with trialdir.atomic_path(trialdir.sample_path(trial_dir, epoch)) as temp:
+            grid.save(temp, format="PNG")
     if final_grid:
         sample_grid(done, epochs, rows=rows * 2, cols=cols * 2, height=height, width=width,
-                    seed=seed).save(trial_dir / "final_grid.png")
+                    seed=seed).save(trial_dir / trialdir.FINAL_GRID)
     if generated:
-        (trial_dir / "generated").mkdir(exist_ok=True)
+        (trial_dir / trialdir.GENERATED).mkdir(exist_ok=True)
         for index in range(generated):
             tile = sample_grid(done, epochs, rows=1, cols=1, height=height, width=width,
                                seed=seed * 100 + index + 7)
-            tile.save(trial_dir / "generated" / f"{index:03d}.png")
+            tile.save(trialdir.generated_path(trial_dir, index))
     return trial_dir
 
 
@@ -144,9 +160,8 @@ def make_search(search_dir: str | Path, trials: dict[str, dict], *, subset_dir: 
     search_dir.mkdir(parents=True, exist_ok=True)
     for seed, (trial_id, kwargs) in enumerate(trials.items()):
         make_trial(search_dir / trial_id, **{"seed": seed, "search_name": search_dir.name, **kwargs})
-    search = {"name": search_dir.name, "subset": "vases",
-              "subset_dir": str(subset_dir) if subset_dir is not None else None,
-              "grid": {"learning_rate": [0.0002, 0.0005]}, "objective": objective,
-              "direction": direction, "created_at": "2026-11-28T18:00:00Z", "trials": list(trials)}
-    (search_dir / "search.json").write_text(json.dumps(search, indent=2))
+    trialdir.write_search(search_dir, trialdir.SearchRecord(
+        name=search_dir.name, subset="vases", subset_dir=str(subset_dir) if subset_dir is not None else None,
+        grid={"g_lr": [0.0002, 0.0005]}, base={}, objective=objective, direction=direction,
+        created_at="2026-11-28T18:00:00+00:00", trials=list(trials)))
     return search_dir

@@ -1,24 +1,22 @@
-"""Read a trial folder (DESIGN.md's contract) into one object the renderers and the report share.
+"""Read a trial folder (through :mod:`metgan.trialdir`) into one object the renderers and the report share.
 
 Reading is forgiving: a trial that is still running, stopped early or failed has only part of its
-files, and rendering shows what exists. A missing folder or one with neither samples nor metrics
-is a :class:`~metgan.errors.RenderError`.
+files, and rendering shows what exists. A missing folder, one with neither samples nor metrics,
+or a config.json/trial.json that is not a JSON object is a :class:`~metgan.errors.RenderError`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metgan.errors import RenderError
+from metgan import trialdir
+from metgan.errors import GanConfigError, RenderError, TrialFolderError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_NAME = re.compile(r"^epoch_(\d{4,})\.png$")
 SCORE_NAMES = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "swd", "swd_real", "diversity",
                "images_per_s", "wall_s")
 SCORE_LABELS = {
@@ -89,14 +87,12 @@ class TrialRun:
         return [e for e in sorted(self.samples) if e == 0 or e in self.metrics]
 
     def settings(self) -> dict:
-        """The settings that differ from the defaults (trial.json "overrides", else derived)."""
+        """The settings that differ from the defaults: trial.json's "overrides" (what the trainer
+        wrote), else config.json against GanConfig's default preset, as the trainer derives them."""
         overrides = self.info.get("overrides")
         if isinstance(overrides, dict):
             return dict(overrides)
-        defaults = _default_config()
-        if defaults is None:
-            return dict(self.config)
-        return {k: v for k, v in self.config.items() if defaults.get(k, object()) != v}
+        return config_overrides(self.config)
 
     def score(self, name: str, epoch: int) -> float | None:
         return _number(self.metrics.get(epoch, {}).get(name))
@@ -139,53 +135,20 @@ class TrialRun:
         return f"Status {status!r} after {done}{of} epochs"
 
 
-def _default_config() -> dict | None:
-    """The "default" preset as a dict, when the GAN package provides it (pure Python, no TF)."""
+def config_overrides(config: dict) -> dict:
+    """The keys of a config.json that differ from the default preset (GanConfig.overrides()).
+
+    A config this version cannot resolve (an older folder's unknown key) is compared key by key
+    with GanConfig's defaults, and its unknown keys count as differing.
+    """
+    from metgan.gan.config import GanConfig
+
     try:
-        from metgan.gan.config import PRESETS
-    except ImportError:
-        return None
-    preset = PRESETS.get("default")
-    if preset is None:
-        return None
-    if isinstance(preset, dict):
-        return preset
-    to_dict = getattr(preset, "to_dict", None)
-    if callable(to_dict):
-        return to_dict()
-    import dataclasses
-
-    return dataclasses.asdict(preset) if dataclasses.is_dataclass(preset) else None
-
-
-def _read_json(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RenderError(f"{path} is not readable JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RenderError(f"{path} holds {type(data).__name__}, expected a JSON object")
-    return data
-
-
-def read_metrics(path: Path) -> dict[int, dict]:
-    """metrics.jsonl by epoch; the last line wins for an epoch written twice (a resumed trial)."""
-    metrics: dict[int, dict] = {}
-    if not path.exists():
-        return metrics
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            log.warning("%s line %d is not JSON (a line cut short?); skipped", path, number)
-            continue
-        if isinstance(row, dict) and isinstance(row.get("epoch"), int):
-            metrics[row["epoch"]] = row
-    return metrics
+        return GanConfig.from_dict(config).overrides()
+    except GanConfigError:
+        defaults = GanConfig().to_dict()
+        missing = object()
+        return {k: v for k, v in config.items() if k != "preset" and defaults.get(k, missing) != v}
 
 
 def load_trial(trial_dir: str | Path) -> TrialRun:
@@ -193,15 +156,13 @@ def load_trial(trial_dir: str | Path) -> TrialRun:
     path = Path(trial_dir)
     if not path.is_dir():
         raise RenderError(f"trial folder {path} does not exist")
-    config = _read_json(path / "config.json")
-    info = _read_json(path / "trial.json")
-    metrics = read_metrics(path / "metrics.jsonl")
-    samples = {}
-    if (path / "samples").is_dir():
-        for child in (path / "samples").iterdir():
-            match = SAMPLE_NAME.match(child.name)
-            if match:
-                samples[int(match.group(1))] = child
+    try:
+        config = trialdir.read_config(path) or {}
+        info = trialdir.read_trial_info(path) or {}
+    except TrialFolderError as exc:
+        raise RenderError(str(exc)) from None
+    metrics = trialdir.metrics_by_epoch(path)
+    samples = trialdir.samples(path)
     if not config and not info and not metrics and not samples:
         raise RenderError(f"{path} is not a trial folder (no config.json, trial.json, metrics or samples)")
     return TrialRun(path=path, config=config, info=info, metrics=metrics, samples=samples)

@@ -3,13 +3,13 @@
 import base64
 import hashlib
 import io
-import json
 import os
 import re
 
 import pytest
 from PIL import Image
 
+from metgan import trialdir
 from tests.trialfolders import COLLAPSE_REASON, make_search
 
 
@@ -17,8 +17,8 @@ from tests.trialfolders import COLLAPSE_REASON, make_search
 def results(settings):
     trial = settings.results_dir / "demo-search" / "abc123"
     trial.mkdir(parents=True)
-    (trial.parent / "search.json").write_text(json.dumps({"name": "demo-search", "subset": "vases"}))
-    (trial / "trial.json").write_text(json.dumps({"status": "stopped", "stop_reason": "collapse", "label": "lr=2e-4"}))
+    trialdir.write_search(trial.parent, trialdir.SearchRecord(name="demo-search", subset="vases"))
+    trialdir.write_trial_info(trial, trialdir.TrialInfo(status="stopped", stop_reason="collapse", label="lr=2e-4"))
     (trial / "final_grid.png").write_bytes(b"\x89PNG fake")
     return settings.results_dir
 
@@ -41,10 +41,9 @@ def searches(settings):
     for folder, created, extra in ((older, "2026-11-20T10:00:00Z", {}),
                                    (newer, "2026-11-29T10:00:00Z",
                                     {"airflow": {"dag_id": "gan_search", "run_id": "manual__2026-11-29T10:00:00+00:00"}})):
-        search = json.loads((folder / "search.json").read_text())
-        (folder / "search.json").write_text(json.dumps({**search, "created_at": created, **extra}))
-    trial = newer / "d4" / "trial.json"
-    (trial).write_text(json.dumps({**json.loads(trial.read_text()), "error_summary": "no training images in vases"}))
+        trialdir.write_search(folder, {**trialdir.read_search(folder), "created_at": created, **extra})
+    trialdir.write_trial_info(newer / "d4", {**trialdir.read_trial_info(newer / "d4"),
+                                             "error_summary": "no training images in vases"})
     return root
 
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 from sqlalchemy import text
 
+from metgan import trialdir
 from metgan.errors import GanConfigError
 from metgan.gan import search
 from tests.gan_support import TINY, make_subset
@@ -62,7 +63,7 @@ def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(
     assert len(sizes) == 1
     assert (trial_dir / "final_grid.png").exists()
     assert sorted(p.name for p in (trial_dir / "generated").iterdir()) == ["000.png", "001.png", "002.png", "003.png"]
-    assert list((trial_dir / "checkpoints").glob("ckpt_*.npz"))
+    assert trialdir.checkpoint_epochs(trial_dir) == [1, 2]  # every epoch, the newest keep_checkpoints (2)
     failed_info = json.loads((folder / bad["trial_id"] / "trial.json").read_text())
     assert failed_info["status"] == "failed" and "Traceback" in failed_info["error"]
     assert failed_info["error_summary"].startswith("TrainingError: batch_size 128 is larger than the 64")
@@ -132,14 +133,14 @@ def test_killed_trial_resumes_from_its_checkpoint_not_from_zero(db, settings, su
                                stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
-        while not list((trial_dir / "checkpoints").glob("ckpt_*.npz")):
+        while not trialdir.checkpoint_epochs(trial_dir):
             assert process.poll() is None, "the trial process ended before its first checkpoint"
             assert time.monotonic() < deadline, "no checkpoint within 240 s"
             time.sleep(0.05)
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait()
-    checkpoint = max(int(p.stem.split("_")[1]) for p in (trial_dir / "checkpoints").glob("ckpt_*.npz"))
+    checkpoint = max(trialdir.checkpoint_epochs(trial_dir))
     assert 1 <= checkpoint < 3
     kept_lines = _lines(trial_dir)[:checkpoint]
     kept_sample = (trial_dir / "samples" / f"epoch_{checkpoint:04d}.png").read_bytes()
@@ -174,7 +175,8 @@ def test_train_command_writes_a_trial_folder(settings, subset, tmp_path):
 
 def test_time_budget_stops_a_trial_mid_epoch_and_marks_it_stopped(tmp_path):
     from metgan.gan.config import GanConfig
-    from metgan.gan.trial import read_metrics, run_trial
+    from metgan.gan.trial import run_trial
+    from metgan.trialdir import read_metrics
     from tests.gan_support import vase_images
 
     config = GanConfig.from_dict({**TINY, "epochs": 50, "time_budget_s": 1.0, "swd_every": 50})
@@ -261,3 +263,66 @@ def test_search_json_links_the_airflow_run_that_planned_it(db, settings, subset)
     assert json.loads(path.read_text())["airflow"] == link
     search.plan_trials("plain", {}, subset=subset, base=TINY, settings=settings)
     assert "airflow" not in json.loads((settings.results_dir / "plain" / "search.json").read_text())
+
+
+def test_a_checkpoint_is_keras_weights_by_name_plus_a_json_of_epoch_and_rng(tmp_path):
+    import h5py
+
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import run_trial
+    from tests.gan_support import vase_images
+
+    config = GanConfig.from_dict({**TINY, "epochs": 1, "ema_decay": 0.99})
+    run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(32))
+    weights, meta_path = trialdir.checkpoint_paths(tmp_path / "t", 1)
+    with h5py.File(weights) as handle:
+        top = set(handle.keys())
+    assert {"generator", "discriminator", "ema_generator", "g_optimizer", "d_optimizer"} <= top
+    meta = trialdir.read_checkpoint_meta(tmp_path / "t", 1)
+    assert meta["epoch"] == 1 and len(meta["rng_state"]) >= 2 and meta == json.loads(meta_path.read_text())
+    assert not list((tmp_path / "t" / "checkpoints").glob("*.npz"))
+
+
+def test_an_old_npz_checkpoint_is_ignored_and_the_trial_starts_fresh(tmp_path, caplog):
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import run_trial
+    from tests.gan_support import vase_images
+
+    config = GanConfig.from_dict({**TINY, "epochs": 1})
+    old = tmp_path / "t" / "checkpoints"
+    old.mkdir(parents=True)
+    np.savez(old / "ckpt_0005.npz", g_0000=np.zeros(3))
+    caplog.set_level("WARNING", logger="metgan.gan.callbacks")
+    summary = run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(32))
+    assert summary["status"] == "completed" and summary["epochs"] == 1
+    assert "old-format .npz checkpoint(s) ignored" in caplog.text
+    assert [line["epoch"] for line in trialdir.read_metrics(tmp_path / "t")] == [1]
+
+
+def test_search_run_plans_the_grid_once(db, settings, subset, monkeypatch, tmp_path):
+    from metgan.cli import cli
+
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(json.dumps({"grid": {}, "base": {**TINY, "epochs": 1}}))
+    calls = []
+    real = search.resolve_grid
+    monkeypatch.setattr(search, "resolve_grid", lambda *a, **k: calls.append(1) or real(*a, **k))
+    result = CliRunner().invoke(cli, ["search", "run", "--grid", str(grid_file), "--subset", subset,
+                                      "--name", "once"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1 and "1 trial(s)" in result.output
+    assert trialdir.read_search(settings.results_dir / "once")["trials"]
+
+
+def test_the_fid_network_is_built_once_per_trial_not_per_evaluation(tmp_path, caplog):
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import run_trial
+    from tests.gan_support import vase_images
+
+    # A weights path that does not exist: each attempt to build the network warns, so the count of
+    # warnings is the count of builds (a real InceptionV3 file is not available offline).
+    config = GanConfig.from_dict({**TINY, "epochs": 3, "swd_every": 1, "inception_weights": str(tmp_path / "no.h5")})
+    caplog.set_level("WARNING", logger="metgan.gan.metrics")
+    run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(32))
+    assert [line["fid"] for line in trialdir.read_metrics(tmp_path / "t")] == [None, None, None]
+    assert caplog.text.count("no Inception weights file") == 1

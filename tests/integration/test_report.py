@@ -39,7 +39,9 @@ def test_report_lists_every_trial_ranked_with_why_each_ended(search_folder):
     assert rows[1]["stop_reason"] == trialfolders.COLLAPSE_REASON
     assert rows[2]["error"] == "TrainingError: loss became NaN"
     assert rows[2]["objective"] == ""
-    assert json.loads(rows[0]["settings"]) == {"learning_rate": 0.0002}
+    # the overrides the trainer writes: what differs from the default preset, size and length included
+    assert json.loads(rows[0]["settings"]) == {"g_lr": 0.0001, "epochs": 6, "height": 40, "width": 32,
+                                               "swd_every": 2}
 
     page = Path(written["report"]).read_text()
     for trial_id in ("a1b2c3", "d4e5f6", "0789ab"):
@@ -142,3 +144,52 @@ def test_the_gallery_never_copies_images_from_outside_the_subsets_folder(search_
     assert not [p for p in (search_folder / "gallery").iterdir() if p.name.startswith("train-")]
     page = (search_folder / "report.html").read_text()
     assert "Nearest training images are not shown" in page and "subset name" in page
+
+
+def test_a_folder_written_by_a_tiny_real_training_run_renders_and_reports_like_the_fixtures(settings, tmp_path):
+    """The proof that the fixtures and training agree: the same readers, the same keys, the same pages."""
+    from metgan import trialdir
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import run_trial
+    from metgan.viz.render import render_trial
+    from metgan.viz.trial import load_trial
+    from tests.gan_support import TINY, make_subset
+
+    make_subset(settings.subsets_dir / "vases", count=32)
+    search_dir = settings.results_dir / "real-search"
+    config = GanConfig.from_dict({**TINY, "epochs": 2, "g_lr": 0.0005})
+    trial_dir = search_dir / config.trial_id()
+    search_dir.mkdir(parents=True)
+    trialdir.write_search(search_dir, trialdir.SearchRecord(
+        name="real-search", subset="vases", grid={"g_lr": [0.0005]}, base=TINY, objective="swd", direction="min",
+        created_at=trialdir.utc_now(), trials=[config.trial_id()]))
+    run_trial(trial_dir, config, settings.subsets_dir / "vases", search_name="real-search")
+    fixture = trialfolders.make_trial(tmp_path / "fixture", epochs=2, swd_every=1, overrides={"g_lr": 0.0005})
+
+    real_info, fixture_info = trialdir.read_trial_info(trial_dir), trialdir.read_trial_info(fixture)
+    assert set(fixture_info) == set(real_info)
+    real_line, fixture_line = trialdir.read_metrics(trial_dir)[-1], trialdir.read_metrics(fixture)[-1]
+    assert set(fixture_line) == set(real_line)
+    assert set(trialdir.read_config(fixture)) == set(trialdir.read_config(trial_dir))
+
+    trial = load_trial(trial_dir)
+    assert trial.settings() == config.overrides() and trial.settings()["g_lr"] == 0.0005
+    written = render_trial(trial_dir)
+    assert {"progress.gif", "graph_expanding.gif", "scores.png"} <= set(written)
+    report = publish_report(search_dir)
+    page = Path(report["report"]).read_text()
+    assert report["trials"] == 1 and f'data-trial="{config.trial_id()}"' in page
+    assert report["gallery_images"] > 0 and f'src="{config.trial_id()}/progress.gif"' in page
+    with open(report["leaderboard"], newline="") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert row["status"] == "completed" and float(row["objective"]) > 0
+    assert json.loads(row["settings"]) == config.overrides()
+
+
+def test_publish_search_survives_a_trial_json_that_is_not_a_trial_record(search_folder, settings, caplog):
+    from metgan.gan.search import publish_search
+
+    (search_folder / "d4e5f6" / "trial.json").write_text("[1, 2, 3]")
+    result = publish_search(search_folder.name, settings=settings)
+    assert result["statuses"] == {"completed": 1, "missing": 1, "failed": 1}
+    assert "holds list, expected a JSON object" in caplog.text

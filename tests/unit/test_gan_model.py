@@ -164,3 +164,28 @@ def test_nan_guard_stops_at_once_and_records_the_reason(tmp_path):
     assert not gan.stop_training
     guard.on_train_batch_end(1, {"d_loss": float("nan"), "g_loss": 0.7})
     assert gan.stop_training and state.stop_reason == "nan" and "d_loss" in state.stop_detail
+
+
+def test_the_breaker_hands_its_measurements_to_the_one_writer_through_keras_logs(tmp_path):
+    from metgan import trialdir
+    from metgan.gan.callbacks import EpochRecord, QualityMetrics
+    from metgan.gan.model import build_gan
+
+    config = tiny(collapse_patience=5)
+    gan = build_gan(config)
+    breaker, state = _breaker_for(gan, config, tmp_path)
+    writer = EpochRecord(state)
+    writer.set_model(gan)
+    logs = {"d_loss": 0.7, "g_loss": 0.8, "epoch_seconds": 2.0, "epoch_images": 32,
+            **dict.fromkeys(QualityMetrics.KEYS)}
+    breaker.on_epoch_end(0, logs)
+    writer.on_epoch_end(0, logs)
+    [line] = trialdir.read_metrics(tmp_path)
+    assert line["within_std"] == pytest.approx(logs["within_std"]) and line["within_std"] > 0
+    assert line["across_std"] == pytest.approx(logs["across_std"]) and line["images_per_s"] == 16.0
+    assert not hasattr(state, "last_metrics")  # no side channel between callbacks
+
+    # The writer run before a producer refuses to write a line with silent gaps.
+    with pytest.raises(RuntimeError, match=r"within_std \(from CollapseBreaker\)"):
+        writer.on_epoch_end(1, {k: v for k, v in logs.items() if k not in ("within_std", "across_std")})
+    assert len(trialdir.read_metrics(tmp_path)) == 1

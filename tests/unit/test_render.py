@@ -58,7 +58,7 @@ def test_progress_frames_carry_settings_and_scores_in_a_drawn_margin(completed_t
     metrics = [json.loads(line) for line in (completed_trial / "metrics.jsonl").read_text().splitlines()]
 
     assert "Epoch 3 of 6" in frame.lines
-    assert "learning_rate: 0.0005" in frame.lines
+    assert "g_lr: 0.0005" in frame.lines
     assert "batch_size: 16" in frame.lines
     assert f"D loss: {format_value(metrics[2]['d_loss'])}" in frame.lines
     assert f"G loss: {format_value(metrics[2]['g_loss'])}" in frame.lines
@@ -88,9 +88,11 @@ def test_settings_come_from_config_json_when_trial_json_has_no_overrides(complet
     (completed_trial / "trial.json").write_text(json.dumps(info))
     trial = load_trial(completed_trial)
 
-    assert trial.settings().get("learning_rate") == 0.0005
+    # only what really differs from GanConfig's default preset, not all of config.json's keys
+    assert trial.settings() == {"g_lr": 0.0005, "batch_size": 16, "epochs": 6, "height": 40, "width": 32,
+                                "swd_every": 2}
     grid = Image.open(trial.samples[0]).convert("RGB")
-    assert "learning_rate: 0.0005" in ProgressFramer(trial, grid.size).frame(0, grid, last=False).lines
+    assert "g_lr: 0.0005" in ProgressFramer(trial, grid.size).frame(0, grid, last=False).lines
 
 
 def test_a_collapsed_trial_renders_its_epochs_and_ends_on_why_it_stopped(stopped_trial):
@@ -184,3 +186,17 @@ def test_viz_imports_neither_tensorflow_nor_airflow():
             "('tensorflow', 'keras', 'airflow'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_a_folder_written_by_the_old_fixtures_still_renders_and_lists_only_what_differs(completed_trial):
+    # config.json as viz.synthetic used to write it: keys GanConfig does not know, no overrides in trial.json
+    (completed_trial / "config.json").write_text(json.dumps({
+        "preset": "default", "epochs": 6, "latent_dim": 100, "image_size": [40, 32], "batch_size": 32,
+        "g_lr": 0.0002, "loss": "ns"}))
+    info = json.loads((completed_trial / "trial.json").read_text())
+    del info["overrides"]
+    (completed_trial / "trial.json").write_text(json.dumps(info))
+
+    trial = load_trial(completed_trial)
+    assert trial.settings() == {"epochs": 6, "latent_dim": 100, "image_size": [40, 32], "loss": "ns"}
+    assert "progress.gif" in render_trial(completed_trial, styles=())

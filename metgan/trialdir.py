@@ -1,0 +1,360 @@
+"""The trial folder and the search folder: the one module that knows their layout and their files.
+
+A search folder holds ``search.json`` (what was planned) and one trial folder per trial::
+
+    <search>/search.json
+    <search>/<trial_id>/config.json      the resolved GanConfig, written before training
+    <search>/<trial_id>/trial.json       status, stop reason, error, timings (rewritten whole)
+    <search>/<trial_id>/metrics.jsonl    one line per epoch, appended and flushed
+    <search>/<trial_id>/latents.npy      the fixed latents of every sample grid
+    <search>/<trial_id>/samples/epoch_NNNN.png
+    <search>/<trial_id>/checkpoints/ckpt_NNNN.weights.h5 + ckpt_NNNN.json
+    <search>/<trial_id>/final_grid.png, generated/NNN.png, progress.gif, graph_<style>.gif, scores.png
+
+Training (``metgan.gan``), the renderer and report (``metgan.viz``), the gallery plugin and every
+test fixture read and write these files through this module only, so the format has one owner.
+It imports neither TensorFlow nor Airflow. Every whole-file write goes through
+:func:`atomic_path` (a temp name in the same folder, then a rename), so a reader or a crash never
+sees half a file. Reading is strict about shape and forgiving about absence: a missing file is
+``None`` (or no lines), a file that is not a JSON object is a :class:`TrialFolderError` naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypedDict
+
+from metgan.errors import TrialFolderError
+
+log = logging.getLogger(__name__)
+_TEMP_COUNTER = itertools.count()
+
+CONFIG = "config.json"
+TRIAL = "trial.json"
+METRICS = "metrics.jsonl"
+SEARCH = "search.json"
+LATENTS = "latents.npy"
+SAMPLES = "samples"
+CHECKPOINTS = "checkpoints"
+GENERATED = "generated"
+FINAL_GRID = "final_grid.png"
+PROGRESS_GIF = "progress.gif"
+SCORES_PNG = "scores.png"
+REPORT = "report.html"
+LEADERBOARD = "leaderboard.csv"
+GALLERY = "gallery"
+
+SAMPLE_NAME = re.compile(r"^epoch_(\d{4,})\.png$")
+CHECKPOINT_NAME = re.compile(r"^ckpt_(\d{4,})\.json$")
+# The files a report links to, in this order.
+RECORD_FILES = (CONFIG, TRIAL, METRICS)
+
+
+# --- records ----------------------------------------------------------------------------------
+
+class TrialInfo(TypedDict, total=False):
+    """trial.json: written "pending" by the planner, "running" by the trainer, then its outcome."""
+
+    search_name: str | None
+    trial_id: str
+    status: str  # pending | running | completed | stopped | failed
+    stop_reason: str | None
+    stop_detail: str | None
+    error: str | None  # the full traceback
+    error_summary: str | None  # its last line, "ExceptionType: message"
+    label: str
+    overrides: dict[str, Any]
+    epochs: int
+    epochs_done: int
+    started_at: str | None
+    finished_at: str | None
+    wall_s: float | None
+    images_seen: int
+    images_per_s: float | None
+    device: str | None
+    hostname: str | None
+    mixed_precision: bool
+    xla: bool
+
+
+class MetricsLine(TypedDict, total=False):
+    """One metrics.jsonl line: the epoch's losses, its quality scores (null between evaluations), speed."""
+
+    epoch: int
+    d_loss: float | None
+    g_loss: float | None
+    d_acc_real: float | None
+    d_acc_fake: float | None
+    swd: float | None
+    swd_real: float | None
+    swd_levels: dict[str, float] | None
+    diversity: float | None
+    diversity_real: float | None
+    color: dict | None
+    color_real: dict | None
+    color_distance: float | None
+    fid: float | None
+    within_std: float | None
+    across_std: float | None
+    images_per_s: float | None
+    wall_s: float
+
+
+class AirflowLink(TypedDict):
+    dag_id: str | None
+    run_id: str | None
+
+
+class SearchRecord(TypedDict, total=False):
+    """search.json: the planned grid and its trials; ``airflow`` names the run that planned it."""
+
+    name: str
+    subset: str
+    subset_dir: str | None
+    grid: Any
+    base: dict[str, Any]
+    objective: str
+    direction: str
+    created_at: str
+    trials: list[str]
+    airflow: AirflowLink
+
+
+class CheckpointMeta(TypedDict, total=False):
+    """ckpt_NNNN.json beside the Keras weights file: the epoch and what the callbacks carry on with."""
+
+    epoch: int
+    rng_state: list[int]
+    wall_s: float
+    collapse_streak: int
+    images_seen: int
+    train_seconds: float
+    swd_real: float | None
+    best_metrics: dict[str, Any]
+    stop_reason: str | None
+    stop_detail: str | None
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def pending_trial_info(*, search_name: str | None, trial_id: str, epochs: int, overrides: dict[str, Any],
+                       label: str) -> TrialInfo:
+    """The trial.json a planned, not yet started trial has."""
+    return TrialInfo(search_name=search_name, trial_id=trial_id, status="pending", stop_reason=None,
+                     stop_detail=None, error=None, error_summary=None, epochs_done=0, epochs=epochs,
+                     started_at=None, finished_at=None, wall_s=None, device=None, hostname=None,
+                     images_per_s=None, overrides=dict(overrides), label=label)
+
+
+# --- paths ------------------------------------------------------------------------------------
+
+def sample_path(trial_dir: Path, epoch: int) -> Path:
+    return Path(trial_dir) / SAMPLES / f"epoch_{epoch:04d}.png"
+
+
+def generated_path(trial_dir: Path, index: int) -> Path:
+    return Path(trial_dir) / GENERATED / f"{index:03d}.png"
+
+
+def graph_gif_name(style: str) -> str:
+    return f"graph_{style}.gif"
+
+
+def samples(trial_dir: Path) -> dict[int, Path]:
+    """The sample grids by epoch."""
+    folder = Path(trial_dir) / SAMPLES
+    found: dict[int, Path] = {}
+    if folder.is_dir():
+        for child in folder.iterdir():
+            match = SAMPLE_NAME.match(child.name)
+            if match:
+                found[int(match.group(1))] = child
+    return found
+
+
+def checkpoint_paths(trial_dir: Path, epoch: int) -> tuple[Path, Path]:
+    """(Keras weights file, metadata JSON) of the checkpoint after ``epoch``."""
+    folder = Path(trial_dir) / CHECKPOINTS
+    return folder / f"ckpt_{epoch:04d}.weights.h5", folder / f"ckpt_{epoch:04d}.json"
+
+
+def checkpoint_epochs(trial_dir: Path) -> list[int]:
+    """The epochs with a complete checkpoint (its JSON is written last), oldest first."""
+    folder = Path(trial_dir) / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    epochs = []
+    for child in folder.iterdir():
+        match = CHECKPOINT_NAME.match(child.name)
+        if match and checkpoint_paths(trial_dir, int(match.group(1)))[0].is_file():
+            epochs.append(int(match.group(1)))
+    return sorted(epochs)
+
+
+def legacy_checkpoints(trial_dir: Path) -> list[Path]:
+    """Position-indexed ``ckpt_NNNN.npz`` files an older version wrote (never loaded)."""
+    return sorted((Path(trial_dir) / CHECKPOINTS).glob("ckpt_*.npz"))
+
+
+def has_trial_files(folder: Path) -> bool:
+    """Whether ``folder`` looks like a trial folder (it has a trial.json or a config.json)."""
+    return (Path(folder) / TRIAL).exists() or (Path(folder) / CONFIG).exists()
+
+
+def search_files(root: Path) -> list[Path]:
+    """Every ``<root>/<search>/search.json``."""
+    return sorted(Path(root).glob(f"*/{SEARCH}"))
+
+
+def trial_folders(search_dir: Path) -> list[Path]:
+    """The folders of a search folder that hold a trial.json, by name."""
+    return sorted(path.parent for path in Path(search_dir).glob(f"*/{TRIAL}"))
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` (same suffixes) to write to; rename it over ``path`` on success.
+
+    On an exception the temp file is removed and ``path`` keeps its old content. The temp name
+    is unique per call, so two writers never write into one temp file.
+    """
+    path = Path(path)
+    suffix = "".join(path.suffixes) or ".tmp"
+    # Not tempfile.mkstemp: its 0600 mode would survive the rename; this honours the umask.
+    temp = path.with_name(f".{path.name.split('.')[0]}.{os.getpid()}-{threading.get_ident()}-{next(_TEMP_COUNTER)}"
+                          f".tmp{suffix}")
+    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        yield temp
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    with atomic_path(path) as temp:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return Path(path)
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_config(trial_dir: Path, config: dict[str, Any]) -> Path:
+    return write_json_atomic(Path(trial_dir) / CONFIG, config)
+
+
+def write_trial_info(trial_dir: Path, info: TrialInfo) -> Path:
+    return write_json_atomic(Path(trial_dir) / TRIAL, info)
+
+
+def write_search(search_dir: Path, record: SearchRecord) -> Path:
+    return write_json_atomic(Path(search_dir) / SEARCH, record)
+
+
+def write_checkpoint_meta(trial_dir: Path, meta: CheckpointMeta) -> Path:
+    return write_json_atomic(checkpoint_paths(trial_dir, meta["epoch"])[1], meta)
+
+
+def append_metrics(trial_dir: Path, line: MetricsLine) -> None:
+    """Append one line and flush it to disk (a kill leaves at most a torn last line, which readers skip)."""
+    with (Path(trial_dir) / METRICS).open("a") as handle:
+        handle.write(json.dumps(line, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_metrics(trial_dir: Path, lines: list[MetricsLine]) -> Path:
+    return write_text_atomic(Path(trial_dir) / METRICS, "".join(json.dumps(line, sort_keys=True) + "\n"
+                                                                 for line in lines))
+
+
+def truncate_metrics(trial_dir: Path, last_epoch: int) -> None:
+    """Keep only the lines of epochs <= ``last_epoch`` (a resumed trial rewrites the later ones)."""
+    if (Path(trial_dir) / METRICS).exists():
+        write_metrics(trial_dir, [line for line in read_metrics(trial_dir) if line["epoch"] <= last_epoch])
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+def read_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object file; None when it does not exist; TrialFolderError when it is not a JSON object."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise TrialFolderError(f"{path} is not readable: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise TrialFolderError(f"{path} is not readable JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise TrialFolderError(f"{path} holds {type(data).__name__}, expected a JSON object")
+    return data
+
+
+def read_config(trial_dir: Path) -> dict[str, Any] | None:
+    return read_object(Path(trial_dir) / CONFIG)
+
+
+def read_trial_info(trial_dir: Path) -> TrialInfo | None:
+    return read_object(Path(trial_dir) / TRIAL)  # type: ignore[return-value]
+
+
+def read_search(search_dir: Path) -> SearchRecord | None:
+    return read_object(Path(search_dir) / SEARCH)  # type: ignore[return-value]
+
+
+def read_checkpoint_meta(trial_dir: Path, epoch: int) -> CheckpointMeta | None:
+    return read_object(checkpoint_paths(trial_dir, epoch)[1])  # type: ignore[return-value]
+
+
+def read_metrics(trial_dir: Path) -> list[MetricsLine]:
+    """The metrics lines in file order; a line that is not a JSON object with an integer epoch
+    (a torn last line from a kill mid-write) is skipped with a warning."""
+    path = Path(trial_dir) / METRICS
+    if not path.exists():
+        return []
+    lines: list[MetricsLine] = []
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            log.warning("%s line %d is not JSON (a line cut short?); skipped", path, number)
+            continue
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and not isinstance(row["epoch"], bool):
+            lines.append(row)  # type: ignore[arg-type]
+        else:
+            log.warning("%s line %d is not a metrics line; skipped", path, number)
+    return lines
+
+
+def metrics_by_epoch(trial_dir: Path) -> dict[int, MetricsLine]:
+    """The metrics lines by epoch; the last line wins for an epoch written twice."""
+    return {line["epoch"]: line for line in read_metrics(trial_dir)}
