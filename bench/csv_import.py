@@ -83,7 +83,7 @@ def header() -> list[str]:
     if SAMPLE.exists():
         with open(SAMPLE, encoding="utf-8-sig", newline="") as handle:
             return next(csv.reader(handle))
-    from metgan.met.csv_import import CSV_HEADER
+    from metgan.met.csv_read import CSV_HEADER
 
     return list(CSV_HEADER)
 

@@ -20,56 +20,78 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from metgan.errors import MetApiError
 
-# API field -> met_objects column, for the plain text fields ("" becomes NULL).
-TEXT_FIELDS: dict[str, str] = {
-    "accessionNumber": "accession_number",
-    "accessionYear": "accession_year",
-    "primaryImage": "primary_image",
-    "primaryImageSmall": "primary_image_small",
-    "department": "department",
-    "objectName": "object_name",
-    "title": "title",
-    "culture": "culture",
-    "period": "period",
-    "dynasty": "dynasty",
-    "reign": "reign",
-    "portfolio": "portfolio",
-    "objectDate": "object_date",
-    "medium": "medium",
-    "dimensions": "dimensions",
-    "creditLine": "credit_line",
-    "geographyType": "geography_type",
-    "city": "city",
-    "state": "state",
-    "county": "county",
-    "country": "country",
-    "region": "region",
-    "subregion": "subregion",
-    "locale": "locale",
-    "locus": "locus",
-    "excavation": "excavation",
-    "river": "river",
-    "classification": "classification",
-    "rightsAndReproduction": "rights_and_reproduction",
-    "linkResource": "link_resource",
-    "repository": "repository",
-    "objectURL": "object_url",
-    "objectWikidata_URL": "object_wikidata_url",
-    "GalleryNumber": "gallery_number",
-}
-BOOL_FIELDS: dict[str, str] = {
-    "isHighlight": "is_highlight",
-    "isPublicDomain": "is_public_domain",
-    "isTimelineWork": "is_timeline_work",
-}
-INT_FIELDS: dict[str, str] = {
-    "objectBeginDate": "object_begin_date",
-    "objectEndDate": "object_end_date",
-}
+
+class SourceColumn(NamedTuple):
+    """A met_objects column both sources fill: the API field and the CSV column that carry it."""
+
+    column: str
+    api_field: str
+    csv_column: str | None  # None: the Open Access CSV has no such column
+    kind: str  # "text" ("" becomes NULL), "bool" or "int"
+
+
+# The one map of the typed met_objects columns to the API's fields and the CSV's columns: the API
+# parser and the CSV import (metgan.met.csv_read) both derive theirs from it, in this order.
+SOURCE_COLUMNS: tuple[SourceColumn, ...] = (
+    SourceColumn("accession_number", "accessionNumber", "Object Number", "text"),
+    SourceColumn("accession_year", "accessionYear", "AccessionYear", "text"),
+    SourceColumn("primary_image", "primaryImage", None, "text"),
+    SourceColumn("primary_image_small", "primaryImageSmall", None, "text"),
+    SourceColumn("department", "department", "Department", "text"),
+    SourceColumn("object_name", "objectName", "Object Name", "text"),
+    SourceColumn("title", "title", "Title", "text"),
+    SourceColumn("culture", "culture", "Culture", "text"),
+    SourceColumn("period", "period", "Period", "text"),
+    SourceColumn("dynasty", "dynasty", "Dynasty", "text"),
+    SourceColumn("reign", "reign", "Reign", "text"),
+    SourceColumn("portfolio", "portfolio", "Portfolio", "text"),
+    SourceColumn("object_date", "objectDate", "Object Date", "text"),
+    SourceColumn("medium", "medium", "Medium", "text"),
+    SourceColumn("dimensions", "dimensions", "Dimensions", "text"),
+    SourceColumn("credit_line", "creditLine", "Credit Line", "text"),
+    SourceColumn("geography_type", "geographyType", "Geography Type", "text"),
+    SourceColumn("city", "city", "City", "text"),
+    SourceColumn("state", "state", "State", "text"),
+    SourceColumn("county", "county", "County", "text"),
+    SourceColumn("country", "country", "Country", "text"),
+    SourceColumn("region", "region", "Region", "text"),
+    SourceColumn("subregion", "subregion", "Subregion", "text"),
+    SourceColumn("locale", "locale", "Locale", "text"),
+    SourceColumn("locus", "locus", "Locus", "text"),
+    SourceColumn("excavation", "excavation", "Excavation", "text"),
+    SourceColumn("river", "river", "River", "text"),
+    SourceColumn("classification", "classification", "Classification", "text"),
+    SourceColumn("rights_and_reproduction", "rightsAndReproduction", "Rights and Reproduction", "text"),
+    SourceColumn("link_resource", "linkResource", "Link Resource", "text"),
+    SourceColumn("repository", "repository", "Repository", "text"),
+    SourceColumn("object_url", "objectURL", None, "text"),
+    SourceColumn("object_wikidata_url", "objectWikidata_URL", "Object Wikidata URL", "text"),
+    SourceColumn("gallery_number", "GalleryNumber", "Gallery Number", "text"),
+    SourceColumn("is_highlight", "isHighlight", "Is Highlight", "bool"),
+    SourceColumn("is_public_domain", "isPublicDomain", "Is Public Domain", "bool"),
+    SourceColumn("is_timeline_work", "isTimelineWork", "Is Timeline Work", "bool"),
+    SourceColumn("object_begin_date", "objectBeginDate", "Object Begin Date", "int"),
+    SourceColumn("object_end_date", "objectEndDate", "Object End Date", "int"),
+)
+
+
+def api_fields(kind: str) -> dict[str, str]:
+    """API field -> met_objects column, for the columns of one ``kind``."""
+    return {c.api_field: c.column for c in SOURCE_COLUMNS if c.kind == kind}
+
+
+def csv_columns(kind: str) -> dict[str, str]:
+    """CSV column -> met_objects column, for the columns of one ``kind`` the CSV has."""
+    return {c.csv_column: c.column for c in SOURCE_COLUMNS if c.kind == kind and c.csv_column is not None}
+
+
+TEXT_FIELDS: dict[str, str] = api_fields("text")
+BOOL_FIELDS: dict[str, str] = api_fields("bool")
+INT_FIELDS: dict[str, str] = api_fields("int")
 
 # Every typed column parse_record fills, in a fixed order (the repository's INSERT uses it).
 OBJECT_COLUMNS: tuple[str, ...] = (

@@ -165,14 +165,14 @@ def test_broken_rows_are_recorded_with_line_numbers_and_skipped(db, settings, tm
 
 
 def test_each_record_is_kept_as_it_stands_in_the_file(db, settings, tmp_path, monkeypatch):
-    from metgan.met import csv_import
+    from metgan.met import csv_read
 
     rows = [list(r) for r in sample_rows()[:60]]
     rows[7][column("Title")] = 'Three\r\nline\ntitle, "quoted"'
     rows[8][column("Medium")] = "tab\there, back\\slash"
     path = write_csv(tmp_path / "records.csv", rows)
     # reads of 97 bytes: line breaks, records and the BOM fall across reads
-    monkeypatch.setattr(csv_import._CountingReader, "BLOCK", 97)
+    monkeypatch.setattr(csv_read.CountingReader, "BLOCK", 97)
 
     result = import_csv(path, settings=settings, chunk_rows=7)
 
