@@ -1,5 +1,5 @@
 """``metgan ingest``: scrape records and images from the Met API (the met_ingest DAG's steps in
-one process); ``metgan fake-met``: the fake Met server's commands."""
+one process)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ import click
 
 from metgan.config import get_settings
 from metgan.errors import MetRetryableError
-from metgan.met.fake.commands import fake_met
 from metgan.progress import Progress
 
-__all__ = ["fake_met", "ingest"]
+__all__ = ["ingest"]
 
 log = logging.getLogger(__name__)
 
