@@ -19,7 +19,7 @@ from metgan.errors import MetganError
 COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("metgan.store.commands:db", "Manage the PostgreSQL store (migrate, status, url, stop)."),
     "fake-met": ("metgan.testing.fakemet.commands:fake_met", "Run the fake Met API server (tests and demo)."),
-    "ingest": ("metgan.met.commands:ingest", "Scrape object records and images from the Met API."),
+    "ingest": ("metgan.pipeline_commands:ingest", "Scrape object records and images from the Met API."),
     "import-csv": ("metgan.met.csv_commands:import_csv", "Import the Met's Open Access MetObjects.csv."),
     "subset": ("metgan.images.commands:subset", "Build and inspect training subsets (e.g. vases)."),
     "train": ("metgan.gan.commands:train", "Train one GAN trial from a config file."),

@@ -25,19 +25,34 @@ def dags():
     return DagBag(dag_folder=str(REPO / "dags")).dags
 
 
-def _run(dag, conf, failed=()):
-    """Run ``dag`` with dag.test(); every task must succeed except the ``failed`` ones, which must fail."""
+def _run(dag, conf, failed=(), skipped=()):
+    """Run ``dag`` with dag.test(); every task must succeed except the ``failed`` ones, which must
+    fail, and the ``skipped`` ones, which must be skipped."""
     run = dag.test(run_conf=conf)
     states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
-    assert {key for key, state in states.items() if state != "success"} == set(failed), states
+    assert {key for key, state in states.items() if state != "success"} == {*failed, *skipped}, states
     assert all(states[key] == "failed" for key in failed), states
+    assert all(states[key] == "skipped" for key in skipped), states
     return {(ti.task_id, ti.map_index): ti for ti in run.get_task_instances()}
+
+
+def test_an_ingest_that_discovers_nothing_skips_its_csv_import_and_batches_and_closes_its_run(
+        airflow_db, db, fake_met, dags):
+    run = dags["met_ingest"].test(run_conf={"mode": "search", "query": "no object is called this"})
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert states == {("import_csv", -1): "skipped", ("discover_object_ids", -1): "success",
+                      ("fetch_records", -1): "skipped", ("download_images", -1): "skipped",
+                      ("summarize", -1): "skipped"}, states
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT status, discovered FROM scrape_runs")).one() == ("success", 0)
 
 
 def test_ingest_subset_and_search_end_to_end(airflow_db, db, fake_met, settings, dags):
     truth = fake_met.fake.truth()
 
-    tis = _run(dags["met_ingest"], {"mode": "search", "query": "vase", "limit": 60, "batch_size": 20})
+    # no csv_source: the import shows as skipped, and the scrape after it runs all the same
+    tis = _run(dags["met_ingest"], {"mode": "search", "query": "vase", "limit": 60, "batch_size": 20},
+               skipped=[("import_csv", -1)])
     assert sorted(map_index for task, map_index in tis if task == "fetch_records") == [0, 1, 2]
     assert tis[("fetch_records", 0)].rendered_map_index.startswith("objects ")
     with db.connect() as conn:

@@ -51,3 +51,15 @@ def test_the_checker_sees_imports_in_function_bodies_and_relative_ones(tmp_path)
 def test_no_product_package_imports_the_test_scaffolding():
     hits = [hit for package in PRODUCT for hit in imports_from(package, "metgan.testing")]
     assert hits == [], "production code must not depend on metgan.testing (the fake Met):\n" + "\n".join(hits)
+
+
+def test_met_and_images_do_not_import_each_other():
+    # Downloading from the Met's CDN is Met logic; images/ is local processing and subsets. What
+    # needs both (targeted scraping: a subset's candidates -> a scrape run) lives in metgan.pipeline.
+    hits = imports_from("met", "metgan.images") + imports_from("images", "metgan.met")
+    assert hits == [], "metgan.met and metgan.images must not import each other:\n" + "\n".join(hits)
+
+
+def test_no_product_package_imports_the_pipeline_that_imports_it():
+    hits = [hit for package in PRODUCT for hit in imports_from(package, "metgan.pipeline")]
+    assert hits == [], "metgan.pipeline imports the domain packages, so they must not import it:\n" + "\n".join(hits)
