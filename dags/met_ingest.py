@@ -88,7 +88,7 @@ def met_ingest():
             batch_size=int(params["batch_size"]),
             metadata_date=metadata_date,
         )
-        context["ti"].xcom_push(key="run_id", value=discovery["run_id"])
+        context["ti"].xcom_push(key="scrape_run_id", value=discovery["run_id"])
         return discovery["batches"]
 
     # The labels come from the task's own argument, so Airflow renders them when the task starts
@@ -110,12 +110,12 @@ def met_ingest():
     # closes its scrape run, then skips, so it announces no images (no vase_subset run on nothing).
     # The run's counts come from the database, which every batch wrote; no batch result is read.
     @task(outlets=[IMAGES_ASSET], trigger_rule=TriggerRule.NONE_FAILED)
-    def summarize(run_id: int) -> dict:
+    def summarize(scrape_run_id: int) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from metgan import pipeline
 
-        summary = pipeline.finish_run(run_id)
+        summary = pipeline.finish_run(scrape_run_id)
         if not summary["counts"]["images"].get("ok"):
             raise AirflowSkipException(f"scrape run {summary['run_id']} stored no image: nothing to announce")
         return summary
@@ -125,7 +125,7 @@ def met_ingest():
     fetched = fetch_records.expand(batch=batches)
     # The images of every batch wait for all the records (a failed batch leaves them upstream_failed).
     downloaded = download_images.expand(batch=batches)
-    fetched >> downloaded >> summarize(batches["run_id"])
+    fetched >> downloaded >> summarize(batches["scrape_run_id"])
 
 
 met_ingest()
