@@ -15,7 +15,8 @@ from sqlalchemy import text
 
 from metgan import pipeline
 from metgan.config import get_settings
-from metgan.met import ingest
+from metgan.errors import MetRetryableError
+from metgan.met import ingest, repository
 
 pytest_plugins = ["tests.fakemet"]
 
@@ -244,3 +245,18 @@ def test_block_page_served_with_200_is_recognised_and_never_stored(met_env, db, 
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM met_objects WHERE raw::text LIKE '%Incapsula%' "
                                  "OR status_reason LIKE '%Incapsula%'")).scalar() == 0
+
+
+def test_a_batch_that_keeps_failing_marks_its_run_failed_and_says_so_in_one_line(met_env, db, fake_met):
+    fake_met.set_faults(scope="images", error_5xx=1.0, max_per_path=1000)
+    with pytest.raises(MetRetryableError) as raised:
+        pipeline.run_ingest("full", limit=6, batch_size=16, tries=2)
+    message = str(raised.value)
+    assert message.startswith("run 1 incomplete: ") and "images in batch 0 of run 1" in message
+    assert message.endswith("(1 batch(es) affected)") and "\n" not in message
+    assert fake_met.counts().get("image", 0) >= 2 * 6, "an image is requested 6 times (the client) in each try"
+    with db.connect() as conn:
+        status, counts = conn.execute(text("SELECT status, counts FROM scrape_runs")).one()
+    assert status == "failed" and "images in batch 0" in counts["reason"]
+    assert sum(counts["records"].values()) == 6 and "error" not in counts["records"], "the records are stored"
+    assert repository.watermark(db) is None, "a failed run does not move the watermark"
