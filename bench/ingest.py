@@ -154,7 +154,7 @@ def ours(settings, batch_size: int, parallel: int) -> dict:
 
     with ThreadPoolExecutor(parallel) as pool:
         results = list(pool.map(one_batch, discovery["batches"]))
-    ingest.finish_run(discovery["run_id"], [], settings=settings)
+    ingest.finish_run(discovery["run_id"], settings=settings)
     return {"objects": discovery["total"], "images": sum(r[0] for r in results),
             "requests": sum(r[1] for r in results), "seconds": time.perf_counter() - started}
 
@@ -204,7 +204,7 @@ class FakeMetProcess:
         """Render every distinct scene once, so neither contender pays for drawing."""
         import requests
 
-        from metgan.images.download import encode_url
+        from metgan.met.download import encode_url
 
         with requests.Session() as session:
             for object_id in ids:

@@ -45,7 +45,7 @@ def vase_images(count: int, height: int, width: int, seed: int = 0) -> np.ndarra
     """uint8 NHWC vase-like images: the fake Met's drawer if present, else a procedural one."""
     rng = np.random.default_rng(seed)
     try:
-        from metgan.met.fake.images import render
+        from metgan.testing.fakemet.images import render
     except ImportError:
         render = None
     out = []

@@ -59,73 +59,73 @@ API_RETRIES = {
 def met_ingest():
     @task
     def import_csv(params: dict | None = None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         source = (params or {}).get("csv_source") or ""
         if not source:
-            return {"imported": False}
-        from metgan.met.csv_import import import_csv as run_import
+            raise AirflowSkipException("no csv_source given: nothing to import")
+        from metgan import pipeline
 
-        return {"imported": True, **run_import(source)}
+        return pipeline.import_csv(source)
 
-    @task(**API_RETRIES)
-    def discover_object_ids(csv_summary: dict, params: dict | None = None) -> dict:
-        from metgan.met import ingest
+    # NONE_FAILED: without a csv_source the import is skipped, and discovery runs all the same.
+    # The batches are the return value, which fetch_records and download_images expand over
+    # directly (Airflow maps over return values only); the run id is an XCom of its own, so
+    # summarize can close a run that discovered nothing and so has no batch to carry it.
+    @task(trigger_rule=TriggerRule.NONE_FAILED, **API_RETRIES)
+    def discover_object_ids(params: dict | None = None) -> list[dict]:
+        from metgan import pipeline
 
         context = get_current_context()
-        mode = params["mode"]
-        if mode == "targeted":
-            from metgan.met.targeted import discover_targeted
-
-            return discover_targeted(batch_size=int(params["batch_size"]))
         metadata_date = None
-        if mode == "incremental" and context["dag_run"].run_type == "scheduled":
+        if params["mode"] == "incremental" and context["dag_run"].run_type == "scheduled":
             metadata_date = context["data_interval_start"].date().isoformat()
-        return ingest.discover_object_ids(
-            mode,
+        discovery = pipeline.discover(
+            params["mode"],
             query=params["query"] or None,
             department_ids=params["department_ids"] or None,
             limit=params["limit"],
             batch_size=int(params["batch_size"]),
             metadata_date=metadata_date,
         )
-
-    @task
-    def list_batches(discovery: dict) -> list[dict]:
+        context["ti"].xcom_push(key="scrape_run_id", value=discovery["run_id"])
         return discovery["batches"]
 
     # The labels come from the task's own argument, so Airflow renders them when the task starts
     # (a label set in the context during the run shows only once the task has finished).
     @task(pool="met_api", map_index_template="{{ task.op_kwargs['batch']['label'] }}", **API_RETRIES)
     def fetch_records(batch: dict) -> dict:
-        from metgan.met import ingest
+        from metgan import pipeline
 
-        return {**batch, "records": ingest.fetch_records(batch)}
+        return pipeline.fetch_records(batch)
 
-    @task(pool="met_api", map_index_template="{{ task.op_kwargs['fetched']['label'] }}", **API_RETRIES)
-    def download_images(fetched: dict, params: dict | None = None) -> dict:
-        from metgan.met import ingest
+    @task(pool="met_api", map_index_template="{{ task.op_kwargs['batch']['label'] }}", **API_RETRIES)
+    def download_images(batch: dict, params: dict | None = None) -> dict:
+        from metgan import pipeline
 
-        batch = {k: v for k, v in fetched.items() if k != "records"}
-        return {**fetched, "images": ingest.download_images(
-            batch, additional_images=bool(params["additional_images"]))}
+        return pipeline.download_images(batch, additional_images=bool(params["additional_images"]))
 
     # NONE_FAILED: a discovery of nothing maps no batch, and the skipped batch tasks would skip
     # this one too, leaving the scrape run 'running' for ever. A run whose objects have no image
     # closes its scrape run, then skips, so it announces no images (no vase_subset run on nothing).
+    # The run's counts come from the database, which every batch wrote; no batch result is read.
     @task(outlets=[IMAGES_ASSET], trigger_rule=TriggerRule.NONE_FAILED)
-    def summarize(discovery: dict, results) -> dict:
+    def summarize(scrape_run_id: int) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from metgan.met import ingest
+        from metgan import pipeline
 
-        summary = ingest.finish_run(discovery["run_id"], list(results[:]))
+        summary = pipeline.finish_run(scrape_run_id)
         if not summary["counts"]["images"].get("ok"):
             raise AirflowSkipException(f"scrape run {summary['run_id']} stored no image: nothing to announce")
         return summary
 
-    discovery = discover_object_ids(import_csv())
-    fetched = fetch_records.expand(batch=list_batches(discovery))
-    downloaded = download_images.expand(fetched=fetched)
-    summarize(discovery, downloaded)
+    batches = discover_object_ids()
+    import_csv() >> batches
+    fetched = fetch_records.expand(batch=batches)
+    # The images of every batch wait for all the records (a failed batch leaves them upstream_failed).
+    downloaded = download_images.expand(batch=batches)
+    fetched >> downloaded >> summarize(batches["scrape_run_id"])
 
 
 met_ingest()

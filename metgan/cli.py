@@ -18,8 +18,8 @@ from metgan.errors import MetganError
 # name -> (module:attribute, one-line help shown by `metgan --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("metgan.store.commands:db", "Manage the PostgreSQL store (migrate, status, url, stop)."),
-    "fake-met": ("metgan.met.commands:fake_met", "Run the fake Met API server (tests and demo)."),
-    "ingest": ("metgan.met.commands:ingest", "Scrape object records and images from the Met API."),
+    "fake-met": ("metgan.testing.fakemet.commands:fake_met", "Run the fake Met API server (tests and demo)."),
+    "ingest": ("metgan.pipeline_commands:ingest", "Scrape object records and images from the Met API."),
     "import-csv": ("metgan.met.csv_commands:import_csv", "Import the Met's Open Access MetObjects.csv."),
     "subset": ("metgan.images.commands:subset", "Build and inspect training subsets (e.g. vases)."),
     "train": ("metgan.gan.commands:train", "Train one GAN trial from a config file."),

@@ -140,7 +140,7 @@ def dag_test(dag_id: str, conf: dict, env: dict) -> None:
 def demo(args: argparse.Namespace) -> int:
     fake = None
     if "METGAN_MET_API_URL" not in os.environ:
-        from metgan.met.fake import run_in_thread
+        from metgan.testing.fakemet import run_in_thread
 
         os.environ.setdefault("METGAN_DATA_DIR", str(REPO / ".demo" / "data"))
         os.environ.setdefault("METGAN_RESULTS_DIR", str(REPO / ".demo" / "results"))

@@ -29,7 +29,7 @@ def fake_met_options() -> dict:
 @pytest.fixture
 def fake_met(monkeypatch, fake_met_options):
     """A fake Met for this test only (faults off unless the test sets them)."""
-    from metgan.met.fake import run_in_thread
+    from metgan.testing.fakemet import run_in_thread
 
     options = {"objects": FAKE_MET_OBJECTS, "image_width": FAKE_MET_IMAGE_WIDTH, **fake_met_options}
     faults = options.pop("faults", None)
@@ -41,7 +41,7 @@ def fake_met(monkeypatch, fake_met_options):
 
 @pytest.fixture(scope="session")
 def _fake_met_session_server():
-    from metgan.met.fake import run_in_thread
+    from metgan.testing.fakemet import run_in_thread
 
     handle = run_in_thread(objects=FAKE_MET_OBJECTS, image_width=FAKE_MET_IMAGE_WIDTH)
     yield handle
@@ -51,7 +51,7 @@ def _fake_met_session_server():
 @pytest.fixture
 def fake_met_session(_fake_met_session_server, monkeypatch):
     """One fake Met shared by the session, with its request log and fault state reset for this test."""
-    from metgan.met.fake import Faults
+    from metgan.testing.fakemet import Faults
 
     handle = _fake_met_session_server
     handle.fake.fault_state.faults = Faults()

@@ -1,9 +1,9 @@
-"""Ingest entry points: the functions the ``met_ingest`` DAG's tasks and ``metgan ingest`` call.
+"""Ingest steps over the Met API and its CDN: the functions :mod:`metgan.pipeline` sequences.
 
     discover_object_ids(mode, ...)  -> {"run_id", "total", "batches": [...]}   (a scrape run)
     fetch_records(batch)            -> counts        (records of one batch, upserted in bulk)
     download_images(batch)          -> counts        (images of one batch, into the image volume)
-    finish_run(run_id, summaries)   -> counts        (marks success: the incremental watermark)
+    finish_run(run_id)              -> counts        (marks success: the incremental watermark)
 
 Each is a sync function (Airflow tasks are) that runs the async client with ``asyncio.run``, and
 each is idempotent: a batch's items already fetched in its run are skipped, images stored intact
@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any, TypeVar
 
@@ -32,9 +32,9 @@ from metgan.errors import (
     MetRetryableError,
     ObjectGoneError,
 )
-from metgan.images.download import ImageGone, download_image, stored_intact, sweep_temp_files
 from metgan.met import repository
 from metgan.met.client import Attempts, MetClient, run_sync
+from metgan.met.download import ImageGone, download_image, stored_intact, sweep_temp_files
 from metgan.met.parse import parse_record
 from metgan.met.repository import FetchOutcome, ImageOutcome
 from metgan.progress import Progress
@@ -176,18 +176,16 @@ async def _with_client(settings: Settings, call: Callable[[MetClient], Awaitable
 
 # -- records ------------------------------------------------------------------------------------
 
-def fetch_records(batch: dict, *, settings: Settings | None = None) -> dict:
+def fetch_records(batch: dict, *, settings: Settings | None = None, progress: Progress | None = None,
+                  client_options: dict | None = None) -> dict:
     """Fetch, parse and store the records of one batch; returns its counts (ok/gone/error/...).
 
     Items already fetched ok or gone in this run are skipped. Raises MetRetryableError after
     storing everything else when some objects still failed transiently (their reason is stored).
+    ``progress`` is shared across batches by a caller that runs many (the CLI); ``client_options``
+    tune the Met client (benchmarks).
     """
-    return fetch_batch(batch, settings=settings or get_settings())
-
-
-def fetch_batch(batch: dict, *, settings: Settings, progress: Progress | None = None,
-                client_options: dict | None = None) -> dict:
-    """fetch_records with a shared progress reporter and client options (CLI, benchmarks)."""
+    settings = settings or get_settings()
     run_id, number = int(batch["run_id"]), int(batch["batch"])
     engine = get_engine(settings)
     ids = repository.batch_object_ids(engine, run_id, number, pending_only=True)
@@ -276,19 +274,16 @@ async def _run_and_store(items: list, work: Callable[[Any], Awaitable[T]],
 
 # -- images -------------------------------------------------------------------------------------
 
-def download_images(batch: dict, *, additional_images: bool = False, settings: Settings | None = None) -> dict:
+def download_images(batch: dict, *, additional_images: bool = False, settings: Settings | None = None,
+                    progress: Progress | None = None, client_options: dict | None = None) -> dict:
     """Download the images of one batch's objects (primary, and additional ones if asked).
 
     Images stored intact (file present with the recorded sha256) are not downloaded again; images
     refused (host, size, pixels, undecodable) or gone (404) are not retried. Raises
     MetRetryableError after storing the rest when some downloads still failed transiently.
+    ``progress`` and ``client_options`` as for :func:`fetch_records`.
     """
-    return download_batch(batch, additional_images=additional_images, settings=settings or get_settings())
-
-
-def download_batch(batch: dict, *, additional_images: bool = False, settings: Settings,
-                   progress: Progress | None = None, client_options: dict | None = None) -> dict:
-    """download_images with a shared progress reporter and client options (CLI, benchmarks)."""
+    settings = settings or get_settings()
     run_id, number = int(batch["run_id"]), int(batch["batch"])
     engine = get_engine(settings)
     images_dir = settings.images_dir
@@ -378,20 +373,18 @@ async def _download_all(settings: Settings, engine, rows: list, progress: Progre
 
 # -- finishing ----------------------------------------------------------------------------------
 
-def finish_run(run_id: int, summaries: list[dict] | None = None, *, settings: Settings | None = None) -> dict:
+def finish_run(run_id: int, *, settings: Settings | None = None) -> dict:
     """Mark a run successful (its start date becomes the incremental watermark); return its counts.
 
-    ``summaries`` are the batch results the tasks returned (any nesting of ``records`` /
-    ``images`` dicts); the stored counts come from the database, which is authoritative.
+    The counts are read from the database, which every batch wrote before it returned: records
+    and images by status, and the requests this run's record fetches took.
     """
     settings = settings or get_settings()
     engine = get_engine(settings)
     run = repository.get_run(engine, run_id)
     if run is None:
         raise ConfigError(f"no scrape run {run_id}")
-    counts = _run_counts(engine, run_id)
-    counts["batches_reported"] = len(summaries or [])
-    counts.update(_sum_numbers(summaries or [], ("requests", "retries", "blocked", "bytes")))
+    counts = repository.run_counts(engine, run_id)
     repository.finish_run(engine, run_id, "success", counts)
     log.info("run %s (%s) finished: %s", run_id, run["mode"], counts)
     return {"run_id": run_id, "mode": run["mode"], "status": "success", "counts": counts}
@@ -401,33 +394,6 @@ def fail_run(run_id: int, reason: str, *, settings: Settings | None = None) -> N
     """Mark a run failed (it does not move the watermark)."""
     settings = settings or get_settings()
     engine = get_engine(settings)
-    counts = _run_counts(engine, run_id)
+    counts = repository.run_counts(engine, run_id)
     counts["reason"] = reason
     repository.finish_run(engine, run_id, "failed", counts)
-
-
-def _run_counts(engine, run_id: int) -> dict:
-    with repository.transaction(engine) as cursor:
-        cursor.execute("SELECT coalesce(status, 'pending'), count(*) FROM scrape_run_items "
-                       "WHERE run_id = %s GROUP BY 1", (run_id,))
-        records = dict(cursor.fetchall())
-        cursor.execute("SELECT i.status, count(*) FROM scrape_run_items r JOIN met_images i "
-                       "ON i.object_id = r.object_id WHERE r.run_id = %s GROUP BY 1", (run_id,))
-        images = dict(cursor.fetchall())
-    return {"objects": sum(records.values()), "records": records, "images": images}
-
-
-def _sum_numbers(summaries: Iterable[dict], keys: tuple[str, ...]) -> dict:
-    totals: Counter[str] = Counter()
-
-    def walk(item: Any, prefix: str) -> None:
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if key in ("records", "images") and isinstance(value, dict):
-                    walk(value, key)
-                elif key in keys and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    totals[f"{prefix}_{key}" if prefix else key] += value
-
-    for summary in summaries:
-        walk(summary, "")
-    return dict(totals)

@@ -110,6 +110,28 @@ def finish_run(engine: Engine, run_id: int, status: str, counts: dict) -> None:
             (status, Json(counts), run_id))
 
 
+def run_counts(engine: Engine, run_id: int) -> dict:
+    """A run's stored outcome: its objects, records and images by status, and how many requests
+    its record fetches took (attempts are counted per item as each batch stores it)."""
+    with transaction(engine) as cursor:
+        cursor.execute("SELECT coalesce(status, 'pending'), count(*), sum(attempts) FROM scrape_run_items "
+                       "WHERE run_id = %s GROUP BY 1", (run_id,))
+        rows = cursor.fetchall()
+        cursor.execute("SELECT i.status, count(*) FROM scrape_run_items r JOIN met_images i "
+                       "ON i.object_id = r.object_id WHERE r.run_id = %s GROUP BY 1", (run_id,))
+        images = dict(cursor.fetchall())
+    records = {status: count for status, count, _ in rows}
+    return {"objects": sum(records.values()), "records": records, "images": images,
+            "records_requests": int(sum(attempts or 0 for _, _, attempts in rows))}
+
+
+def object_count(engine: Engine) -> int:
+    """How many objects the store holds (from the API or a CSV import)."""
+    with transaction(engine) as cursor:
+        cursor.execute("SELECT count(*) FROM met_objects")
+        return cursor.fetchone()[0]
+
+
 def watermark(engine: Engine) -> date | None:
     """Start date of the last successful full or incremental run (the next metadataDate)."""
     with transaction(engine) as cursor:

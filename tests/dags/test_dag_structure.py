@@ -46,12 +46,15 @@ def test_met_ingest_wiring(dagbag):
     dag = dagbag.dags["met_ingest"]
     assert _edges(dag) == {
         ("import_csv", "discover_object_ids"),
-        ("discover_object_ids", "list_batches"),
-        ("list_batches", "fetch_records"),
+        ("discover_object_ids", "fetch_records"),
+        ("discover_object_ids", "download_images"),
         ("fetch_records", "download_images"),
         ("discover_object_ids", "summarize"),
         ("download_images", "summarize"),
     }
+    # a skipped CSV import (no csv_source) must not skip the scrape after it
+    assert dag.get_task("discover_object_ids").trigger_rule == "none_failed"
+    assert dag.get_task("summarize").trigger_rule == "none_failed"
     for task_id in ("fetch_records", "download_images"):
         task = dag.get_task(task_id)
         assert task.pool == "met_api"

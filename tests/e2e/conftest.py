@@ -16,7 +16,7 @@ POOLS = {"met_api": 4, "gpu": 1}
 
 @pytest.fixture(scope="session")
 def e2e_fake_met():
-    from metgan.met.fake import run_in_thread
+    from metgan.testing.fakemet import run_in_thread
 
     fake = run_in_thread(seed=5, objects=160, image_width=160)
     yield fake

@@ -14,9 +14,9 @@ import pytest
 
 from metgan.config import Settings
 from metgan.errors import ConfigError, ImageError, MetApiError, MetRetryableError
-from metgan.images.download import download_image
 from metgan.met.client import MetClient
 from metgan.met.csv_import import _open_source
+from metgan.met.download import download_image
 
 MB = 1024 * 1024
 MAX_BYTES = 1 * MB

@@ -425,7 +425,7 @@ def csv_row(**fields: str) -> list[str]:
 def test_targeted_run_asks_the_fake_met_only_about_selected_objects(fake_met, db, tmp_path, monkeypatch):
     from metgan.config import get_settings
     from metgan.met import ingest
-    from metgan.met.targeted import discover_targeted
+    from metgan.pipeline import discover_targeted
 
     monkeypatch.setenv("METGAN_MET_RATE", "200")
     monkeypatch.setenv("METGAN_MET_WORKERS", "1")
@@ -476,7 +476,7 @@ def test_targeted_run_asks_the_fake_met_only_about_selected_objects(fake_met, db
 
 def test_targeted_run_needs_imported_metadata(db, settings):
     from metgan.errors import ConfigError
-    from metgan.met.targeted import discover_targeted
+    from metgan.pipeline import discover_targeted
 
     with pytest.raises(ConfigError, match="import the Open Access CSV first"):
         discover_targeted(settings=settings)

@@ -52,7 +52,7 @@ def ok_ids(handle) -> list[int]:
 
 
 def test_same_seed_serves_same_bytes_and_another_seed_differs(fake_met):
-    from metgan.met.fake import run_in_thread
+    from metgan.testing.fakemet import run_in_thread
 
     with run_in_thread(objects=120, image_width=64) as twin, run_in_thread(objects=120, image_width=64, seed=7) as other:
         listing = get(fake_met, "/objects").json()
@@ -195,7 +195,7 @@ def test_image_names_with_spaces_and_non_ascii_characters_need_percent_encoding(
 
 
 def test_missing_images_answer_404_for_ever():
-    from metgan.met.fake import CollectionConfig, run_in_thread
+    from metgan.testing.fakemet import CollectionConfig, run_in_thread
 
     with run_in_thread(CollectionConfig(objects=40, image_width=48, missing_images=0.0, no_image=0.0,
                                         not_public_domain=0.0, missing_image_ids=frozenset(range(0, 2000)))) as met:
@@ -205,7 +205,7 @@ def test_missing_images_answer_404_for_ever():
 
 
 def test_foreign_image_urls_name_another_host_that_only_an_allow_list_stops():
-    from metgan.met.fake import CollectionConfig, run_in_thread
+    from metgan.testing.fakemet import CollectionConfig, run_in_thread
 
     config = CollectionConfig(objects=20, image_width=32, no_image=0.0, not_public_domain=0.0, missing_images=0.0,
                               foreign_image_ids=frozenset(range(1000, 1011)))
@@ -319,7 +319,7 @@ def test_slow_answers_and_latency(fake_met):
 
 
 def test_faults_are_deterministic_by_seed_and_request_sequence():
-    from metgan.met.fake import Faults, run_in_thread
+    from metgan.testing.fakemet import Faults, run_in_thread
 
     def sequence(seed: int) -> list:
         faults = Faults(seed=seed, error_5xx=0.3, rate_429=0.2, wrong_content_type=0.1, max_per_path=2)
@@ -375,7 +375,7 @@ def test_request_log_counts_per_endpoint_and_sliding_window(fake_met):
 
 
 def test_sliding_window_counts_the_busiest_span():
-    from metgan.met.fake.server import LoggedRequest, RequestLog
+    from metgan.testing.fakemet.server import LoggedRequest, RequestLog
 
     log = RequestLog()
     for t in (0.0, 0.5, 0.9, 1.0, 1.05, 1.8, 3.0):
@@ -434,7 +434,7 @@ def test_cli_rejects_an_unknown_fault_knob_in_one_line():
 
 @pytest.mark.parametrize("round_", [1, 2])
 def test_session_server_starts_each_test_clean(fake_met_session, round_):
-    from metgan.met.fake import Faults
+    from metgan.testing.fakemet import Faults
 
     assert fake_met_session.faults == Faults() and fake_met_session.stats()["requests"] == 0
     fake_met_session.set_faults(error_5xx=1.0)          # must not leak into the next test
@@ -446,7 +446,7 @@ def test_session_server_starts_each_test_clean(fake_met_session, round_):
 
 @pytest.fixture(scope="module")
 def real_scale():
-    from metgan.met.fake import run_in_thread
+    from metgan.testing.fakemet import run_in_thread
 
     with run_in_thread(scale="real", image_width=32) as handle:
         yield handle

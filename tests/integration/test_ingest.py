@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from metgan import pipeline
 from metgan.config import get_settings
 from metgan.errors import MetRetryableError
-from metgan.met import ingest
+from metgan.met import ingest, repository
 
 pytest_plugins = ["tests.fakemet"]
 
@@ -37,23 +38,10 @@ def met_env(monkeypatch, db, settings, fake_met):
     return get_settings()
 
 
-def ingest_like_airflow(mode: str = "full", tries: int = 4, additional_images: bool = False, **options) -> dict:
-    """discover → fetch_records / download_images per batch, retried on MetRetryableError as the
-    DAG's task retries would → finish_run."""
-    discovery = ingest.discover_object_ids(mode, batch_size=16, **options)
-    summaries = []
-    for batch in discovery["batches"]:
-        for step in (ingest.fetch_records,
-                     lambda b: ingest.download_images(b, additional_images=additional_images)):
-            for attempt in range(tries):
-                try:
-                    summaries.append(step(batch))
-                    break
-                except MetRetryableError:
-                    if attempt == tries - 1:
-                        raise
-    ingest.finish_run(discovery["run_id"], summaries)
-    return discovery
+def ingest_like_airflow(mode: str = "full", tries: int = 4, **options) -> dict:
+    """The pipeline's one orchestration (discover → records → images → finish), each batch step
+    tried up to ``tries`` times as the DAG's task retries would; returns the finished run."""
+    return pipeline.run_ingest(mode, batch_size=16, tries=tries, new_run=True, **options)
 
 
 def state(engine, images_dir: Path) -> dict:
@@ -108,9 +96,9 @@ def test_fault_soak_stores_everything_recoverable_exactly_once_and_rerun_changes
     fake_met.set_faults(seed=5, error_5xx=0.10, slow=0.03, slow_seconds=3.0, reset=0.02, truncate=0.02,
                         rate_429=0.02, retry_after=1, wrong_content_type=0.02, corrupt_image=0.02,
                         truncate_image=0.02, block_threshold=15, block_window=1.0, block_cooldown=1.0)
-    discovery = ingest_like_airflow()
+    finished = ingest_like_airflow()
     truth = fake_met.fake.truth()
-    assert discovery["total"] == len(truth)
+    assert finished["status"] == "success" and finished["counts"]["objects"] == len(truth)
     stats = fake_met.stats()
     assert stats["faults_injected"].get("block", 0) > 0, "the soak must have met the block page"
     for fault in ("error_5xx", "slow", "reset", "truncate"):
@@ -233,7 +221,7 @@ def test_search_department_incremental_and_limit(met_env, db, fake_met):
 
     first = ingest.discover_object_ids("incremental", batch_size=1000)
     assert first["total"] == len(truth), "no watermark yet: incremental lists everything"
-    ingest.finish_run(first["run_id"], [])
+    ingest.finish_run(first["run_id"])
     since = sorted(t["metadata_date"] for t in truth.values())[len(truth) // 2]
     from datetime import date
 
@@ -257,3 +245,18 @@ def test_block_page_served_with_200_is_recognised_and_never_stored(met_env, db, 
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM met_objects WHERE raw::text LIKE '%Incapsula%' "
                                  "OR status_reason LIKE '%Incapsula%'")).scalar() == 0
+
+
+def test_a_batch_that_keeps_failing_marks_its_run_failed_and_says_so_in_one_line(met_env, db, fake_met):
+    fake_met.set_faults(scope="images", error_5xx=1.0, max_per_path=1000)
+    with pytest.raises(MetRetryableError) as raised:
+        pipeline.run_ingest("full", limit=6, batch_size=16, tries=2)
+    message = str(raised.value)
+    assert message.startswith("run 1 incomplete: ") and "images in batch 0 of run 1" in message
+    assert message.endswith("(1 batch(es) affected)") and "\n" not in message
+    assert fake_met.counts().get("image", 0) >= 2 * 6, "an image is requested 6 times (the client) in each try"
+    with db.connect() as conn:
+        status, counts = conn.execute(text("SELECT status, counts FROM scrape_runs")).one()
+    assert status == "failed" and "images in batch 0" in counts["reason"]
+    assert sum(counts["records"].values()) == 6 and "error" not in counts["records"], "the records are stored"
+    assert repository.watermark(db) is None, "a failed run does not move the watermark"

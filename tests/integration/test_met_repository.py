@@ -104,16 +104,22 @@ def test_gone_and_error_never_downgrade_a_stored_record(db, settings):
 def test_watermark_is_the_start_date_of_the_last_successful_full_or_incremental_run(db, settings):
     assert repository.watermark(db) is None
     search = ingest.create_run("search", [1], params={"query": "vase"}, settings=settings)
-    ingest.finish_run(search["run_id"], [], settings=settings)
+    ingest.finish_run(search["run_id"], settings=settings)
     assert repository.watermark(db) is None, "a search run covers too little to move the watermark"
     full = ingest.create_run("full", [1, 2], params={}, settings=settings)
     with db.begin() as conn:
         conn.execute(text("UPDATE scrape_runs SET started_at = '2026-03-04 23:30+00' WHERE run_id = :r"),
                      {"r": full["run_id"]})
-    result = ingest.finish_run(full["run_id"], [{"records": {"requests": 3}, "images": {"requests": 2}}],
-                               settings=settings)
+    repository.store_fetch_outcomes(db, full["run_id"], [FetchOutcome(1, "gone", 3, reason="Not a valid object"),
+                                                         FetchOutcome(2, "error", 2, reason="timeout")])
+    result = ingest.finish_run(full["run_id"], settings=settings)
     assert result["status"] == "success"
-    assert result["counts"]["records_requests"] == 3 and result["counts"]["images_requests"] == 2
+    # the counts are the database's (every batch stored its own), not what the tasks returned
+    assert result["counts"]["records"] == {"gone": 1, "error": 1}
+    assert result["counts"]["records_requests"] == 5
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT counts->'records_requests' FROM scrape_runs WHERE run_id = :r"),
+                            {"r": full["run_id"]}).scalar() == 5
     assert str(repository.watermark(db)) == "2026-03-04"
 
 

@@ -16,14 +16,14 @@ from sqlalchemy import text
 
 from metgan.errors import MetRetryableError
 from metgan.met import ingest
-from metgan.met.fake.collection import HOSTILE_KINDS, REAL_LISTING
+from metgan.testing.fakemet.collection import HOSTILE_KINDS, REAL_LISTING
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def real_met():
-    from metgan.met.fake import run_in_thread
+    from metgan.testing.fakemet import run_in_thread
 
     with run_in_thread(scale="real", image_width=32) as handle:
         yield handle
@@ -102,7 +102,7 @@ def test_a_record_of_1_mb_is_stored_whole(real_env, db, real_met):
 def hostile_met(monkeypatch, db, settings):
     """A small fake serving every hostile body (faults off), the settings pointed at it."""
     from metgan.config import get_settings
-    from metgan.met.fake import run_in_thread
+    from metgan.testing.fakemet import run_in_thread
 
     with run_in_thread(objects=60, image_width=32, hostile=True, seed=3) as handle:
         monkeypatch.setenv("METGAN_MET_API_URL", handle.url)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from metgan.errors import ImageError
-from metgan.images.download import (
+from metgan.met.download import (
     BadContent,
     check_host,
     encode_url,
@@ -109,7 +109,7 @@ def test_sweep_removes_temp_files_of_dead_processes_only(tmp_path):
 
 
 def test_sweep_parses_host_names_with_dots(tmp_path, monkeypatch):
-    from metgan.images import download
+    from metgan.met import download
 
     monkeypatch.setattr(download, "_HOSTNAME", "worker-1.example.org")
     dead = tmp_path / ".3.jpg.worker-1.example.org.999999999.0badc0de.part"

@@ -1,6 +1,6 @@
 """A fake Met Collection API: a real aiohttp server over a generated, seeded collection.
 
-    from metgan.met.fake import run_in_thread, Faults
+    from metgan.testing.fakemet import run_in_thread, Faults
     with run_in_thread(seed=0, objects=300, faults=Faults(error_5xx=0.1)) as met:
         met.url            # http://127.0.0.1:PORT/public/collection/v1 (METGAN_MET_API_URL)
         met.image_host     # 127.0.0.1 (METGAN_IMAGE_HOSTS)
@@ -17,13 +17,13 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "Collection": "metgan.met.fake.collection",
-    "CollectionConfig": "metgan.met.fake.collection",
-    "Faults": "metgan.met.fake.faults",
-    "FakeMet": "metgan.met.fake.server",
-    "FakeMetHandle": "metgan.met.fake.running",
-    "run_in_thread": "metgan.met.fake.running",
-    "serve_forever": "metgan.met.fake.running",
+    "Collection": "metgan.testing.fakemet.collection",
+    "CollectionConfig": "metgan.testing.fakemet.collection",
+    "Faults": "metgan.testing.fakemet.faults",
+    "FakeMet": "metgan.testing.fakemet.server",
+    "FakeMetHandle": "metgan.testing.fakemet.running",
+    "run_in_thread": "metgan.testing.fakemet.running",
+    "serve_forever": "metgan.testing.fakemet.running",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -31,4 +31,4 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'metgan.met.fake' has no attribute {name!r}")
+    raise AttributeError(f"module 'metgan.testing.fakemet' has no attribute {name!r}")

@@ -10,9 +10,9 @@ from dataclasses import fields
 
 from aiohttp import web
 
-from metgan.met.fake.collection import API_PREFIX, CollectionConfig
-from metgan.met.fake.faults import Faults
-from metgan.met.fake.server import FakeMet
+from metgan.testing.fakemet.collection import API_PREFIX, CollectionConfig
+from metgan.testing.fakemet.faults import Faults
+from metgan.testing.fakemet.server import FakeMet
 
 logger = logging.getLogger(__name__)
 _COLLECTION_KEYS = {f.name for f in fields(CollectionConfig)}

@@ -8,7 +8,7 @@ from metgan.errors import ConfigError
 
 
 def _parse_faults(pairs: tuple[str, ...], seed: int):
-    from metgan.met.fake.faults import Faults
+    from metgan.testing.fakemet.faults import Faults
 
     changes = {}
     for pair in pairs:
@@ -50,8 +50,8 @@ def serve(host: str, port: int, seed: int, scale: str, objects: int | None, list
           hostile: bool | None, image_width: int, image_variants: int, faults: tuple[str, ...],
           url_file: str | None) -> None:
     """Serve until SIGTERM or SIGINT; prints the API URL (METGAN_MET_API_URL) first."""
-    from metgan.met.fake.running import collection_config, serve_forever
-    from metgan.met.fake.server import FakeMet
+    from metgan.testing.fakemet.running import collection_config, serve_forever
+    from metgan.testing.fakemet.server import FakeMet
 
     fault_config = _parse_faults(faults, seed)
     given = {"objects": objects, "listing": listing, "hostile": hostile}

@@ -31,8 +31,8 @@ from datetime import date
 
 from aiohttp import web
 
-from metgan.met.fake import images as drawing
-from metgan.met.fake.collection import (
+from metgan.testing.fakemet import images as drawing
+from metgan.testing.fakemet.collection import (
     API_PREFIX,
     DEPARTMENTS,
     IMAGE_PREFIX,
@@ -40,7 +40,7 @@ from metgan.met.fake.collection import (
     CollectionConfig,
     ImageRef,
 )
-from metgan.met.fake.faults import Faults, FaultState
+from metgan.testing.fakemet.faults import Faults, FaultState
 
 logger = logging.getLogger(__name__)
 

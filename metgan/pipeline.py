@@ -1,0 +1,153 @@
+"""The ingest pipeline: the steps that cross domains, and the one sequence that runs them.
+
+The ``met_ingest`` DAG's tasks, ``metgan ingest`` and the tests all call these, so there is one
+orchestration of a scrape, whoever drives it:
+
+    import_csv(source)                 the optional CSV bootstrap (Met metadata, no image URLs)
+    discover(mode, ...)                -> {"run_id", "total", "batches"}   (a scrape run)
+    fetch_records(batch)               -> counts    (records of one batch, from the Met API)
+    download_images(batch)             -> counts    (images of one batch, from the Met's CDN)
+    finish_run(run_id)                 -> counts    (read from the database; the watermark)
+    run_ingest(mode, ...)              all of the above in one process, resumable (the CLI)
+
+It is the one module that may import both :mod:`metgan.met` (the Met API, its CDN and the
+scrape-run tables) and :mod:`metgan.images` (which objects a subset can use): targeted scraping
+needs both, and neither package imports the other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from metgan.config import Settings, get_settings
+from metgan.errors import ConfigError, MetRetryableError
+from metgan.met import repository
+from metgan.met.ingest import (
+    create_run,
+    discover_object_ids,
+    download_images,
+    fail_run,
+    fetch_records,
+    find_unfinished_run,
+    finish_run,
+)
+from metgan.progress import Progress
+from metgan.store import get_engine
+
+__all__ = ["DISCOVERY_MODES", "discover", "discover_targeted", "download_images", "fetch_records", "finish_run",
+           "import_csv", "run_ingest"]
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_MODES = ("full", "incremental", "search", "department", "targeted")
+
+
+def import_csv(source: str, *, settings: Settings | None = None) -> dict[str, Any]:
+    """The CSV bootstrap: stream the Open Access ``MetObjects.csv`` into the store; return its counts."""
+    # imported here: the CSV reader is only needed by the runs that ask for a bootstrap
+    from metgan.met.csv_import import import_csv as load_csv
+
+    return load_csv(source, settings=settings or get_settings())
+
+
+def discover_targeted(subset_params: dict | None = None, *, batch_size: int = 1000,
+                      settings: Settings | None = None) -> dict[str, Any]:
+    """Create a ``targeted`` scrape run over a subset's candidate objects; return its batches.
+
+    After a CSV import the whole collection's metadata is in ``met_objects`` but image URLs are
+    only in the API: the subset's metadata selection (vases by default) picks the ids, and the
+    run asks the API about those alone (about 10,000 calls for the vases instead of 490,000).
+    Raises ConfigError when no object is stored yet (import the CSV first) or none matches.
+    """
+    from metgan.images.selection import SubsetParams, candidate_object_ids
+
+    settings = settings or get_settings()
+    engine = get_engine(settings)
+    # validated and canonical, so the run records exactly what was selected
+    selection = SubsetParams.from_dict(subset_params).to_dict()
+    object_ids = candidate_object_ids(subset_params, engine=engine)
+    if not object_ids:
+        stored = repository.object_count(engine)
+        if not stored:
+            raise ConfigError("no objects in the store to select from; import the Open Access CSV "
+                              "first (metgan import-csv PATH|URL)")
+        raise ConfigError(f"the subset selection matches none of the {stored} stored objects")
+    params = {"subset": {k: selection[k] for k in ("include", "exclude", "regex", "classifications",
+                                                   "public_domain")}}
+    run = create_run("targeted", object_ids, params=params, batch_size=batch_size, settings=settings)
+    log.info("targeted run %d: %d candidate objects in %d batches", run["run_id"], run["total"],
+             len(run["batches"]))
+    return run
+
+
+def discover(mode: str, *, query: str | None = None, department_ids: list[int] | None = None,
+             limit: int | None = None, batch_size: int = 1000, metadata_date: str | None = None,
+             settings: Settings | None = None) -> dict[str, Any]:
+    """Start a scrape run of ``mode`` (the API's own modes, or ``targeted`` at the vase subset's
+    candidates); returns ``{"run_id", "total", "batches"}``, each batch labelled "objects 1–1000"."""
+    settings = settings or get_settings()
+    if mode == "targeted":
+        return discover_targeted(batch_size=batch_size, settings=settings)
+    if mode not in DISCOVERY_MODES:
+        raise ConfigError(f"unknown ingest mode {mode!r}; valid modes: {', '.join(DISCOVERY_MODES)}")
+    return discover_object_ids(mode, query=query, department_ids=department_ids, limit=limit,
+                               batch_size=batch_size, metadata_date=metadata_date, settings=settings)
+
+
+def run_ingest(mode: str, *, query: str | None = None, department_ids: list[int] | None = None,
+               limit: int | None = None, batch_size: int = 1000, metadata_date: str | None = None,
+               additional_images: bool = False, images: bool = True, new_run: bool = False, tries: int = 2,
+               bar: bool = False, report: Callable[[str], None] = log.info,
+               settings: Settings | None = None) -> dict[str, Any]:
+    """Run a whole scrape in this process: discover (or resume), every batch's records, then
+    every batch's images, then finish; returns finish_run's summary.
+
+    An interrupted run made for the same request is resumed (only what is missing is fetched)
+    unless ``new_run``; ``targeted`` runs always start anew. A batch step that raises
+    MetRetryableError is tried up to ``tries`` times in all, as the DAG's task retries would; when
+    one still fails, the run is marked failed and MetRetryableError names the first problem.
+    ``report`` receives the few lines a person wants to see (resuming, the run's size).
+    """
+    settings = settings or get_settings()
+    if tries < 1:
+        raise ConfigError(f"tries must be at least 1, got {tries}")
+    request = dict(query=query, department_ids=department_ids, limit=limit, batch_size=batch_size,
+                   metadata_date=metadata_date, settings=settings)
+    discovery = None if new_run or mode == "targeted" else find_unfinished_run(mode, **request)
+    if discovery is not None:
+        report(f"resuming run {discovery['run_id']}")
+    else:
+        discovery = discover(mode, **request)
+    run_id, batches = discovery["run_id"], discovery["batches"]
+    report(f"run {run_id}: {discovery['total']} objects in {len(batches)} batches")
+
+    def run_phase(name: str, total: int, step: Callable[[dict, Progress], dict]) -> list[str]:
+        progress = Progress(name, total, logger=log, bar=bar)
+        problems: list[str] = []
+        for batch in batches:
+            for attempt in range(1, tries + 1):
+                try:
+                    step(batch, progress)
+                    break
+                except MetRetryableError as exc:
+                    if attempt == tries:
+                        problems.append(str(exc))
+                    else:
+                        log.warning("%s; retrying the batch (try %d of %d)", exc, attempt + 1, tries)
+        progress.finish()
+        return problems
+
+    problems = run_phase("records", discovery["total"],
+                         lambda b, p: fetch_records(b, settings=settings, progress=p))
+    if images:
+        engine = get_engine(settings)
+        total = sum(len(repository.batch_images(engine, run_id, b["batch"], additional=additional_images))
+                    for b in batches)
+        problems += run_phase("images", total, lambda b, p: download_images(
+            b, additional_images=additional_images, settings=settings, progress=p))
+    if problems:
+        fail_run(run_id, problems[0], settings=settings)
+        raise MetRetryableError(f"run {run_id} incomplete: {problems[0]} ({len(problems)} batch(es) affected)")
+    return finish_run(run_id, settings=settings)

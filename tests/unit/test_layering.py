@@ -1,0 +1,65 @@
+"""Which package may import which, read from the source (ast), so an import added in a function
+body counts as much as one at the top of a file."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "metgan"
+PRODUCT = ("met", "images", "gan", "viz", "store")
+
+
+def imported_modules(path: Path, package: str | None = None) -> set[str]:
+    """Every module ``path`` imports, absolute (``from . import x`` resolved against ``package``,
+    by default the package the file sits in)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    if package is None:
+        package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{module}" if module else base
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def imports_from(subpackage: str, forbidden: str) -> list[str]:
+    """``file: module`` for each import of ``forbidden`` (or below it) in ``metgan/<subpackage>``."""
+    hits = []
+    for path in sorted((PACKAGE / subpackage).rglob("*.py")):
+        for module in sorted(imported_modules(path)):
+            if module == forbidden or module.startswith(forbidden + "."):
+                hits.append(f"{path.relative_to(PACKAGE.parent)}: {module}")
+    return hits
+
+
+def test_the_checker_sees_imports_in_function_bodies_and_relative_ones(tmp_path):
+    source = tmp_path / "probe.py"
+    source.write_text("import json\n\ndef f():\n    from metgan.testing.fakemet import run_in_thread\n"
+                      "    from ..images import selection\n")
+    found = imported_modules(source, package="metgan.met")
+    assert {"json", "metgan.testing.fakemet", "metgan.images.selection"} <= found
+
+
+def test_no_product_package_imports_the_test_scaffolding():
+    hits = [hit for package in PRODUCT for hit in imports_from(package, "metgan.testing")]
+    assert hits == [], "production code must not depend on metgan.testing (the fake Met):\n" + "\n".join(hits)
+
+
+def test_met_and_images_do_not_import_each_other():
+    # Downloading from the Met's CDN is Met logic; images/ is local processing and subsets. What
+    # needs both (targeted scraping: a subset's candidates -> a scrape run) lives in metgan.pipeline.
+    hits = imports_from("met", "metgan.images") + imports_from("images", "metgan.met")
+    assert hits == [], "metgan.met and metgan.images must not import each other:\n" + "\n".join(hits)
+
+
+def test_no_product_package_imports_the_pipeline_that_imports_it():
+    hits = [hit for package in PRODUCT for hit in imports_from(package, "metgan.pipeline")]
+    assert hits == [], "metgan.pipeline imports the domain packages, so they must not import it:\n" + "\n".join(hits)
