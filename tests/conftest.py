@@ -134,3 +134,21 @@ def db(database_url, settings):
         if tables:
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     return engine
+
+
+@pytest.fixture
+def embedded_env():
+    """(environment, data_dir) for a CLI subprocess on its own embedded server: no METGAN_* of the
+    caller, data under a fresh folder; the server is stopped and the folder removed afterwards."""
+    import shutil
+
+    from metgan.store import embedded
+
+    # outside pytest's basetemp, which pytest keeps at 0700: PostgreSQL runs as another user
+    data_dir = Path(tempfile.mkdtemp(prefix="metgan-embedded-")) / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METGAN_")}
+    env["METGAN_DATA_DIR"] = str(data_dir)
+    yield env, data_dir
+    if (data_dir / "postgres").exists():
+        embedded.stop_server(data_dir)
+    shutil.rmtree(data_dir.parent, ignore_errors=True)

@@ -4,29 +4,12 @@ The demo itself takes minutes, so these drive its start/stop functions directly,
 `metgan db migrate` that starts a real embedded server, and look for its processes with pgrep.
 """
 
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-
-import pytest
 
 from metgan import demo
 from metgan.store import embedded
-
-
-@pytest.fixture
-def clean_env():
-    # outside pytest's basetemp, which pytest keeps at 0700: PostgreSQL runs as another user
-    data_dir = Path(tempfile.mkdtemp(prefix="metgan-demo-")) / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METGAN_")}
-    env["METGAN_DATA_DIR"] = str(data_dir)
-    yield env, data_dir
-    if (data_dir / "postgres").exists():
-        embedded.stop_server(data_dir)
-    shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 def postgres_processes(data_dir: Path) -> list[str]:
@@ -40,8 +23,8 @@ def migrate(env: dict) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_a_server_the_command_started_is_stopped_and_no_process_remains(clean_env):
-    env, data_dir = clean_env
+def test_a_server_the_command_started_is_stopped_and_no_process_remains(embedded_env):
+    env, data_dir = embedded_env
     before = demo.embedded_before(env)
     assert before == demo.EmbeddedServer(data_dir, was_running=False)
     migrate(env)  # what prepare() runs first: it starts the embedded server
@@ -52,8 +35,8 @@ def test_a_server_the_command_started_is_stopped_and_no_process_remains(clean_en
     assert postgres_processes(data_dir) == []
 
 
-def test_a_server_that_was_running_before_is_left_running_and_says_how_to_stop_it(clean_env):
-    env, data_dir = clean_env
+def test_a_server_that_was_running_before_is_left_running_and_says_how_to_stop_it(embedded_env):
+    env, data_dir = embedded_env
     migrate(env)
     before = demo.embedded_before(env)
     assert before.was_running
@@ -63,8 +46,8 @@ def test_a_server_that_was_running_before_is_left_running_and_says_how_to_stop_i
     assert embedded.is_running(data_dir) and postgres_processes(data_dir)
 
 
-def test_with_a_database_url_nothing_embedded_is_started_or_stopped(clean_env):
-    env, data_dir = clean_env
+def test_with_a_database_url_nothing_embedded_is_started_or_stopped(embedded_env):
+    env, data_dir = embedded_env
     before = demo.embedded_before({**env, "METGAN_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x"})
     assert before.data_dir is None
     assert "METGAN_DATABASE_URL" in demo.release(before)

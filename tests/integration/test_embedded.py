@@ -1,15 +1,10 @@
 """The embedded PostgreSQL server, used when METGAN_DATABASE_URL is unset."""
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import psycopg2
-import pytest
 
 from metgan.store import embedded
 
@@ -17,18 +12,6 @@ WHO = ("import json, psycopg2; from metgan.store import engine;"
        "url = engine.database_url();"
        "c = psycopg2.connect(url); cur = c.cursor(); cur.execute('SELECT pg_postmaster_start_time()::text');"
        "print(json.dumps({'url': url, 'started': cur.fetchone()[0]}))")
-
-
-@pytest.fixture
-def embedded_env():
-    # outside pytest's basetemp, which pytest keeps at 0700: PostgreSQL runs as another user
-    data_dir = Path(tempfile.mkdtemp(prefix="metgan-embedded-")) / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METGAN_")}
-    env["METGAN_DATA_DIR"] = str(data_dir)
-    yield env, data_dir
-    if (data_dir / "postgres").exists():
-        embedded.stop_server(data_dir)
-    shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 def test_two_processes_get_one_server_and_data_survives_a_restart(embedded_env):
