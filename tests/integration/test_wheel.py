@@ -9,6 +9,7 @@ minutes and gigabytes without testing anything of ours).
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -27,7 +28,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(REPO)],
+    # Built from a copy without the checkout's build/: setuptools builds in the tree and reuses
+    # build/lib, so a file an earlier build left there would reach the wheel whatever package-data says.
+    source = tmp_path_factory.mktemp("source") / "metgan"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", ".airflow",
+        ".demo", "data", "results"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
                    check=True, cwd=out)
     (built,) = out.glob("metgan-*.whl")
     return built
@@ -42,6 +49,14 @@ def test_wheel_carries_the_migrations_and_named_queries(wheel):
         assert f"metgan/sql/{name}" in names
     for name in queries:
         assert f"metgan/sql/queries/{name}" in names
+
+
+def test_wheel_carries_the_report_template_style_and_script(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    templates = sorted(p.name for p in (REPO / "metgan" / "viz" / "templates").iterdir() if p.is_file())
+    assert {"report.html.j2", "report.css", "report.js"} <= set(templates)
+    for name in templates:
+        assert f"metgan/viz/templates/{name}" in names
 
 
 def test_installed_wheel_migrates_scrapes_and_builds_a_subset(wheel, tmp_path, pg_admin_url):
