@@ -63,8 +63,11 @@ def test_installed_wheel_migrates_scrapes_and_builds_a_subset(wheel, tmp_path, p
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
+    # Without the caller's PYTHONPATH: with a checkout on it (its metgan.egg-info beside the package),
+    # pip finds metgan "already satisfied" and installs nothing into the new virtualenv.
+    outer = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-                    str(wheel)], check=True)
+                    str(wheel)], check=True, env=outer)
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
     # A plain path line: the outer environment's packages, but not its .pth files (the editable
