@@ -2,14 +2,14 @@
 
 Built from files alone (``search.json`` and the trial folders). Every link is relative, so the
 folder opens from disk in a browser and serves as-is under any URL prefix (the Airflow plugin
-mounts the results folder). The page has no external resource: inline CSS and a few lines of
-JavaScript that sort the leaderboard by the clicked column.
+mounts the results folder). The page has no external resource: ``templates/report.html.j2`` holds
+its markup and inlines ``report.css`` and ``report.js`` (a few lines that sort the leaderboard by the
+clicked column); this module does the data work and hands the template plain values.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import logging
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+import jinja2
 import numpy as np
 from PIL import Image
 
@@ -220,252 +221,97 @@ def _gallery(search_dir: Path, best: list[Entry], images_per_trial: int, subset_
 
 
 # ---------------------------------------------------------------------------------------------
-# HTML
+# The page: plain values for templates/report.html.j2, which alone holds the markup
 
-def _cell(key: str, kind: str, values: dict) -> str:
+# Autoescaped: labels, stop messages and settings come from trial folders, which a user may edit.
+# The values handed over are dicts whose keys never name a dict method: Jinja tries attributes
+# first, so a key called "copy" would render as the (truthy) dict.copy.
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("metgan.viz", "templates"),
+                                autoescape=jinja2.select_autoescape(["html", "j2"]),
+                                undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                                keep_trailing_newline=True)
+STYLE = _TEMPLATES.loader.get_source(_TEMPLATES, "report.css")[0]
+# The plugin's Content-Security-Policy allows the report's script by the sha256 of this text, and
+# the template inserts it unchanged: this string is exactly the page's only inline script.
+SCRIPT = _TEMPLATES.loader.get_source(_TEMPLATES, "report.js")[0]
+
+
+def _cell(key: str, kind: str, values: dict) -> dict:
+    """One leaderboard cell: ``data`` is what the sorting script compares, ``text`` what is shown."""
     value = values.get(key)
-    if key == "label":
-        shown = (f'<a href="#trial-{html.escape(values.get("trial_id", ""))}">{html.escape(str(value))}</a>'
-                 f'<span class="id">{html.escape(values.get("trial_id", ""))}</span>')
-        return f'<td data-value="{html.escape(str(value))}">{shown}</td>'
-    if key == "status":
-        status = html.escape(str(value))
-        return f'<td data-value="{status}"><span class="pill {status}">{status}</span></td>'
     if key == "epochs_done":
         planned = values.get("epochs")
-        text = f"{value}/{planned}" if planned else str(value)
-        return f'<td class="num" data-value="{value}">{html.escape(text)}</td>'
+        return {"key": key, "kind": kind, "data": str(value), "text": f"{value}/{planned}" if planned else str(value)}
     if kind == "number":
-        data = "" if value is None else repr(float(value))
-        return f'<td class="num" data-value="{data}">{html.escape(format_value(value))}</td>'
-    return f'<td data-value="{html.escape(str(value or ""))}">{html.escape(str(value or ""))}</td>'
+        return {"key": key, "kind": kind, "data": "" if value is None else repr(float(value)),
+                "text": format_value(value)}
+    if key in ("label", "status"):
+        return {"key": key, "kind": kind, "data": str(value), "text": str(value)}
+    return {"key": key, "kind": kind, "data": str(value or ""), "text": str(value or "")}
 
 
 def _link(trial_id: str, name: str) -> str:
     return f"{quote(trial_id)}/{quote(name)}"
 
 
-def _figure(trial_id: str, name: str, hidden: bool = False) -> str:
-    link = _link(trial_id, name)
-    return (f'<figure{" hidden" if hidden else ""}><a href="{link}"><img src="{link}" '
-            f'alt="{html.escape(name)} of {html.escape(trial_id)}"></a>'
-            f"<figcaption>{html.escape(name)}</figcaption></figure>")
+def _figure(trial_id: str, name: str) -> dict:
+    return {"trial_id": trial_id, "name": name, "link": _link(trial_id, name)}
 
 
-def _card(entry: Entry, search_dir: Path) -> str:
+def _card(entry: Entry, search_dir: Path) -> dict:
     values = entry.values
-    trial_id = html.escape(entry.trial_id)
-    status = html.escape(str(values.get("status")))
-    parts = [f'<section class="card" id="trial-{trial_id}">',
-             f'<h3>{html.escape(str(values.get("label")))} <span class="id">{trial_id}</span> '
-             f'<span class="pill {status}">{status}</span></h3>']
-    if values.get("stop") and status != "completed":
-        parts.append(f'<p class="banner {status}">{html.escape(values["stop"])}</p>')
+    status = str(values.get("status"))
+    card = {"trial_id": entry.trial_id, "label": str(values.get("label")), "status": status,
+            "banner": values["stop"] if values.get("stop") and status != "completed" else "",
+            "found": entry.trial is not None}
     if entry.trial is None:
-        parts.append("</section>")
-        return "\n".join(parts)
-    settings = values.get("settings") or {}
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(format_value(v))}</td></tr>"
-                   for k, v in sorted(settings.items())) or '<tr><td colspan="2">default settings</td></tr>'
-    parts.append(f'<div class="card-body"><table class="settings"><caption>Settings that differ from the '
-                 f'defaults</caption>{rows}</table>')
+        return card
     folder = search_dir / entry.trial_id
-    for name in (trialdir.FINAL_GRID, trialdir.PROGRESS_GIF):
-        if (folder / name).exists():
-            parts.append(_figure(entry.trial_id, name))
-    parts.append("</div>")
-    graphs = [name for name in GRAPH_FILES if (folder / name).exists()]
-    if graphs:
-        tabs = "".join(f'<button type="button" role="tab" aria-selected="{str(i == 0).lower()}" '
-                       f'data-show="{i}">{html.escape(GRAPH_FILES[name])}</button>' for i, name in enumerate(graphs))
-        parts.append(f'<div class="graphs"><div class="tabs" role="tablist">{tabs}</div>')
-        for index, name in enumerate(graphs):
-            parts.append(_figure(entry.trial_id, name, hidden=index > 0))
-        parts.append("</div>")
-    if not (folder / trialdir.PROGRESS_GIF).exists():
-        parts.append('<p class="note">No GIFs rendered yet (run <code>metgan render</code>).</p>')
-    files = [n for n in trialdir.RECORD_FILES if (folder / n).exists()]
-    links = " · ".join(f'<a href="{_link(entry.trial_id, n)}">{n}</a>' for n in files)
-    parts.append(f'<p class="files">{links}</p></section>')
-    return "\n".join(parts)
+    settings = values.get("settings") or {}
+    card.update(
+        settings=[(str(key), format_value(value)) for key, value in sorted(settings.items())],
+        figures=[_figure(entry.trial_id, name) for name in (trialdir.FINAL_GRID, trialdir.PROGRESS_GIF)
+                 if (folder / name).exists()],
+        graphs=[{**_figure(entry.trial_id, name), "title": title} for name, title in GRAPH_FILES.items()
+                if (folder / name).exists()],
+        gifs=(folder / trialdir.PROGRESS_GIF).exists(),
+        files=[{"name": name, "link": _link(entry.trial_id, name)} for name in trialdir.RECORD_FILES
+               if (folder / name).exists()])
+    return card
 
 
-def _gallery_html(pairs: dict[str, list[Pair]], entries: dict[str, Entry], subset_note: str) -> str:
-    parts = ['<section id="gallery"><h2>New images and their nearest training image</h2>',
-             '<p class="lede">Each new image from the best trials sits beside the training image closest '
-             'to it in pixels (downscaled, RMS distance 0–1). A distance near 0 means the model copied '
-             'a training image rather than making a new one.</p>']
-    if subset_note:
-        parts.append(f'<p class="warning">Nearest training images are not shown: {html.escape(subset_note)}.</p>')
-    if not pairs:
-        parts.append('<p class="note">No trial has generated images yet.</p>')
-    for trial_id, trial_pairs in pairs.items():
-        label = html.escape(str(entries[trial_id].values.get("label")))
-        parts.append(f'<h3>{label} <span class="id">{html.escape(trial_id)}</span></h3><div class="pairs">')
-        for pair in trial_pairs:
-            new = f'<img src="{GALLERY}/{quote(pair.generated)}" alt="new image {html.escape(pair.generated)}">'
-            if pair.nearest:
-                near = f'<img src="{GALLERY}/{quote(pair.nearest)}" alt="nearest training image">'
-                flag = " copy" if pair.distance is not None and pair.distance < NEAR_COPY else ""
-                caption = f'<figcaption class="{flag.strip()}">distance {pair.distance:.3f}' + \
-                          (" · near copy" if flag else "") + "</figcaption>"
-            else:
-                near, caption = '<span class="missing">—</span>', "<figcaption>no training image</figcaption>"
-            parts.append(f'<figure class="pair"><div>{new}{near}</div>{caption}</figure>')
-        parts.append("</div>")
-    parts.append("</section>")
-    return "\n".join(parts)
+def _gallery_groups(pairs: dict[str, list[Pair]], entries: dict[str, Entry]) -> list[dict]:
+    return [{"trial_id": trial_id, "label": str(entries[trial_id].values.get("label")),
+             "pairs": [{"name": pair.generated, "generated": f"{GALLERY}/{quote(pair.generated)}",
+                        "nearest": f"{GALLERY}/{quote(pair.nearest)}" if pair.nearest else None,
+                        "distance": "" if pair.distance is None else f"{pair.distance:.3f}",
+                        "near_copy": pair.distance is not None and pair.distance < NEAR_COPY}
+                       for pair in trial_pairs]}
+            for trial_id, trial_pairs in pairs.items()]
 
 
-STYLE = """
-:root{--ink:#222226;--muted:#6e7078;--paper:#fff;--mat:#f1efea;--rule:#dedcd6;--accent:#3b6fb6;
---completed:#2e7d32;--stopped:#bf6e00;--failed:#b71c1c;--running:#1565c0;--pending:#6e7078;--missing:#6e7078}
-*{box-sizing:border-box}
-body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:var(--ink);background:var(--mat)}
-header{background:var(--ink);color:#fff;padding:24px 32px}
-header h1{margin:0 0 4px;font-size:24px;font-weight:650}
-header p{margin:0;color:#c9c7c2}
-main{max-width:1240px;margin:0 auto;padding:24px 32px 48px}
-h2{font-size:19px;margin:32px 0 12px}
-h3{font-size:16px;margin:0 0 8px}
-.id{font:12px ui-monospace,"DejaVu Sans Mono",monospace;color:var(--muted);margin-left:6px}
-table.board{width:100%;border-collapse:collapse;background:var(--paper);border-radius:8px;overflow:hidden;box-shadow:0 1px 2px #0001}
-.board th,.board td{padding:8px 10px;border-bottom:1px solid var(--rule);text-align:left;vertical-align:top}
-.board td.num{text-align:right;font-variant-numeric:tabular-nums}
-.board th{background:#f8f7f4;font-size:13px;white-space:nowrap;padding:0}
-.board th button{all:unset;cursor:pointer;display:block;padding:9px 10px;width:100%;box-sizing:border-box}
-.board th button:hover{background:#eceae4}
-.board th button:focus-visible{outline:2px solid var(--accent)}
-.board th[aria-sort=ascending] button::after{content:" ▲";color:var(--accent)}
-.board th[aria-sort=descending] button::after{content:" ▼";color:var(--accent)}
-.board td:nth-child(4){max-width:320px;color:var(--muted);font-size:13px}
-.board td:nth-child(2){white-space:nowrap}
-.board td a{color:var(--ink);font-weight:600;text-decoration:none}
-.board td a:hover{text-decoration:underline}
-.board .id{display:block;margin:0}
-.pill{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff;background:var(--pending)}
-.pill.completed{background:var(--completed)}.pill.stopped{background:var(--stopped)}
-.pill.failed{background:var(--failed)}.pill.running{background:var(--running)}
-.card{background:var(--paper);border-radius:8px;padding:16px 20px;margin:0 0 16px;box-shadow:0 1px 2px #0001}
-.card h3 .pill{margin-left:8px;vertical-align:2px}
-.banner{margin:0 0 12px;padding:8px 12px;border-radius:6px;color:#fff;background:var(--pending)}
-.banner.stopped{background:var(--stopped)}.banner.failed{background:var(--failed)}.banner.running{background:var(--running)}
-.card-body{display:flex;gap:20px;align-items:flex-start;flex-wrap:wrap}
-.card figure{margin:0}
-.card img{display:block;max-width:100%;height:auto;border:1px solid var(--rule);border-radius:4px;image-rendering:pixelated}
-.card-body figure:first-of-type img{height:300px;width:auto}
-.graphs{margin-top:16px}
-.tabs{display:flex;gap:4px;margin-bottom:8px}
-.tabs button{font:inherit;font-size:13px;padding:4px 12px;border:1px solid var(--rule);border-radius:14px;background:var(--paper);color:var(--ink);cursor:pointer}
-.tabs button[aria-selected=true]{background:var(--ink);color:#fff;border-color:var(--ink)}
-table.settings{border-collapse:collapse;font-size:13px;min-width:220px}
-.settings caption{text-align:left;color:var(--muted);font-size:12px;padding-bottom:4px}
-.settings th{font-weight:500;color:var(--muted);text-align:left;padding:2px 14px 2px 0}
-.settings td{font-family:ui-monospace,"DejaVu Sans Mono",monospace}
-figcaption{font-size:12px;color:var(--muted);margin-top:3px}
-.files{font-size:13px;margin:10px 0 0}.files a{color:var(--accent)}
-.pairs{display:flex;flex-wrap:wrap;gap:14px;margin-bottom:20px}
-.pair{margin:0;background:var(--paper);padding:8px;border-radius:6px;box-shadow:0 1px 2px #0001}
-.pair div{display:flex;gap:4px}
-.pair img{width:72px;image-rendering:pixelated;display:block}
-.pair figcaption.copy{color:var(--failed);font-weight:600}
-.missing{display:flex;width:72px;align-items:center;justify-content:center;color:var(--muted)}
-.lede{color:var(--muted);max-width:780px}
-.warning{background:#fff4e0;border-left:4px solid var(--stopped);padding:8px 12px}
-.note{color:var(--muted)}
-"""
-
-SCRIPT = """
-(function(){
-  var table=document.getElementById('leaderboard');
-  var headers=table.querySelectorAll('thead th');
-  headers.forEach(function(th,column){
-    th.querySelector('button').addEventListener('click',function(){
-      var numeric=th.dataset.kind==='number';
-      var ascending=th.getAttribute('aria-sort')!=='ascending';
-      headers.forEach(function(other){other.removeAttribute('aria-sort');});
-      th.setAttribute('aria-sort',ascending?'ascending':'descending');
-      var body=table.tBodies[0];
-      var rows=Array.prototype.slice.call(body.rows);
-      rows.sort(function(a,b){
-        var x=a.cells[column].dataset.value,y=b.cells[column].dataset.value;
-        if(x===''&&y==='')return 0;
-        if(x==='')return 1;
-        if(y==='')return -1;
-        var order=numeric?parseFloat(x)-parseFloat(y):x.localeCompare(y);
-        return ascending?order:-order;
-      });
-      rows.forEach(function(row){body.appendChild(row);});
-    });
-  });
-  document.querySelectorAll('.graphs').forEach(function(box){
-    var tabs=box.querySelectorAll('[role=tab]'),figures=box.querySelectorAll('figure');
-    tabs.forEach(function(tab){
-      tab.addEventListener('click',function(){
-        tabs.forEach(function(other){other.setAttribute('aria-selected',String(other===tab));});
-        figures.forEach(function(figure,index){figure.hidden=String(index)!==tab.dataset.show;});
-      });
-    });
-  });
-})();
-"""
-
-
-def _page(search: dict, search_dir: Path, ranked: list[Entry], gallery: str) -> str:
-    name = html.escape(str(search.get("name") or search_dir.name))
+def _page(search: dict, search_dir: Path, ranked: list[Entry], pairs: dict[str, list[Pair]],
+          subset_note: str) -> str:
     objective = str(search.get("objective") or "swd")
     direction = str(search.get("direction") or "min")
     counts: dict[str, int] = {}
     for entry in ranked:
         counts[str(entry.values.get("status"))] = counts.get(str(entry.values.get("status")), 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     objective_label = SCORE_LABELS.get(objective, objective)
-    heads = []
-    for key, heading, kind in COLUMNS:
-        if key == "objective":
-            heading = f"{objective_label} ({'lower' if direction == 'min' else 'higher'} is better)"
-        sort = ' aria-sort="ascending"' if key == "rank" else ""
-        heads.append(f'<th data-kind="{kind}" data-key="{key}"{sort}><button type="button">'
-                     f"{html.escape(heading)}</button></th>")
-    rows = []
-    for entry in ranked:
-        cells = "".join(_cell(key, kind, entry.values) for key, _, kind in COLUMNS)
-        rows.append(f'<tr data-trial="{html.escape(entry.trial_id)}">{cells}</tr>')
-    cards = "\n".join(_card(entry, search_dir) for entry in ranked)
-    created = html.escape(str(search.get("created_at") or ""))
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{name} · metgan search report</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<header>
-<h1>{name}</h1>
-<p>Subset <strong>{html.escape(str(search.get("subset") or "?"))}</strong> · objective
-{html.escape(objective_label)} ({html.escape(direction)}) · {len(ranked)} trials: {html.escape(summary)}
-· search created {created}</p>
-</header>
-<main>
-<h2>Leaderboard</h2>
-<p class="lede">Click a column heading to sort by it; click again to reverse. Data:
-<a href="leaderboard.csv">leaderboard.csv</a>.</p>
-<table class="board" id="leaderboard">
-<thead><tr>{"".join(heads)}</tr></thead>
-<tbody>
-{chr(10).join(rows)}
-</tbody>
-</table>
-{gallery}
-<h2>Trials</h2>
-{cards}
-</main>
-<script>{SCRIPT}</script>
-</body>
-</html>
-"""
+    columns = [{"key": key, "kind": kind, "sorted": key == "rank",
+                "heading": f"{objective_label} ({'lower' if direction == 'min' else 'higher'} is better)"
+                if key == "objective" else heading}
+               for key, heading, kind in COLUMNS]
+    rows = [{"trial_id": entry.trial_id, "cells": [_cell(key, kind, entry.values) for key, _, kind in COLUMNS]}
+            for entry in ranked]
+    entries = {e.trial_id: e for e in ranked}
+    return _TEMPLATES.get_template("report.html.j2").render(
+        name=str(search.get("name") or search_dir.name), subset=str(search.get("subset") or "?"),
+        objective_label=objective_label, direction=direction,
+        summary=", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+        created=str(search.get("created_at") or ""), columns=columns, rows=rows,
+        gallery=_gallery_groups(pairs, entries), subset_note=subset_note,
+        cards=[_card(entry, search_dir) for entry in ranked], style=STYLE, script=SCRIPT)
 
 
 def _write_text(path: Path, text: str) -> Path:
@@ -535,8 +381,7 @@ def publish_report(search_dir: str | Path, *, top_k: int = 3, images_per_trial: 
     if subset_note and pairs:
         log.warning("report for %s: %s", search_dir.name, subset_note)
 
-    entries = {e.trial_id: e for e in ranked}
-    page = _page(search, search_dir, ranked, _gallery_html(pairs, entries, subset_note))
+    page = _page(search, search_dir, ranked, pairs, subset_note)
     report = _write_text(search_dir / trialdir.REPORT, page)
     leaderboard = _write_text(search_dir / trialdir.LEADERBOARD, _leaderboard_csv(ranked))
     log.info("report for %s: %d trials, %d gallery images", search_dir.name, len(ranked), len(written_gallery))

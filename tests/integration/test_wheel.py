@@ -9,6 +9,7 @@ minutes and gigabytes without testing anything of ours).
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -27,7 +28,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(REPO)],
+    # Built from a copy without the checkout's build/: setuptools builds in the tree and reuses
+    # build/lib, so a file an earlier build left there would reach the wheel whatever package-data says.
+    source = tmp_path_factory.mktemp("source") / "metgan"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", ".airflow",
+        ".demo", "data", "results"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
                    check=True, cwd=out)
     (built,) = out.glob("metgan-*.whl")
     return built
@@ -44,14 +51,23 @@ def test_wheel_carries_the_migrations_and_named_queries(wheel):
         assert f"metgan/sql/queries/{name}" in names
 
 
+def test_wheel_carries_the_report_template_style_and_script(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    templates = sorted(p.name for p in (REPO / "metgan" / "viz" / "templates").iterdir() if p.is_file())
+    assert {"report.html.j2", "report.css", "report.js"} <= set(templates)
+    for name in templates:
+        assert f"metgan/viz/templates/{name}" in names
+
+
 def test_installed_wheel_migrates_scrapes_and_builds_a_subset(wheel, tmp_path, pg_admin_url):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    # Without PYTHONPATH: a checkout on it (its metgan.egg-info) would make pip think metgan is installed.
-    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # Without the caller's PYTHONPATH: with a checkout on it (its metgan.egg-info beside the package),
+    # pip finds metgan "already satisfied" and installs nothing into the new virtualenv.
+    outer = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-                    str(wheel)], check=True, env=clean)
+                    str(wheel)], check=True, env=outer)
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
     # A plain path line: the outer environment's packages, but not its .pth files (the editable
