@@ -71,3 +71,18 @@ def test_bad_input_is_one_clear_line(call, message):
     with pytest.raises(ValueError, match=message) as error:
         call()
     assert "\n" not in str(error.value)
+
+
+def test_the_trial_folder_writer_draws_with_this_drawer(tmp_path):
+    from metgan.testing.trialfolders import make_subset, make_trial
+
+    subset = make_subset(tmp_path / "subset", count=9, seed=0)
+    pixels = sorted(np.asarray(Image.open(path)).tobytes() for path in (subset / "images").glob("*.png"))
+    assert pixels == sorted(image.tobytes() for image in vases.vase_images(9, seed=0))
+    for path in (subset / "images").glob("*.png"):  # named by the file's hash, as the subset builder names them
+        assert path.stem == hashlib.sha256(path.read_bytes()).hexdigest()
+
+    # a finished trial's generated image 0 is vase 7 seen through a little noise: a near copy
+    trial = make_trial(tmp_path / "t", epochs=2, generated=1)
+    generated = np.asarray(Image.open(next((trial / "generated").glob("*.png")))).astype(int)
+    assert np.abs(generated - vases.vase_images(8, seed=0)[7].astype(int)).mean() < 6
