@@ -29,11 +29,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from metgan.testing.trialfolders import make_trial  # noqa: E402
 from metgan.viz.gifs import to_palette, write_gif  # noqa: E402
 from metgan.viz.grids import display_scale, load_grid, scaled  # noqa: E402
 from metgan.viz.plots import DEFAULT_SCORES, PANELS, STYLES  # noqa: E402
 from metgan.viz.render import DEFAULT_DURATION, DEFAULT_WINDOW, render_trial  # noqa: E402
-from metgan.viz.synthetic import make_trial  # noqa: E402
 from metgan.viz.trial import SCORE_LABELS, load_trial  # noqa: E402
 
 BUDGET_S = 20.0  # the limit for the three graph GIFs of a 100-epoch trial on 2 cores

@@ -40,42 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-
-def vase_images(count: int, height: int, width: int, seed: int = 0) -> np.ndarray:
-    """uint8 NHWC vase-like images: the fake Met's drawer if present, else a procedural one."""
-    rng = np.random.default_rng(seed)
-    try:
-        from metgan.testing.fakemet.images import render
-    except ImportError:
-        render = None
-    out = []
-    for scene in range(count):
-        if render is not None:
-            # render() gives the finished RGB photograph (the drawers alone return floats in 0..1)
-            image = np.asarray(render("vase", seed, scene, width * 2, height * 2)
-                               .resize((width, height), Image.LANCZOS))
-        else:
-            image = _procedural_vase(rng, height, width)
-        out.append(image)
-    return np.stack(out).astype(np.uint8)
-
-
-def _procedural_vase(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    t = yy / height
-    neck = rng.uniform(0.08, 0.15)
-    belly = rng.uniform(0.22, 0.42)
-    belly_at = rng.uniform(0.45, 0.7)
-    profile = width * (neck + (belly - neck) * np.exp(-((t - belly_at) ** 2) / (2 * 0.12 ** 2)))
-    top, bottom = rng.uniform(0.05, 0.15), rng.uniform(0.88, 0.95)
-    inside = (np.abs(xx - width / 2) < profile) & (t > top) & (t < bottom)
-    colour = rng.uniform(30, 200, 3)
-    shade = 0.6 + 0.4 * np.cos((xx - width / 2) / np.maximum(profile, 1) * 1.2)
-    bands = 1 + 0.15 * np.sin(t * rng.uniform(10, 30)) * (rng.random() < 0.5)
-    vase = colour[None, None, :] * (shade * bands)[..., None]
-    background = rng.uniform(225, 245) + (yy / height * -10)[..., None]
-    image = np.where(inside[..., None], vase, background) + rng.normal(0, 2, (height, width, 3))
-    return np.clip(image, 0, 255).astype(np.uint8)
+# The one vase drawer (bench/gpu_check.sh imports vase_images from here).
+from metgan.testing.vases import vase_images  # noqa: E402,F401
 
 
 def write_folder(images: np.ndarray, folder: Path) -> None:

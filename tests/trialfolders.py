@@ -1,4 +1,4 @@
-"""Hand-made trial and search folders for the viz tests (no training: see metgan.viz.synthetic, which
+"""Hand-made trial and search folders for the viz tests (no training: see metgan.testing.trialfolders, which
 writes them through metgan.trialdir with the trainer's keys; settings are real GanConfig keys).
 
 Import the fixtures into a test module (``from tests.trialfolders import completed_trial``).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from metgan.viz.synthetic import make_search, make_subset, make_trial
+from metgan.testing.trialfolders import make_search, make_subset, make_trial
 
 __all__ = ["make_search", "make_subset", "make_trial", "completed_trial", "stopped_trial", "search_folder"]
 

@@ -25,7 +25,7 @@ def results(settings):
 
 @pytest.fixture
 def searches(settings):
-    """Two searches written by the trainer's folder contract (metgan.viz.synthetic): an older one,
+    """Two searches written by the trainer's folder contract (metgan.testing.trialfolders): an older one,
     and a newer one with a completed, a stopped and two failed trials, and its Airflow run."""
     root = settings.results_dir
     older = make_search(root / "older-search", {"t1": {"epochs": 4, "label": "old trial"}})

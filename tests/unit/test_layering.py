@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "metgan"
-PRODUCT = ("met", "images", "gan", "viz", "store")
+PRODUCT = ("met", "images", "gan", "viz", "store", "pipeline")  # a package or a module (pipeline.py)
 
 
 def imported_modules(path: Path, package: str | None = None) -> set[str]:
@@ -33,7 +33,10 @@ def imported_modules(path: Path, package: str | None = None) -> set[str]:
 def imports_from(subpackage: str, forbidden: str) -> list[str]:
     """``file: module`` for each import of ``forbidden`` (or below it) in ``metgan/<subpackage>``."""
     hits = []
-    for path in sorted((PACKAGE / subpackage).rglob("*.py")):
+    module_file = PACKAGE / f"{subpackage}.py"
+    paths = [module_file] if module_file.is_file() else sorted((PACKAGE / subpackage).rglob("*.py"))
+    assert paths, f"metgan/{subpackage} not found: the layering checks would pass by looking at nothing"
+    for path in paths:
         for module in sorted(imported_modules(path)):
             if module == forbidden or module.startswith(forbidden + "."):
                 hits.append(f"{path.relative_to(PACKAGE.parent)}: {module}")
@@ -63,3 +66,16 @@ def test_met_and_images_do_not_import_each_other():
 def test_no_product_package_imports_the_pipeline_that_imports_it():
     hits = [hit for package in PRODUCT for hit in imports_from(package, "metgan.pipeline")]
     assert hits == [], "metgan.pipeline imports the domain packages, so they must not import it:\n" + "\n".join(hits)
+
+
+def test_the_checker_reads_single_module_packages_too():
+    # pipeline is metgan/pipeline.py, not a folder: rglob on a missing folder would find nothing and pass.
+    assert any(module.startswith("metgan.") for module in imported_modules(PACKAGE / "pipeline.py"))
+    assert imports_from("pipeline", "metgan.images") != []
+
+
+def test_the_test_scaffolding_lives_in_metgan_testing_only():
+    # One drawer, one trial-folder writer: the product keeps no copy (viz/synthetic.py was one).
+    assert not (PACKAGE / "viz" / "synthetic.py").exists()
+    hits = [hit for package in PRODUCT for hit in imports_from(package, "metgan.viz.synthetic")]
+    assert hits == []

@@ -189,7 +189,7 @@ def test_viz_imports_neither_tensorflow_nor_airflow():
 
 
 def test_a_folder_written_by_the_old_fixtures_still_renders_and_lists_only_what_differs(completed_trial):
-    # config.json as viz.synthetic used to write it: keys GanConfig does not know, no overrides in trial.json
+    # config.json as the old trial-folder writer (viz.synthetic) wrote it: keys GanConfig does not know, no overrides in trial.json
     (completed_trial / "config.json").write_text(json.dumps({
         "preset": "default", "epochs": 6, "latent_dim": 100, "image_size": [40, 32], "batch_size": 32,
         "g_lr": 0.0002, "loss": "ns"}))

@@ -1,8 +1,9 @@
 """Hand-made trial and search folders, written the way training writes them.
 
 They let the renderer, the report, their tests and ``bench/render.py`` run without training a
-model: sample grids are drawn with numpy (soft vase-like silhouettes that sharpen epoch by epoch)
-and the scores follow plausible curves. Everything else is the trainer's: the config is a real
+model: sample grids are vases from :mod:`metgan.testing.vases` (the one drawer) seen through noise
+that clears epoch by epoch, and the scores follow plausible curves. Test scaffolding, not product:
+no product package imports this (``tests/unit/test_layering.py``). Everything else is the trainer's: the config is a real
 :class:`~metgan.gan.config.GanConfig` (so only real keys, validated), trial.json starts from
 :func:`metgan.trialdir.pending_trial_info` and takes the keys the trainer adds, every metrics
 line has the trainer's keys, and all of it is written through :mod:`metgan.trialdir`
@@ -13,7 +14,9 @@ reports the same way).
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
+import io
 import math
 from pathlib import Path
 
@@ -22,37 +25,38 @@ from PIL import Image
 
 from metgan import trialdir
 from metgan.gan.config import GanConfig
+from metgan.testing.vases import vase, vase_images
 
 DEFAULT_OVERRIDES = {"g_lr": 0.0005, "batch_size": 16, "diffaugment": ["color"]}
 
 
-def _vase(rng: np.random.Generator, height: int, width: int, sharpness: float) -> np.ndarray:
-    """One RGB vase silhouette on a light ground; ``sharpness`` 0 is noise, 1 is a clean shape."""
-    y = np.linspace(0.0, 1.0, height)[:, None]
-    x = np.linspace(-1.0, 1.0, width)[None, :]
-    belly = 0.35 + 0.25 * rng.random()
-    neck = 0.12 + 0.1 * rng.random()
-    profile = neck + (belly - neck) * np.sin(np.pi * np.clip(y * 1.1 - 0.05, 0, 1)) ** 1.5
-    inside = (np.abs(x) < profile) & (y > 0.08) & (y < 0.95)
-    hue = rng.random(3) * 0.6 + 0.2
-    body = inside[..., None] * hue * (0.7 + 0.3 * np.cos(3 * x))[..., None]
-    ground = (~inside)[..., None] * np.array([0.93, 0.91, 0.86])
-    clean = body + ground
-    noise = rng.random((height, width, 3))
-    image = sharpness * clean + (1 - sharpness) * noise
-    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+MANIFEST_HEADER = "file,sha256,object_id,image_seq,width,height,mode,source_width,source_height".split(",")
+
+
+@functools.lru_cache(maxsize=4096)
+def _clean(seed: int, scene: int, height: int, width: int) -> np.ndarray:
+    # Every epoch's grid shows the same vases: draw each once (a 100-epoch bench trial draws 1,600 tiles).
+    pixels = vase(seed, scene, width=width, height=height).astype(np.float64)
+    pixels.flags.writeable = False
+    return pixels
+
+
+def _tile(seed: int, scene: int, height: int, width: int, sharpness: float) -> np.ndarray:
+    """Vase ``scene`` of ``seed`` seen through noise: ``sharpness`` 0 is noise, 1 the clean photograph."""
+    clean = _clean(seed, scene, height, width)
+    noise = np.random.default_rng([seed, scene]).random((height, width, 3)) * 255
+    return np.clip(sharpness * clean + (1 - sharpness) * noise, 0, 255).astype(np.uint8)
 
 
 def sample_grid(epoch: int, epochs: int, *, rows: int = 4, cols: int = 4, height: int = 40,
-                width: int = 32, seed: int = 0) -> Image.Image:
+                width: int = 32, seed: int = 0, first_scene: int = 0) -> Image.Image:
     """The grid of the fixed latents at ``epoch``: the same vases every epoch, sharper as it trains."""
     sharpness = 1 - math.exp(-4 * epoch / max(epochs, 1)) if epoch else 0.0
     grid = np.zeros((rows * height, cols * width, 3), np.uint8)
     for index in range(rows * cols):
-        rng = np.random.default_rng(seed * 1000 + index)
-        tile = _vase(rng, height, width, sharpness)
         r, c = divmod(index, cols)
-        grid[r * height:(r + 1) * height, c * width:(c + 1) * width] = tile
+        grid[r * height:(r + 1) * height, c * width:(c + 1) * width] = _tile(seed, first_scene + index, height,
+                                                                             width, sharpness)
     return Image.fromarray(grid)
 
 
@@ -125,30 +129,31 @@ def make_trial(trial_dir: str | Path, *, epochs: int = 10, epochs_done: int | No
     if generated:
         (trial_dir / trialdir.GENERATED).mkdir(exist_ok=True)
         for index in range(generated):
-            tile = sample_grid(done, epochs, rows=1, cols=1, height=height, width=width,
-                               seed=seed * 100 + index + 7)
+            # Scenes 7.. of the trial's seed: a trial of seed 0 "generates" near copies of a seed-0
+            # subset's images 7.., which the report must find and flag.
+            tile = sample_grid(done, epochs, rows=1, cols=1, height=height, width=width, seed=seed,
+                               first_scene=index + 7)
             tile.save(trialdir.generated_path(trial_dir, index))
     return trial_dir
 
 
-def make_subset(subset_dir: str | Path, *, count: int = 24, height: int = 40, width: int = 32,
+def make_subset(subset_dir: str | Path, *, count: int = 64, height: int = 40, width: int = 32,
                 seed: int = 0) -> Path:
-    """Write a training subset folder (``images/<sha256>.png`` and ``manifest.csv``)."""
+    """Write a training subset folder like the subset builder's: ``images/<sha256 of the file>.png`` (vases
+    0..count-1 of ``seed``) and ``manifest.csv``."""
     subset_dir = Path(subset_dir)
     (subset_dir / "images").mkdir(parents=True, exist_ok=True)
     rows = []
-    for index in range(count):
-        tile = sample_grid(1, 1, rows=1, cols=1, height=height, width=width, seed=seed * 100 + index)
-        data = tile.tobytes()
+    for index, image in enumerate(vase_images(count, height, width, seed)):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        data = buffer.getvalue()
         sha = hashlib.sha256(data).hexdigest()
-        name = f"images/{sha}.png"
-        tile.save(subset_dir / name)
-        rows.append({"file": name, "sha256": sha, "object_id": 1000 + index, "image_seq": 0,
-                     "width": width, "height": height, "mode": "RGB", "source_width": width * 10,
-                     "source_height": height * 10})
-    with open(subset_dir / "manifest.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
+        (subset_dir / "images" / f"{sha}.png").write_bytes(data)
+        rows.append([f"images/{sha}.png", sha, 1000 + index, 0, width, height, "RGB", width * 10, height * 10])
+    with (subset_dir / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(MANIFEST_HEADER)
         writer.writerows(rows)
     return subset_dir
 
