@@ -1,1 +1,1 @@
-"""Images: download validation, resizing and training subset building."""
+"""Images: local image processing only: subset selection, resizing and building (nothing from met/)."""
