@@ -156,3 +156,21 @@ def test_the_selection_rule_is_no_schema_function_after_migrating(fresh_url):
             "SELECT to_regprocedure('subset_candidates(text[], text[], text[], boolean)')")).scalar_one()
     engine.dispose()
     assert function is None
+
+
+def test_a_search_never_migrates_the_schema_itself(fresh_url, monkeypatch, tmp_path):
+    """Only `metgan db migrate` migrates: a search against an unmigrated database gets the
+    store's one-line error and leaves the database as it was (it used to migrate on its own)."""
+    from metgan.config import get_settings
+    from metgan.errors import StoreError
+    from metgan.gan import search
+
+    monkeypatch.setenv("METGAN_DATABASE_URL", fresh_url)
+    monkeypatch.setenv("METGAN_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(StoreError, match=r"has no metgan schema; run `metgan db migrate`"):
+        search.leaderboard("tiny", settings=get_settings())
+    engine = _engine(fresh_url)
+    with engine.connect() as conn:
+        tables = conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).scalar_one()
+    engine.dispose()
+    assert tables == 0
