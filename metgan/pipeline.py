@@ -23,7 +23,7 @@ from typing import Any
 
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError, MetRetryableError
-from metgan.met import repository
+from metgan.store import met as repository
 from metgan.met.ingest import (
     create_run,
     discover_object_ids,

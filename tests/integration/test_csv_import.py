@@ -275,7 +275,7 @@ API_SAMPLE = SHARED / "met-samples" / "objects" / "object_436535.json"
 
 def store_api_record(db, record: dict) -> None:
     """Write one API record through the API ingest's own upsert (as fetch_records does)."""
-    from metgan.met import repository
+    from metgan.store import met as repository
     from metgan.met.parse import parse_record
 
     parsed = parse_record(record)

@@ -63,3 +63,15 @@ def test_met_and_images_do_not_import_each_other():
 def test_no_product_package_imports_the_pipeline_that_imports_it():
     hits = [hit for package in PRODUCT for hit in imports_from(package, "metgan.pipeline")]
     assert hits == [], "metgan.pipeline imports the domain packages, so they must not import it:\n" + "\n".join(hits)
+
+
+def test_store_imports_no_domain_package():
+    # store/ is the bottom layer: repositories per domain on an injected engine. The domains call
+    # it, never the reverse (that would be a cycle, and a repository reaching for settings, images
+    # or training). The one allowance is metgan.met.parse, the record's column schema (pure, no
+    # I/O), which the met repository's bulk upsert is written against.
+    allowed = {"metgan.met.parse"}
+    hits = [hit for package in ("met", "images", "gan", "viz", "pipeline", "pipeline_commands", "demo")
+            for hit in imports_from("store", f"metgan.{package}")
+            if hit.split(": ")[1].rsplit(".", 1)[0] not in allowed and hit.split(": ")[1] not in allowed]
+    assert hits == [], "metgan.store must not import a domain package:\n" + "\n".join(hits)
