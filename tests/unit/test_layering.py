@@ -75,3 +75,14 @@ def test_store_imports_no_domain_package():
             for hit in imports_from("store", f"metgan.{package}")
             if hit.split(": ")[1].rsplit(".", 1)[0] not in allowed and hit.split(": ")[1] not in allowed]
     assert hits == [], "metgan.store must not import a domain package:\n" + "\n".join(hits)
+
+
+def test_no_module_keeps_a_private_engine_helper():
+    # One way to reach the database: the entry point calls metgan.store.get_engine once and
+    # passes the engine down; private _engine() helpers were several ways to do the same.
+    hits = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        hits += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno}" for node in ast.walk(tree)
+                 if isinstance(node, ast.FunctionDef) and node.name == "_engine"]
+    assert hits == [], "get the engine at the entry point instead of a private helper:\n" + "\n".join(hits)
