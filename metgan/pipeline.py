@@ -23,7 +23,6 @@ from typing import Any
 
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError, MetRetryableError
-from metgan.met import repository
 from metgan.met.ingest import (
     create_run,
     discover_object_ids,
@@ -35,6 +34,7 @@ from metgan.met.ingest import (
 )
 from metgan.progress import Progress
 from metgan.store import get_engine
+from metgan.store import met as repository
 
 __all__ = ["DISCOVERY_MODES", "discover", "discover_targeted", "download_images", "fetch_records", "finish_run",
            "import_csv", "run_ingest"]

@@ -309,91 +309,14 @@ def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str,
     return plan
 
 
-_MIGRATED: set[str] = set()
-
-
-def _engine(settings: Settings):
-    """The store's engine, migrated once per process (so a fresh database just works)."""
-    from metgan.store import get_engine, migrate
-
-    engine = get_engine(settings)
-    url = engine.url.render_as_string(hide_password=False)
-    if url not in _MIGRATED:
-        migrate(engine)
-        _MIGRATED.add(url)
-    return engine
-
-
 def _db_plan(search_name: str, record: dict, folder: Path, resolved, settings: Settings) -> None:
-    from sqlalchemy import text
+    from metgan.store import get_engine
+    from metgan.store.searches import record_plan
 
-    with _engine(settings).begin() as conn:
-        conn.execute(text(
-            "INSERT INTO searches (name, subset_name, grid, objective, direction, path) "
-            "VALUES (:name, :subset, CAST(:grid AS jsonb), :objective, :direction, :path) "
-            "ON CONFLICT (name) DO UPDATE SET subset_name = EXCLUDED.subset_name, grid = EXCLUDED.grid, "
-            "objective = EXCLUDED.objective, direction = EXCLUDED.direction, path = EXCLUDED.path, "
-            "updated_at = now()"),
-            {"name": search_name, "subset": record["subset"], "grid": json.dumps(record["grid"]),
-             "objective": record["objective"], "direction": record["direction"], "path": str(folder)})
-        for _, config in resolved:
-            conn.execute(text(
-                "INSERT INTO trials (search_name, trial_id, config, status, path) "
-                "VALUES (:search, :trial, CAST(:config AS jsonb), 'pending', :path) "
-                "ON CONFLICT (search_name, trial_id) DO NOTHING"),
-                {"search": search_name, "trial": config.trial_id(), "config": json.dumps(config.to_dict()),
-                 "path": str(folder / config.trial_id())})
-
-
-# --- the database recorder --------------------------------------------------------------------
-
-def _jsonable(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-class DbRecorder:
-    """Mirrors a trial's progress into ``trials`` and ``trial_epochs`` (upserts only)."""
-
-    def __init__(self, search_name: str, trial_id: str, settings: Settings):
-        self.search_name = search_name
-        self.trial_id = trial_id
-        self.settings = settings
-
-    def _run(self, sql: str, params: dict) -> None:
-        from sqlalchemy import text
-
-        with _engine(self.settings).begin() as conn:
-            conn.execute(text(sql), {"search": self.search_name, "trial": self.trial_id, **params})
-
-    def truncate(self, last_epoch: int) -> None:
-        self._run("DELETE FROM trial_epochs WHERE search_name = :search AND trial_id = :trial AND epoch > :epoch",
-                  {"epoch": last_epoch})
-
-    def started(self, info: dict) -> None:
-        self._run("UPDATE trials SET status = 'running', stop_reason = NULL, error = NULL, device = :device, "
-                  "hostname = :hostname, epochs_done = :epochs_done, "
-                  "started_at = COALESCE(started_at, now()), finished_at = NULL, updated_at = now() "
-                  "WHERE search_name = :search AND trial_id = :trial",
-                  {"device": info.get("device"), "hostname": info.get("hostname"),
-                   "epochs_done": info.get("epochs_done", 0)})
-
-    def epoch(self, line: dict) -> None:
-        self._run("INSERT INTO trial_epochs (search_name, trial_id, epoch, metrics) "
-                  "VALUES (:search, :trial, :epoch, CAST(:metrics AS jsonb)) "
-                  "ON CONFLICT (search_name, trial_id, epoch) DO UPDATE SET metrics = EXCLUDED.metrics, "
-                  "recorded_at = now()", {"epoch": line["epoch"], "metrics": _jsonable(line)})
-        self._run("UPDATE trials SET epochs_done = :epoch, updated_at = now() "
-                  "WHERE search_name = :search AND trial_id = :trial", {"epoch": line["epoch"]})
-
-    def finished(self, info: dict, final: dict, best: dict, objective: float | None) -> None:
-        self._run("UPDATE trials SET status = :status, stop_reason = :stop_reason, error = :error, "
-                  "epochs_done = :epochs_done, images_per_s = :ips, final_metrics = CAST(:final AS jsonb), "
-                  "best_metrics = CAST(:best AS jsonb), objective = :objective, device = :device, "
-                  "finished_at = now(), updated_at = now() WHERE search_name = :search AND trial_id = :trial",
-                  {"status": info["status"], "stop_reason": info.get("stop_reason"), "error": info.get("error"),
-                   "epochs_done": info.get("epochs_done", 0), "ips": info.get("images_per_s"),
-                   "final": _jsonable(final), "best": _jsonable(best), "objective": objective,
-                   "device": info.get("device")})
+    record_plan(get_engine(settings), search_name, subset=record["subset"], grid=record["grid"],
+                objective=record["objective"], direction=record["direction"], path=str(folder),
+                trials=[(config.trial_id(), config.to_dict(), str(folder / config.trial_id()))
+                        for _, config in resolved])
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -418,8 +341,10 @@ def train_trial(search_name: str, trial_id: str, *, settings: Settings | None = 
     # hand-edited search.json must not make a trial (and the report's gallery) read outside the subsets.
     subset_dir = subset_folder(search.get("subset"), settings)
     from metgan.gan.trial import error_summary, run_trial, summary_from_files
+    from metgan.store import get_engine
+    from metgan.store.searches import DbRecorder
 
-    recorder = DbRecorder(search_name, trial_id, settings)
+    recorder = DbRecorder(get_engine(settings), search_name, trial_id)
     error = None
     try:
         summary = run_trial(trial_dir, config, subset_dir, search_name=search_name, trial_id=trial_id,
@@ -481,20 +406,16 @@ def train_planned(search_name: str, plan: list[dict], *, settings: Settings | No
 
 def leaderboard(search_name: str, *, settings: Settings | None = None) -> list[dict]:
     """Trials ordered by the search's objective (best first; trials without a value last)."""
-    from sqlalchemy import text
+    from metgan.store import get_engine
+    from metgan.store.searches import ranked_trials, search_row
 
     settings = settings or get_settings()
     _checked(search_name, "search name")
-    with _engine(settings).connect() as conn:
-        search = conn.execute(text("SELECT objective, direction FROM searches WHERE name = :name"),
-                              {"name": search_name}).mappings().first()
-        if search is None:
-            raise GanConfigError(f"no search named {search_name!r} in the database")
-        order = "ASC" if search["direction"] == "min" else "DESC"
-        rows = conn.execute(text(
-            "SELECT trial_id, status, stop_reason, epochs_done, objective, images_per_s, device, config, "
-            "final_metrics, best_metrics, path FROM trials WHERE search_name = :name "
-            f"ORDER BY objective {order} NULLS LAST, trial_id"), {"name": search_name}).mappings().all()
+    engine = get_engine(settings)
+    search = search_row(engine, search_name)
+    if search is None:
+        raise GanConfigError(f"no search named {search_name!r} in the database")
+    rows = ranked_trials(engine, search_name, search["direction"])
     board = []
     for rank, row in enumerate(rows, start=1):
         config = GanConfig.from_dict(row["config"])

@@ -174,10 +174,19 @@ class SubsetParams:
         }
 
 
-def _run(engine: Engine, query: str, selection: Selection) -> list[tuple]:
+def images_query() -> str:
+    """subset_images.sql on top of the selection rule (subset_candidates.sql) as CTE "candidates".
+
+    The rule lives in subset_candidates.sql alone; composing here (rather than repeating it, or
+    keeping it in a schema function) is what lets both uses read the same text.
+    """
+    return f"WITH candidates AS (\n{load_query('subset_candidates')}\n)\n{load_query('subset_images')}"
+
+
+def _run(engine: Engine, sql: str, selection: Selection) -> list[tuple]:
     try:
         with engine.connect() as conn:
-            return list(conn.exec_driver_sql(load_query(query), selection.query_params()).fetchall())
+            return list(conn.exec_driver_sql(sql, selection.query_params()).fetchall())
     except (DataError, ProgrammingError) as exc:
         first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         if "regular expression" in first:
@@ -185,22 +194,14 @@ def _run(engine: Engine, query: str, selection: Selection) -> list[tuple]:
         raise
 
 
-def _engine(engine: Engine | None) -> Engine:
-    if engine is not None:
-        return engine
-    from metgan.store import get_engine
-
-    return get_engine()
-
-
-def candidate_object_ids(params: Mapping[str, Any] | None = None, *, engine: Engine | None = None) -> list[int]:
+def candidate_object_ids(params: Mapping[str, Any] | None = None, *, engine: Engine) -> list[int]:
     """Object ids the subset's metadata selects (no image needed), ascending.
 
     ``params`` is a subset's parameter dict (shape keys are accepted and ignored here). The CSV
     bootstrap uses this to ask the API only about objects that can end up in the subset.
     """
     selection = SubsetParams.from_dict(params).selection
-    return [row[0] for row in _run(_engine(engine), "subset_candidates", selection)]
+    return [row[0] for row in _run(engine, load_query("subset_candidates"), selection)]
 
 
 @dataclass(frozen=True)
@@ -213,12 +214,12 @@ class SourceImage:
     height: int | None
 
 
-def candidate_images(selection: Selection, *, engine: Engine | None = None) -> tuple[list[SourceImage], int]:
+def candidate_images(selection: Selection, *, engine: Engine) -> tuple[list[SourceImage], int]:
     """The subset's downloaded images, one per sha256, and how many duplicates were dropped."""
     seen: set[str] = set()
     images: list[SourceImage] = []
     duplicates = 0
-    for row in _run(_engine(engine), "subset_images", selection):
+    for row in _run(engine, images_query(), selection):
         image = SourceImage(*row)
         if image.sha256 in seen:
             duplicates += 1

@@ -48,6 +48,7 @@ from metgan.images.selection import (
     candidate_object_ids,
 )
 from metgan.progress import Progress
+from metgan.store import get_engine
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,6 @@ def subset_dir(name: str, settings: Settings | None = None) -> Path:
     """The folder of subset ``name``: ``<data_dir>/subsets/<name>``."""
     settings = settings or get_settings()
     return settings.subsets_dir / check_name(name)
-
-
-def _engine(settings: Settings) -> Engine:
-    from metgan.store import get_engine
-
-    return get_engine(settings)
 
 
 @contextmanager
@@ -231,7 +226,7 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
     """
     settings = settings or get_settings()
     check_name(name)
-    engine = _engine(settings)
+    engine = get_engine(settings)
     started = time.monotonic()
     with _build_lock(engine, name):
         subset_params = SubsetParams.from_dict(params, base=_stored_params(engine, name))
@@ -310,7 +305,7 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
 def list_subsets(*, settings: Settings | None = None) -> list[dict]:
     """Every subset with its parameters and counts, by name."""
     settings = settings or get_settings()
-    with _engine(settings).connect() as conn:
+    with get_engine(settings).connect() as conn:
         rows = conn.execute(text(
             "SELECT name, params, counts, path, created_at, updated_at FROM subsets ORDER BY name")).mappings()
         return [dict(row) for row in rows]
@@ -320,7 +315,7 @@ def subset_info(name: str, *, settings: Settings | None = None) -> dict:
     """One subset: its row, the source sizes of its images, and the bytes its images take."""
     settings = settings or get_settings()
     check_name(name)
-    engine = _engine(settings)
+    engine = get_engine(settings)
     with engine.connect() as conn:
         row = conn.execute(text(
             "SELECT name, params, counts, path, created_at, updated_at FROM subsets WHERE name = :name"),

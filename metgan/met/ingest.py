@@ -32,13 +32,13 @@ from metgan.errors import (
     MetRetryableError,
     ObjectGoneError,
 )
-from metgan.met import repository
 from metgan.met.client import Attempts, MetClient, run_sync
 from metgan.met.download import ImageGone, download_image, stored_intact, sweep_temp_files
 from metgan.met.parse import parse_record
-from metgan.met.repository import FetchOutcome, ImageOutcome
 from metgan.progress import Progress
 from metgan.store import get_engine
+from metgan.store import met as repository
+from metgan.store.met import FetchOutcome, ImageOutcome
 
 log = logging.getLogger(__name__)
 

@@ -117,6 +117,13 @@ def _explaining_cursor(url: URL) -> type:
             except psycopg2.Error as exc:
                 raise _explained(exc) from exc
 
+        # COPY too: the bulk paths (a run's items, the CSV load) reach a table before any SELECT
+        def copy_expert(self, sql, file, size=8192):
+            try:
+                return super().copy_expert(sql, file, size)
+            except psycopg2.Error as exc:
+                raise _explained(exc) from exc
+
     def _explained(exc: psycopg2.Error) -> Exception:
         if exc.pgcode in _SCHEMA_SQLSTATES:
             return schema_error(url, exc) or exc

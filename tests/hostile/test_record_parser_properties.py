@@ -106,8 +106,8 @@ def engine(database_url):
 def test_postgresql_stores_every_parsed_record(engine, record):
     from sqlalchemy import text
 
-    from metgan.met import repository
-    from metgan.met.repository import FetchOutcome
+    from metgan.store import met as repository
+    from metgan.store.met import FetchOutcome
 
     parsed = parsed_or_refused(record)
     if parsed is None:

@@ -16,7 +16,8 @@ from sqlalchemy import text
 from metgan import pipeline
 from metgan.config import get_settings
 from metgan.errors import MetRetryableError
-from metgan.met import ingest, repository
+from metgan.met import ingest
+from metgan.store import met as repository
 
 pytest_plugins = ["tests.fakemet"]
 

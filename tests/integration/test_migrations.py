@@ -142,3 +142,35 @@ def test_lists_must_name_an_existing_object_and_go_with_it(db):
         assert lists(conn) == ([(2, "b")], [(2, "y")])
         conn.execute(text("TRUNCATE met_objects CASCADE"))
         assert lists(conn) == ([], [])
+
+
+# --- sql/0050: the selection rule is a named query, not a schema function ----------------------
+
+def test_the_selection_rule_is_no_schema_function_after_migrating(fresh_url):
+    """0020 put the subset rule in a function, so changing it needed a migration; 0050 drops it
+    and the rule lives in sql/queries/subset_candidates.sql only."""
+    engine = _engine(fresh_url)
+    migrations.migrate(engine)
+    with engine.connect() as conn:
+        function = conn.execute(text(
+            "SELECT to_regprocedure('subset_candidates(text[], text[], text[], boolean)')")).scalar_one()
+    engine.dispose()
+    assert function is None
+
+
+def test_a_search_never_migrates_the_schema_itself(fresh_url, monkeypatch, tmp_path):
+    """Only `metgan db migrate` migrates: a search against an unmigrated database gets the
+    store's one-line error and leaves the database as it was (it used to migrate on its own)."""
+    from metgan.config import get_settings
+    from metgan.errors import StoreError
+    from metgan.gan import search
+
+    monkeypatch.setenv("METGAN_DATABASE_URL", fresh_url)
+    monkeypatch.setenv("METGAN_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(StoreError, match=r"has no metgan schema; run `metgan db migrate`"):
+        search.leaderboard("tiny", settings=get_settings())
+    engine = _engine(fresh_url)
+    with engine.connect() as conn:
+        tables = conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).scalar_one()
+    engine.dispose()
+    assert tables == 0

@@ -82,6 +82,11 @@ def test_partly_migrated_database_names_the_pending_migrations(fresh_database, d
     first = migrations.discover()[0].path
     shutil.copy(first, first_only / first.name)
     migrations.migrate(engine.get_engine_for_url(fresh_database), first_only)
+    # One vase, so the targeted run gets past its selection (a named query the first schema
+    # already answers) to the run's items, which only a later migration creates.
+    with engine.get_engine_for_url(fresh_database).begin() as conn:
+        conn.execute(text("INSERT INTO met_objects (object_id, object_name, is_public_domain, status) "
+                          "VALUES (1, 'Vase', true, 'pending')"))
     engine.dispose_all()
     later = [m.path.name for m in migrations.discover()[1:]]
     assert later, "the test needs at least two migrations"
@@ -122,8 +127,8 @@ def test_unknown_host_is_one_line(data_dir):
 
 def test_library_calls_raise_the_same_line_for_dag_tasks(fresh_database):
     """DAG tasks call the library: SQLAlchemy and raw-cursor code both get the StoreError."""
-    from metgan.met import repository
     from metgan.store import engine
+    from metgan.store import met as repository
 
     eng = engine.get_engine_for_url(fresh_database)
     with pytest.raises(StoreError, match="has no metgan schema; run `metgan db migrate`"):

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -384,3 +385,26 @@ def test_a_rebuild_at_a_new_size_never_shows_a_reader_a_mixed_subset(db, setting
             assert image.size == (16, 20)
     assert json.loads((folder / "subset.json").read_text())["params_hash"] == summary["params_hash"]
     assert {p.parent.name for p in pngs(settings, "vases")} == {summary["params_hash"]}
+
+
+def test_the_selection_rule_is_read_from_one_named_query_by_both_uses(db, tmp_path, monkeypatch):
+    """Editing subset_candidates.sql alone changes both the targeted scrape's ids and the images a
+    subset is built from (no migration, no second copy of the rule)."""
+    from metgan.images import selection
+
+    insert_objects(db, {1: ("Vase", "Vases", True, "ok"), 2: ("Bowl", "Bowls", True, "ok")})
+    with db.begin() as conn:
+        for oid in (1, 2):
+            conn.execute(text("INSERT INTO met_images (object_id, seq, url, status, path, sha256) "
+                              "VALUES (:o, 0, :u, 'ok', :p, :s)"),
+                         {"o": oid, "u": f"https://x/{oid}.jpg", "p": f"{oid}.png", "s": f"{oid:064x}"})
+    assert selection.candidate_object_ids(engine=db) == [1]
+    assert [i.object_id for i in selection.candidate_images(selection.Selection(), engine=db)[0]] == [1]
+
+    queries = tmp_path / "queries"
+    shutil.copytree(selection.QUERIES_DIR, queries)
+    rule = queries / "subset_candidates.sql"
+    rule.write_text(rule.read_text().replace("~* ANY (%(include)s::text[])", "!~* ANY (%(include)s::text[])"))
+    monkeypatch.setattr(selection, "QUERIES_DIR", queries)
+    assert selection.candidate_object_ids(engine=db) == [2]
+    assert [i.object_id for i in selection.candidate_images(selection.Selection(), engine=db)[0]] == [2]

@@ -79,3 +79,26 @@ def test_the_test_scaffolding_lives_in_metgan_testing_only():
     assert not (PACKAGE / "viz" / "synthetic.py").exists()
     hits = [hit for package in PRODUCT for hit in imports_from(package, "metgan.viz.synthetic")]
     assert hits == []
+
+
+def test_store_imports_no_domain_package():
+    # store/ is the bottom layer: repositories per domain on an injected engine. The domains call
+    # it, never the reverse (that would be a cycle, and a repository reaching for settings, images
+    # or training). The one allowance is metgan.met.parse, the record's column schema (pure, no
+    # I/O), which the met repository's bulk upsert is written against.
+    allowed = {"metgan.met.parse"}
+    hits = [hit for package in ("met", "images", "gan", "viz", "pipeline", "pipeline_commands", "demo")
+            for hit in imports_from("store", f"metgan.{package}")
+            if hit.split(": ")[1].rsplit(".", 1)[0] not in allowed and hit.split(": ")[1] not in allowed]
+    assert hits == [], "metgan.store must not import a domain package:\n" + "\n".join(hits)
+
+
+def test_no_module_keeps_a_private_engine_helper():
+    # One way to reach the database: the entry point calls metgan.store.get_engine once and
+    # passes the engine down; private _engine() helpers were several ways to do the same.
+    hits = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        hits += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno}" for node in ast.walk(tree)
+                 if isinstance(node, ast.FunctionDef) and node.name == "_engine"]
+    assert hits == [], "get the engine at the entry point instead of a private helper:\n" + "\n".join(hits)

@@ -1,13 +1,14 @@
--- Downloaded, valid images of a training subset's objects: the selection of
--- subset_candidates.sql joined to met_images rows with status 'ok' and a file on disk.
--- Ordered so that when one image (same sha256) belongs to several objects, the lowest
--- object id and image number come first; the caller keeps the first of each sha256.
+-- Downloaded, valid images of a training subset's objects: the selection rule's objects
+-- (subset_candidates.sql, which metgan/images/selection.py puts in front of this query as the
+-- CTE "candidates"; the rule is never repeated here) joined to met_images rows with status
+-- 'ok' and a file on disk. Ordered so that when one image (same sha256) belongs to several
+-- objects, the lowest object id and image number come first; the caller keeps the first of
+-- each sha256.
 --
 -- Parameters: those of subset_candidates.sql, plus
 --   primary_only  boolean  only each object's primary image (seq 0)
 SELECT i.object_id, i.seq, i.path, i.sha256, i.width, i.height
-FROM subset_candidates(%(include)s::text[], %(exclude)s::text[], %(classifications)s::text[],
-                       %(public_domain)s) AS c
+FROM candidates AS c
 JOIN met_images AS i ON i.object_id = c.object_id
 WHERE i.status = 'ok'
   AND i.path IS NOT NULL

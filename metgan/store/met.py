@@ -1,4 +1,4 @@
-"""PostgreSQL storage of scrape runs, object records and image rows, in bulk.
+"""The met repository: PostgreSQL storage of scrape runs, object records and image rows, in bulk.
 
 Every write is an upsert or an update keyed by ids, done per chunk of results in one transaction
 (``psycopg2.extras.execute_values``), so a task killed at any point leaves whole chunks behind and

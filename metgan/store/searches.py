@@ -1,0 +1,100 @@
+"""The searches repository: ``searches``, ``trials`` and ``trial_epochs`` rows, on an injected engine.
+
+The search folder (search.json, trial folders) stays the source of truth for training; these
+rows mirror it for the leaderboard and the DAGs. Callers get the engine once at their entry
+point and pass it here; nothing in this module reads settings or migrates the schema
+(``metgan db migrate`` does, and an unmigrated database fails with one line in store/engine.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+
+def _jsonable(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def record_plan(engine: Engine, search_name: str, *, subset: str, grid: Any, objective: str,
+                direction: str, path: str, trials: list[tuple[str, dict, str]]) -> None:
+    """Upsert the search row and insert its planned trials ``(trial_id, config, path)`` (kept if present)."""
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO searches (name, subset_name, grid, objective, direction, path) "
+            "VALUES (:name, :subset, CAST(:grid AS jsonb), :objective, :direction, :path) "
+            "ON CONFLICT (name) DO UPDATE SET subset_name = EXCLUDED.subset_name, grid = EXCLUDED.grid, "
+            "objective = EXCLUDED.objective, direction = EXCLUDED.direction, path = EXCLUDED.path, "
+            "updated_at = now()"),
+            {"name": search_name, "subset": subset, "grid": json.dumps(grid),
+             "objective": objective, "direction": direction, "path": path})
+        for trial_id, config, trial_path in trials:
+            conn.execute(text(
+                "INSERT INTO trials (search_name, trial_id, config, status, path) "
+                "VALUES (:search, :trial, CAST(:config AS jsonb), 'pending', :path) "
+                "ON CONFLICT (search_name, trial_id) DO NOTHING"),
+                {"search": search_name, "trial": trial_id, "config": json.dumps(config), "path": trial_path})
+
+
+def search_row(engine: Engine, search_name: str) -> dict | None:
+    """The search's objective and direction, or None when no such search is recorded."""
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT objective, direction FROM searches WHERE name = :name"),
+                           {"name": search_name}).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def ranked_trials(engine: Engine, search_name: str, direction: str) -> list[dict]:
+    """The search's trial rows ordered by objective (best first for ``direction``; no value last)."""
+    order = "ASC" if direction == "min" else "DESC"
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT trial_id, status, stop_reason, epochs_done, objective, images_per_s, device, config, "
+            "final_metrics, best_metrics, path FROM trials WHERE search_name = :name "
+            f"ORDER BY objective {order} NULLS LAST, trial_id"), {"name": search_name}).mappings().all()
+    return [dict(row) for row in rows]
+
+
+class DbRecorder:
+    """Mirrors a trial's progress into ``trials`` and ``trial_epochs`` (upserts only)."""
+
+    def __init__(self, engine: Engine, search_name: str, trial_id: str):
+        self.engine = engine
+        self.search_name = search_name
+        self.trial_id = trial_id
+
+    def _run(self, sql: str, params: dict) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(text(sql), {"search": self.search_name, "trial": self.trial_id, **params})
+
+    def truncate(self, last_epoch: int) -> None:
+        self._run("DELETE FROM trial_epochs WHERE search_name = :search AND trial_id = :trial AND epoch > :epoch",
+                  {"epoch": last_epoch})
+
+    def started(self, info: dict) -> None:
+        self._run("UPDATE trials SET status = 'running', stop_reason = NULL, error = NULL, device = :device, "
+                  "hostname = :hostname, epochs_done = :epochs_done, "
+                  "started_at = COALESCE(started_at, now()), finished_at = NULL, updated_at = now() "
+                  "WHERE search_name = :search AND trial_id = :trial",
+                  {"device": info.get("device"), "hostname": info.get("hostname"),
+                   "epochs_done": info.get("epochs_done", 0)})
+
+    def epoch(self, line: dict) -> None:
+        self._run("INSERT INTO trial_epochs (search_name, trial_id, epoch, metrics) "
+                  "VALUES (:search, :trial, :epoch, CAST(:metrics AS jsonb)) "
+                  "ON CONFLICT (search_name, trial_id, epoch) DO UPDATE SET metrics = EXCLUDED.metrics, "
+                  "recorded_at = now()", {"epoch": line["epoch"], "metrics": _jsonable(line)})
+        self._run("UPDATE trials SET epochs_done = :epoch, updated_at = now() "
+                  "WHERE search_name = :search AND trial_id = :trial", {"epoch": line["epoch"]})
+
+    def finished(self, info: dict, final: dict, best: dict, objective: float | None) -> None:
+        self._run("UPDATE trials SET status = :status, stop_reason = :stop_reason, error = :error, "
+                  "epochs_done = :epochs_done, images_per_s = :ips, final_metrics = CAST(:final AS jsonb), "
+                  "best_metrics = CAST(:best AS jsonb), objective = :objective, device = :device, "
+                  "finished_at = now(), updated_at = now() WHERE search_name = :search AND trial_id = :trial",
+                  {"status": info["status"], "stop_reason": info.get("stop_reason"), "error": info.get("error"),
+                   "epochs_done": info.get("epochs_done", 0), "ips": info.get("images_per_s"),
+                   "final": _jsonable(final), "best": _jsonable(best), "objective": objective,
+                   "device": info.get("device")})
