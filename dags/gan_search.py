@@ -118,7 +118,7 @@ def gan_search():
     # not a second failure. It fails the run when no trial finished: the run would read green.
     @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
     def publish_report(rendered, params: dict | None = None) -> dict:
-        from metgan.gan.search import publish_search
+        from metgan.pipeline import publish_search
 
         trial_ids = [item["trial_id"] for item in rendered]
         written = publish_search(params["search_name"], trial_ids)

@@ -1,4 +1,4 @@
-"""The ingest pipeline: the steps that cross domains, and the one sequence that runs them.
+"""The steps that cross domains, and the one sequence that runs a scrape.
 
 The ``met_ingest`` DAG's tasks, ``metgan ingest`` and the tests all call these, so there is one
 orchestration of a scrape, whoever drives it:
@@ -9,10 +9,13 @@ orchestration of a scrape, whoever drives it:
     download_images(batch)             -> counts    (images of one batch, from the Met's CDN)
     finish_run(run_id)                 -> counts    (read from the database; the watermark)
     run_ingest(mode, ...)              all of the above in one process, resumable (the CLI)
+    publish_search(search_name)        a search's report (viz), failing when no trial (gan) finished
 
 It is the one module that may import both :mod:`metgan.met` (the Met API, its CDN and the
 scrape-run tables) and :mod:`metgan.images` (which objects a subset can use): targeted scraping
-needs both, and neither package imports the other.
+needs both, and neither package imports the other. Likewise publishing a search reads the trials
+(:mod:`metgan.gan`) and writes their report (:mod:`metgan.viz`), so it lives here and gan never
+imports viz.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from metgan.config import Settings, get_settings
-from metgan.errors import ConfigError, MetRetryableError
+from metgan.errors import ConfigError, MetRetryableError, TrainingError
 from metgan.met.ingest import (
     create_run,
     discover_object_ids,
@@ -37,7 +40,7 @@ from metgan.store import get_engine
 from metgan.store import met as repository
 
 __all__ = ["DISCOVERY_MODES", "discover", "discover_targeted", "download_images", "fetch_records", "finish_run",
-           "import_csv", "run_ingest"]
+           "import_csv", "publish_search", "run_ingest"]
 
 log = logging.getLogger(__name__)
 
@@ -151,3 +154,34 @@ def run_ingest(mode: str, *, query: str | None = None, department_ids: list[int]
         fail_run(run_id, problems[0], settings=settings)
         raise MetRetryableError(f"run {run_id} incomplete: {problems[0]} ({len(problems)} batch(es) affected)")
     return finish_run(run_id, settings=settings)
+
+
+def publish_search(search_name: str, trial_ids: list[str] | None = None, *,
+                   settings: Settings | None = None) -> dict:
+    """Write the search's report, then raise when none of ``trial_ids`` finished.
+
+    ``trial_ids`` defaults to every trial in search.json. A search whose trials all failed has
+    nothing to compare: its report says why each failed, and the DAG's last task, which calls
+    this, fails with the first error instead of ending the run green.
+    Returns publish_report's paths and counts plus ``"statuses"`` (status -> count).
+    """
+    from metgan.gan.search import _planned_search, _readable_info, search_dir
+    from metgan.gan.trial import FINISHED
+    from metgan.viz.report import publish_report
+
+    settings = settings or get_settings()
+    folder = search_dir(search_name, settings)
+    search = _planned_search(search_name, folder)
+    written = publish_report(folder, settings=settings)
+    trial_ids = list(trial_ids if trial_ids is not None else search.get("trials") or [])
+    infos = {trial_id: _readable_info(folder / trial_id) or {} for trial_id in trial_ids}
+    statuses: dict[str, int] = {}
+    for info in infos.values():
+        statuses[info.get("status") or "missing"] = statuses.get(info.get("status") or "missing", 0) + 1
+    if trial_ids and not any(info.get("status") in FINISHED for info in infos.values()):
+        counts = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
+        example = next(((t, i.get("error_summary")) for t, i in infos.items() if i.get("error_summary")), None)
+        why = f"; e.g. {example[0]}: {example[1]}" if example else ""
+        raise TrainingError(f"no trial of search {search_name!r} finished ({counts}){why}; "
+                            f"see {written['report']}")
+    return {**written, "statuses": statuses}

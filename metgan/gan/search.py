@@ -431,35 +431,3 @@ def leaderboard(search_name: str, *, settings: Settings | None = None) -> list[d
                       "images_per_s": row["images_per_s"], "device": row["device"], "path": row["path"],
                       "error_summary": summary})
     return board
-
-
-# --- the outcome ------------------------------------------------------------------------------
-
-def publish_search(search_name: str, trial_ids: list[str] | None = None, *,
-                   settings: Settings | None = None) -> dict:
-    """Write the search's report, then raise when none of ``trial_ids`` finished.
-
-    ``trial_ids`` defaults to every trial in search.json. A search whose trials all failed has
-    nothing to compare: its report says why each failed, and the DAG's last task, which calls
-    this, fails with the first error instead of ending the run green.
-    Returns publish_report's paths and counts plus ``"statuses"`` (status -> count).
-    """
-    from metgan.gan.trial import FINISHED
-    from metgan.viz.report import publish_report
-
-    settings = settings or get_settings()
-    folder = search_dir(search_name, settings)
-    search = _planned_search(search_name, folder)
-    written = publish_report(folder, settings=settings)
-    trial_ids = list(trial_ids if trial_ids is not None else search.get("trials") or [])
-    infos = {trial_id: _readable_info(folder / trial_id) or {} for trial_id in trial_ids}
-    statuses: dict[str, int] = {}
-    for info in infos.values():
-        statuses[info.get("status") or "missing"] = statuses.get(info.get("status") or "missing", 0) + 1
-    if trial_ids and not any(info.get("status") in FINISHED for info in infos.values()):
-        counts = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
-        example = next(((t, i.get("error_summary")) for t, i in infos.items() if i.get("error_summary")), None)
-        why = f"; e.g. {example[0]}: {example[1]}" if example else ""
-        raise TrainingError(f"no trial of search {search_name!r} finished ({counts}){why}; "
-                            f"see {written['report']}")
-    return {**written, "statuses": statuses}

@@ -189,7 +189,7 @@ def test_a_folder_written_by_a_tiny_real_training_run_renders_and_reports_like_t
 
 
 def test_publish_search_survives_a_trial_json_that_is_not_a_trial_record(search_folder, settings, caplog):
-    from metgan.gan.search import publish_search
+    from metgan.pipeline import publish_search
 
     (search_folder / "d4e5f6" / "trial.json").write_text("[1, 2, 3]")
     result = publish_search(search_folder.name, settings=settings)

@@ -102,3 +102,9 @@ def test_no_module_keeps_a_private_engine_helper():
         hits += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno}" for node in ast.walk(tree)
                  if isinstance(node, ast.FunctionDef) and node.name == "_engine"]
     assert hits == [], "get the engine at the entry point instead of a private helper:\n" + "\n".join(hits)
+
+
+def test_training_never_imports_the_presentation():
+    # gan/ trains and records; viz/ renders and reports what gan/ wrote. Publishing a search needs
+    # both, so it is a pipeline step (metgan.pipeline.publish_search), not a gan function.
+    assert imports_from("gan", "metgan.viz") == []
