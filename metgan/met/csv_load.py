@@ -132,11 +132,12 @@ def _escaped_raw(raw: bytes, escapes: int) -> bytes:
 def staged_object(parsed: ParsedRow, imported_at: bytes) -> bytes:
     """The met_objects COPY line of a record (columns: store.csv_imports.OBJECT_COLUMNS), UTF-8: the record's
     bytes go in as read, only the typed columns are encoded."""
-    fields, escapes = parsed.fields, parsed.escapes
-    head = "\t".join([str(parsed.object_id), "csv", parsed.csv_hash, *parsed.typed,
+    # unpacked at once: one step, where each attribute of a NamedTuple is a type lookup and a call
+    object_id, csv_hash, typed, fields, raw, escapes = parsed
+    head = "\t".join([str(object_id), "csv", csv_hash, *typed,
                       _timestamp(fields[_METADATA_DATE_INDEX]), _tabbed(_TEXT_INDEXES(fields), escapes),
                       ""]).encode("utf-8")
-    return b"".join((head, _escaped_raw(parsed.raw, escapes), imported_at))
+    return b"".join((head, _escaped_raw(raw, escapes), imported_at))
 
 
 def _split_lists(values: tuple[str, ...]) -> tuple[int, list[list[str]]]:
@@ -150,7 +151,7 @@ def _split_lists(values: tuple[str, ...]) -> tuple[int, list[list[str]]]:
 def staged_constituents(parsed: ParsedRow) -> tuple[int, str]:
     """The met_constituents COPY lines of a record, as one block, and their number: the artist
     columns' pipe lists, position by position, each value trimmed."""
-    object_id, fields, escapes = parsed.object_id, parsed.fields, parsed.escapes
+    object_id, _, _, fields, _, escapes = parsed
     artists = _ARTIST_INDEXES(fields)
     if not "".join(artists).strip(_LIST_BLANK):
         return 0, ""
@@ -170,8 +171,8 @@ def staged_tags(parsed: ParsedRow) -> tuple[int, str]:
     """The met_tags COPY lines of a record, as one block, and their number: the three tag
     columns' pipe lists, position by position, trimmed; a position without a term is skipped
     (its seq is not reused)."""
-    object_id, escapes = parsed.object_id, parsed.escapes
-    tags = _TAG_INDEXES(parsed.fields)
+    object_id, _, _, fields, _, escapes = parsed
+    tags = _TAG_INDEXES(fields)
     if not tags[0]:
         return 0, ""
     if escapes == PLAIN and "|" not in "".join(tags):  # one tag
