@@ -68,6 +68,14 @@ def cache_root(environ: dict[str, str] | None = None) -> Path:
     return Path(base).expanduser().resolve()
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def mirror_for(url: str, kind: str, environ: dict[str, str] | None = None) -> Path:
     """The local mirror of a remote location: one folder per URL under the cache root."""
     digest = hashlib.sha256(url.encode()).hexdigest()[:12]
@@ -168,14 +176,39 @@ class Store:
             return int(info["size"]) if info.get("type", "file") == "file" else None
         return self._call("stat", key, info)
 
-    def publish(self, key: str) -> None:
-        """Upload the mirror's file for ``key`` to the store (a local store: nothing to do)."""
+    @property
+    def _speaks_s3(self) -> bool:
+        return urlsplit(self.location).scheme in ("s3", "s3a")
+
+    def publish(self, key: str, *, sha256: str | None = None) -> None:
+        """Upload the mirror's file for ``key`` to the store (a local store: nothing to do).
+        ``sha256``, when given, is kept as the object's metadata where the backend has it (S3),
+        so :meth:`stored_sha256` can vouch for the object without downloading it."""
         if not self.is_remote:
             return
         local = self.path(key)
         if not local.is_file():
             raise StorageError(f"cannot publish {key!r}: {local} does not exist")
-        self._call("upload", key, lambda: self.fs.put_file(str(local), self._remote(key)))
+        extra = {"Metadata": {"sha256": sha256}} if sha256 and self._speaks_s3 else {}
+        self._call("upload", key, lambda: self.fs.put_file(str(local), self._remote(key), **extra))
+
+    def stored_sha256(self, key: str) -> str | None:
+        """The sha256 the store holds for ``key``: computed from the file on a local store, the
+        object's metadata on S3; None when the object is missing or the backend keeps none."""
+        if not self.is_remote:
+            try:
+                return file_sha256(self.path(key))
+            except OSError:
+                return None
+        if not self._speaks_s3:
+            return None
+
+        def read():
+            try:
+                return (self.fs.metadata(self._remote(key)) or {}).get("sha256")
+            except FileNotFoundError:
+                return None
+        return self._call("stat", key, read)
 
     def fetch(self, key: str, *, refresh: bool = False) -> Path:
         """The key's file in the mirror, downloaded first when the mirror lacks it (or

@@ -138,3 +138,17 @@ def test_an_unreachable_store_fails_in_one_line_without_secrets(tmp_path):
         store.exists("x.png")
     message = str(caught.value)
     assert "\n" not in message and "TOPSECRET" not in message and "s3://nowhere/data" in message
+
+
+def test_the_sha256_travels_with_an_object(s3, tmp_path):
+    import hashlib
+
+    one = remote(s3, tmp_path, "sha-one")
+    one.path("images/7/0.jpg").parent.mkdir(parents=True)
+    one.path("images/7/0.jpg").write_bytes(b"pixels")
+    digest = hashlib.sha256(b"pixels").hexdigest()
+    one.publish("images/7/0.jpg", sha256=digest)
+    assert remote(s3, tmp_path, "sha-two").stored_sha256("images/7/0.jpg") == digest
+    assert remote(s3, tmp_path, "sha-two").stored_sha256("images/7/1.jpg") is None
+    local = Store.local(tmp_path / "sha-one")
+    assert local.stored_sha256("images/7/0.jpg") == digest
