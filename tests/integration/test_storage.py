@@ -152,3 +152,57 @@ def test_the_sha256_travels_with_an_object(s3, tmp_path):
     assert remote(s3, tmp_path, "sha-two").stored_sha256("images/7/1.jpg") is None
     local = Store.local(tmp_path / "sha-one")
     assert local.stored_sha256("images/7/0.jpg") == digest
+
+
+def _settings_on(s3, tmp_path, worker: str, prefix: str):
+    from metgan.config import Settings
+
+    env = {**s3.env(f"{prefix}/data", f"{prefix}/results"), "METGAN_CACHE_DIR": str(tmp_path / worker)}
+    return Settings.from_env(env)
+
+
+def _publish_subset(settings, name: str, files: dict[str, bytes], manifest: str | None = None) -> None:
+    store = settings.data_store
+    for key, data in files.items():
+        store.write_bytes(f"subsets/{name}/{key}", data)
+    lines = manifest if manifest is not None else "file,sha256\n" + "".join(f"{k},x\n" for k in files)
+    store.write_bytes(f"subsets/{name}/manifest.csv", lines.encode())
+
+
+def test_a_subset_is_staged_once_per_worker_and_reused(s3, tmp_path, monkeypatch):
+    from metgan.images.staging import stage_subset
+
+    builder = _settings_on(s3, tmp_path, "builder", "stage1")
+    files = {f"images/h/{i:02d}.png": bytes([i]) * 50 for i in range(12)}
+    _publish_subset(builder, "vases", files)
+    trainer = _settings_on(s3, tmp_path, "trainer", "stage1")
+    fetched: list[str] = []
+    fetch = Store.fetch
+    monkeypatch.setattr(Store, "fetch", lambda self, key, **kw: (fetched.append(key), fetch(self, key, **kw))[1])
+    folder = stage_subset("vases", trainer)
+    assert folder.is_relative_to(tmp_path / "trainer")
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == sorted(files)
+    assert (folder / "images/h/03.png").read_bytes() == files["images/h/03.png"]
+    assert sorted(fetched) == sorted(["manifest.csv", *files])
+    fetched.clear()
+    # the second trial reads the manifest again (to notice a rebuild) and downloads no image
+    assert stage_subset("vases", trainer) == folder and fetched == ["manifest.csv"]
+    # a rebuilt subset (new manifest) is a new staging folder
+    _publish_subset(builder, "vases", {**files, "images/h/99.png": b"new"})
+    assert stage_subset("vases", trainer) != folder
+
+
+def test_staging_refuses_a_manifest_that_climbs_out_or_lists_missing_files(s3, tmp_path):
+    from metgan.errors import SubsetError
+    from metgan.images.staging import stage_subset
+
+    settings = _settings_on(s3, tmp_path, "w", "stage2")
+    _publish_subset(settings, "evil", {}, manifest="file,sha256\n../../secrets.txt,x\n")
+    with pytest.raises(SubsetError, match="outside the subset"):
+        stage_subset("evil", settings)
+    _publish_subset(settings, "holes", {}, manifest="file,sha256\nimages/h/gone.png,x\n")
+    with pytest.raises(SubsetError, match="could not be staged.*gone.png"):
+        stage_subset("holes", settings)
+    assert not list((tmp_path / "w" / "staged").iterdir()), "no half-staged folder is left"
+    with pytest.raises(SubsetError, match="no manifest.csv"):
+        stage_subset("never-built", settings)
