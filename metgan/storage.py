@@ -293,10 +293,12 @@ class Store:
             return out
         return self._call("list", prefix or "/", find)
 
-    def push(self, prefix: str = "", *, last: Iterable[str] = ()) -> int:
+    def push(self, prefix: str = "", *, last: Iterable[str] = (), prune: bool = False) -> int:
         """Upload every mirror file under ``prefix`` whose stored copy is missing or of another
-        size; the keys in ``last`` go after all others (a manifest, so that a reader who finds
-        it finds everything it lists). Returns how many files were uploaded."""
+        size; the keys in ``last`` go after all others (a manifest or a checkpoint's record, so
+        that a reader who finds it finds everything it names). ``prune`` then deletes stored
+        files under ``prefix`` the mirror no longer has (only right when the mirror was pulled
+        first). Returns how many files were uploaded."""
         if not self.is_remote:
             return 0
         local = Store.local(self.mirror).list(prefix)
@@ -306,17 +308,22 @@ class Store:
         todo += [k for k in final if k in local]
         for key in todo:
             self.publish(key)
+        if prune:
+            for key in sorted(set(stored) - set(local)):
+                self.remove(key)
         return len(todo)
 
-    def pull(self, prefix: str = "") -> int:
+    def pull(self, prefix: str = "", *, exclude: Iterable[str] = ()) -> int:
         """Download every stored file under ``prefix`` that the mirror lacks or holds at another
-        size. Returns how many files were downloaded."""
+        size, except keys containing one of the ``exclude`` parts (``"/checkpoints/"``). Returns
+        how many files were downloaded."""
         if not self.is_remote:
             return 0
+        skip = tuple(exclude)
         local = Store.local(self.mirror).list(prefix)
         count = 0
         for key, size in sorted(self.list(prefix).items()):
-            if local.get(key) != size:
+            if local.get(key) != size and not any(part in f"/{key}" for part in skip):
                 self.fetch(key, refresh=True)
                 count += 1
         return count

@@ -206,3 +206,17 @@ def test_staging_refuses_a_manifest_that_climbs_out_or_lists_missing_files(s3, t
     assert not list((tmp_path / "w" / "staged").iterdir()), "no half-staged folder is left"
     with pytest.raises(SubsetError, match="no manifest.csv"):
         stage_subset("never-built", settings)
+
+
+def test_push_can_prune_and_pull_can_leave_heavy_files_behind(s3, tmp_path):
+    writer = remote(s3, tmp_path, "pw", prefix="prune")
+    for key in ("t/checkpoints/ckpt_0001.weights.h5", "t/checkpoints/ckpt_0002.weights.h5", "t/trial.json"):
+        writer.path(key).parent.mkdir(parents=True, exist_ok=True)
+        writer.path(key).write_bytes(key.encode())
+    assert writer.push("t") == 3
+    writer.path("t/checkpoints/ckpt_0001.weights.h5").unlink()  # the trainer dropped an old checkpoint
+    writer.push("t", prune=True)
+    assert set(writer.list("t")) == {"t/checkpoints/ckpt_0002.weights.h5", "t/trial.json"}
+    reader = remote(s3, tmp_path, "pr", prefix="prune")
+    assert reader.pull("t", exclude=("/checkpoints/",)) == 1
+    assert (tmp_path / "pr" / "t" / "trial.json").exists() and not (tmp_path / "pr" / "t" / "checkpoints").exists()
