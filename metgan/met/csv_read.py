@@ -90,6 +90,7 @@ PLAIN, BREAKS, SPECIAL = 0, 1, 2
 # A NamedTuple rather than a plain tuple, though one is built per row: with the field reads
 # the loader does, it costs 0.9% of the first import's Python instructions and 1.8% of an
 # unchanged re-import's (callgrind, 3,000 rows, PYTHONHASHSEED=0), within the noise of a run.
+# The loader unpacks it at once where it needs most fields (an attribute read is a type lookup).
 class ParsedRow(NamedTuple):
     """A checked record."""
 
