@@ -178,7 +178,8 @@ def publish_search(search_name: str, trial_ids: list[str] | None = None, *,
     statuses: dict[str, int] = {}
     for info in infos.values():
         statuses[info.get("status") or "missing"] = statuses.get(info.get("status") or "missing", 0) + 1
-    if trial_ids and not any(info.get("status") in FINISHED for info in infos.values()):
+    # a trial pruned by successive halving finished its rungs: it has a score, and the search a result
+    if trial_ids and not any(info.get("status") in (*FINISHED, "pruned") for info in infos.values()):
         counts = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
         example = next(((t, i.get("error_summary")) for t, i in infos.items() if i.get("error_summary")), None)
         why = f"; e.g. {example[0]}: {example[1]}" if example else ""

@@ -66,7 +66,7 @@ class TrialInfo(TypedDict, total=False):
 
     search_name: str | None
     trial_id: str
-    status: str  # pending | running | completed | stopped | failed
+    status: str  # pending | running | paused (at its rung's epochs) | completed | stopped | failed | pruned
     stop_reason: str | None
     stop_detail: str | None
     error: str | None  # the full traceback
@@ -84,6 +84,39 @@ class TrialInfo(TypedDict, total=False):
     hostname: str | None
     mixed_precision: bool
     xla: bool
+    rungs: list[RungResult]  # successive halving: one entry per rung the trial trained in
+    rung: int | None  # the last rung it reached (where halving pruned it, for a pruned trial)
+    pruned_score: float | None  # the objective it was pruned with
+
+
+class RungResult(TypedDict, total=False):
+    """A trial's result at one rung: the epochs the rung trains to, those reached, the objective there,
+    and the halving decision (``promoted``, ``pruned``; None on the last rung or before the decision)."""
+
+    rung: int
+    epochs: int
+    epochs_done: int
+    score: float | None
+    outcome: str | None
+
+
+class RungPlan(TypedDict):
+    """One planned rung in search.json: how many trials it trains and up to which epoch."""
+
+    rung: int
+    trials: int
+    epochs: int
+
+
+class StrategyRecord(TypedDict, total=False):
+    """search.json's strategy: the validated keys of :class:`metgan.gan.strategy.Strategy`."""
+
+    strategy: str
+    n_iter: int | None
+    seed: int
+    factor: int
+    min_epochs: int | None
+    max_epochs: int | None
 
 
 class MetricsLine(TypedDict, total=False):
@@ -127,6 +160,12 @@ class SearchRecord(TypedDict, total=False):
     created_at: str
     trials: list[str]
     airflow: AirflowLink
+    strategy: StrategyRecord
+    rungs: list[RungPlan]
+    candidates: list[str]  # this plan's trials in plan order (``trials`` also keeps earlier plans')
+    max_epochs: int
+    planned_images: int  # the training images the plan spends (every rung, resuming)
+    full_grid_images: int  # what training every candidate to max_epochs would spend
 
 
 class CheckpointMeta(TypedDict, total=False):
@@ -272,6 +311,35 @@ def write_trial_info(trial_dir: Path, info: TrialInfo) -> Path:
 
 def write_search(search_dir: Path, record: SearchRecord) -> Path:
     return write_json_atomic(Path(search_dir) / SEARCH, record)
+
+
+def record_rung(trial_dir: Path, result: RungResult) -> TrialInfo:
+    """Put ``result`` in trial.json's rung history (replacing that rung's entry, keeping its outcome)."""
+    info = read_trial_info(trial_dir) or TrialInfo()
+    rungs = [dict(entry) for entry in info.get("rungs") or [] if entry.get("rung") != result["rung"]]
+    previous = next((e for e in info.get("rungs") or [] if e.get("rung") == result["rung"]), {})
+    rungs.append({"outcome": previous.get("outcome"), **result})
+    info["rungs"] = sorted(rungs, key=lambda entry: entry["rung"])  # type: ignore[typeddict-item]
+    info["rung"] = max(entry["rung"] for entry in rungs)
+    write_trial_info(trial_dir, info)
+    return info
+
+
+def record_rung_outcome(trial_dir: Path, rung: int, outcome: str) -> TrialInfo:
+    """Record halving's decision at ``rung``: ``promoted``, or ``pruned`` (which also sets the status,
+    the rung and the score the trial was pruned with)."""
+    info = read_trial_info(trial_dir) or TrialInfo()
+    rungs = [dict(entry) for entry in info.get("rungs") or []]
+    for entry in rungs:
+        if entry.get("rung") == rung:
+            entry["outcome"] = outcome
+            if outcome == "pruned":
+                info.update(status="pruned", rung=rung, pruned_score=entry.get("score"),
+                            stop_reason="pruned", stop_detail=f"pruned by successive halving at rung {rung} "
+                            f"({entry.get('epochs_done')} epochs, score {entry.get('score')})")
+    info["rungs"] = rungs  # type: ignore[typeddict-item]
+    write_trial_info(trial_dir, info)
+    return info
 
 
 def write_checkpoint_meta(trial_dir: Path, meta: CheckpointMeta) -> Path:

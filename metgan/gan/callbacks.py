@@ -94,7 +94,14 @@ class TrialState:
     best_metrics: dict = field(default_factory=dict)
     images_seen: int = 0
     train_seconds: float = 0.0
+    # Successive halving trains a trial in rungs: this run of it stops here (None: at config.epochs).
+    until_epoch: int | None = None
     _started: float = field(default_factory=time.monotonic)
+
+    @property
+    def last_epoch(self) -> int:
+        """The epoch this run of the trial ends at: scores and a checkpoint are taken there."""
+        return min(self.until_epoch or self.config.epochs, self.config.epochs)
 
     @property
     def wall_s(self) -> float:
@@ -316,7 +323,7 @@ class QualityMetrics(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         state = self.state
         done = epoch + 1
-        last = self.model.stop_training or done >= state.config.epochs
+        last = self.model.stop_training or done >= state.last_epoch
         scores: dict[str, Any] = dict.fromkeys(self.KEYS)
         if state.stop_reason == "nan":
             scores["swd_real"] = state.swd_real
@@ -399,7 +406,7 @@ class Checkpointer(keras.callbacks.Callback):
         if self.state.stop_reason == "nan":
             return
         done = epoch + 1
-        if done % self.every == 0 or done >= self.state.config.epochs or self.model.stop_training:
+        if done % self.every == 0 or done >= self.state.last_epoch or self.model.stop_training:
             save_checkpoint(self.state, self.model, done, self.keep)
 
 

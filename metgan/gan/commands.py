@@ -84,9 +84,14 @@ def search() -> None:
 @click.option("--name", "search_name", required=True, help="Search name (its folder under <results_dir>).")
 @click.option("--objective", default=None, help="Metric to rank by (default swd, or the grid file's).")
 @click.option("--direction", type=click.Choice(["min", "max"]), default=None)
-@click.option("--dry-run", is_flag=True, help="Validate and list the trials; write and train nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Validate and print the plan (trials, rungs, epochs against the full grid); write and train nothing.")
 def run_command(grid_path, params, preset, subset, search_name, objective, direction, dry_run) -> None:
-    """Plan a grid search and train its trials (finished trials are skipped)."""
+    """Plan a search and train its trials (finished trials are skipped).
+
+    The grid file's ``strategy`` (grid, random with n_iter and seed, halving with factor,
+    min_epochs, max_epochs) decides which trials train and for how long.
+    """
     from metgan.gan import search as search_lib
     from metgan.progress import Progress
 
@@ -103,17 +108,21 @@ def run_command(grid_path, params, preset, subset, search_name, objective, direc
     objective = objective or spec["objective"]
     direction = direction or spec["direction"]
     # Planned once: a dry run stops after validating; a real run writes the plan it printed and trains it.
-    plan = search_lib.plan_trials(search_name, grid, subset=subset, base=base, objective=objective,
-                                  direction=direction, settings=settings, dry_run=dry_run)
+    overview = search_lib.plan_search(search_name, grid, subset=subset, base=base, objective=objective,
+                                      direction=direction, settings=settings, dry_run=dry_run,
+                                      strategy=spec.get("strategy"))
+    plan = overview["trials"]
     for item in plan:
         click.echo(f"{item['trial_id']}  {item['label']}")
     click.echo(f"{len(plan)} trial(s)")
+    _print_plan(overview)
     if dry_run:
         return
     results = search_lib.train_planned(search_name, plan, settings=settings,
                                        progress=Progress(f"search {search_name}", interval=0))
     failed = [r for r in results if r["status"] == "failed"]
     _print_board(search_lib.leaderboard(search_name, settings=settings))
+    _print_summary(search_lib.search_summary(search_name, settings=settings))
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(results)} trial(s) failed, e.g. "
                                    f"{failed[0]['trial_id']}: {failed[0]['error']}")
@@ -125,7 +134,31 @@ def status_command(search_name: str) -> None:
     """Show the leaderboard of a search (best trial first by its objective)."""
     from metgan.gan import search as search_lib
 
-    _print_board(search_lib.leaderboard(search_name, settings=get_settings()))
+    settings = get_settings()
+    _print_board(search_lib.leaderboard(search_name, settings=settings))
+    _print_summary(search_lib.search_summary(search_name, settings=settings))
+
+
+def _print_summary(summary: dict) -> None:
+    line = f"strategy {summary['strategy']}"
+    if summary["rungs"] and summary["strategy"] == "halving":
+        line += ": " + " → ".join(f"{r['trials']}×{r['epochs']} epochs" for r in summary["rungs"])
+    if summary["full_grid_images"]:
+        line += (f"; training images {summary['images_spent']:,} of the full grid's "
+                 f"{summary['full_grid_images']:,} ({summary['fraction_of_full_grid']:.0%})")
+    click.echo(line)
+
+
+def _print_plan(overview: dict) -> None:
+    strategy = overview["strategy"]
+    click.echo(f"strategy {strategy['strategy']}" + (f" (factor {strategy['factor']})"
+                                                      if strategy["strategy"] == "halving" else ""))
+    for rung in overview["rungs"]:
+        click.echo(f"  rung {rung['rung']}: {rung['trials']} trial(s) to epoch {rung['epochs']}")
+    full = overview["full_grid_epochs"]
+    share = f" ({overview['epochs_total'] / full:.0%})" if full else ""
+    click.echo(f"total {overview['epochs_total']} epochs{share} against {full} for the full grid; "
+               f"{overview['planned_images']:,} training images against {overview['full_grid_images']:,}")
 
 
 def _print_board(board: list[dict]) -> None:
@@ -144,3 +177,8 @@ def _print_board(board: list[dict]) -> None:
                    f"{row['epochs_done']:>3}/{row['epochs']:<3}  {objective:>10}  {real:>9}  {ips:>7}  {row['label']}")
         if row.get("error_summary"):
             click.echo(f"{'':>3}  {'':<12}  error: {row['error_summary']}")
+        if row.get("rungs"):
+            history = " · ".join(f"{r.get('epochs_done')} ep: "
+                                 + ("-" if r.get("score") is None else f"{r['score']:.2f}")
+                                 + (f" {r['outcome']}" if r.get("outcome") else "") for r in row["rungs"])
+            click.echo(f"{'':>3}  {'':<12}  rungs: {history}")

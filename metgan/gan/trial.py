@@ -26,6 +26,8 @@ from metgan.gan.config import GanConfig
 log = logging.getLogger(__name__)
 
 FINISHED = ("completed", "stopped")
+# Reached the epochs a halving rung asked for: trained no further until a later rung asks.
+AT_RUNG = ("paused", "pruned")
 FINAL_GRID_IMAGES = 64
 
 
@@ -90,8 +92,12 @@ def final_metrics(lines: list[dict]) -> dict:
 
 def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, *, search_name: str | None = None,
               trial_id: str | None = None, recorder: Any = None, images: np.ndarray | None = None,
-              objective: str = "swd") -> dict:
+              objective: str = "swd", until_epoch: int | None = None) -> dict:
     """Train (or resume, or skip) the trial in ``trial_dir``; return its summary.
+
+    ``until_epoch`` (successive halving's rung) trains only up to that epoch: the trial is then
+    ``paused`` (with a checkpoint there) unless that is its last epoch, and a later call with a
+    higher ``until_epoch`` resumes it. A trial already at or past ``until_epoch`` is not trained.
 
     ``recorder`` (optional) gets ``started(info)``, ``epoch(line)``, ``truncate(last_epoch)`` and
     ``finished(info, final_metrics, best_metrics, objective)`` calls (the database rows);
@@ -111,6 +117,10 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
     if info.get("status") in FINISHED:
         log.info("trial %s already %s: skipped", trial_id, info["status"])
         return summary_from_files(trial_dir, objective)
+    target = min(until_epoch or config.epochs, config.epochs)
+    if info.get("status") in AT_RUNG and info.get("epochs_done", 0) >= target:
+        log.info("trial %s already %s after epoch %d: skipped", trial_id, info["status"], info["epochs_done"])
+        return summary_from_files(trial_dir, objective)
     info.update({"search_name": search_name, "trial_id": trial_id, "status": "running", "stop_reason": None,
                  "error": None, "error_summary": None, "epochs": config.epochs,
                  "label": info.get("label") or config.label(),
@@ -121,7 +131,7 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
     info.setdefault("wall_s", 0.0)
     info.setdefault("images_per_s", None)
     try:
-        return _train(trial_dir, config, subset_dir, info, recorder, images, objective)
+        return _train(trial_dir, config, subset_dir, info, recorder, images, objective, target)
     except Exception as exc:
         info.update(status="failed", error="".join(traceback.format_exception(exc)),
                     error_summary=error_summary(exc), finished_at=trialdir.utc_now())
@@ -131,7 +141,8 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
         raise
 
 
-def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder, images, objective_key: str) -> dict:
+def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder, images, objective_key: str,
+           target: int) -> dict:
     from metgan.gan import callbacks as cb
     from metgan.gan import data
     from metgan.gan._tf import tensorflow
@@ -167,7 +178,7 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
 
     dataset_probe_steps = len(reals) // config.batch_size
     state = cb.TrialState(trial_dir=trial_dir, config=config, latents=latents, reals=eval_reals,
-                          steps_per_epoch=dataset_probe_steps, recorder=recorder)
+                          steps_per_epoch=dataset_probe_steps, recorder=recorder, until_epoch=target)
     first_epoch = 0
     meta = cb.load_latest_checkpoint(trial_dir, gan)
     if meta is not None:
@@ -189,19 +200,21 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
     info["epochs_done"] = first_epoch
     trialdir.write_trial_info(trial_dir, info)
 
-    if first_epoch < config.epochs:
+    if first_epoch < target:
         dataset, steps = data.training_dataset(reals, batch_size=config.batch_size, seed=config.seed,
-                                               first_epoch=first_epoch, epochs=config.epochs, x_flip=config.x_flip)
-        log.info("trial %s (%s): %d images, %d steps/epoch, epochs %d..%d on %s (mixed precision %s, XLA %s)",
-                 info["trial_id"], info["label"], len(reals), steps, first_epoch + 1, config.epochs, device,
-                 "on" if mixed else "off", "on" if xla else "off")
-        gan.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+                                               first_epoch=first_epoch, epochs=target, x_flip=config.x_flip)
+        log.info("trial %s (%s): %d images, %d steps/epoch, epochs %d..%d of %d on %s (mixed precision %s, XLA %s)",
+                 info["trial_id"], info["label"], len(reals), steps, first_epoch + 1, target, config.epochs,
+                 device, "on" if mixed else "off", "on" if xla else "off")
+        gan.fit(dataset, epochs=target, initial_epoch=first_epoch, steps_per_epoch=steps,
                 callbacks=cb.trial_callbacks(state), verbose=0)
 
     lines = trialdir.read_metrics(trial_dir)
     _write_final_images(trial_dir, gan, config)
-    info.update(status="stopped" if state.stop_reason else "completed", stop_reason=state.stop_reason,
-                stop_detail=state.stop_detail, epochs_done=lines[-1]["epoch"] if lines else first_epoch,
+    epochs_done = lines[-1]["epoch"] if lines else first_epoch
+    status = "stopped" if state.stop_reason else "completed" if epochs_done >= config.epochs else "paused"
+    info.update(status=status, stop_reason=state.stop_reason,
+                stop_detail=state.stop_detail, epochs_done=epochs_done,
                 wall_s=round(state.wall_s, 3), finished_at=trialdir.utc_now(), images_seen=state.images_seen,
                 images_per_s=state.images_seen / state.train_seconds if state.train_seconds else None)
     trialdir.write_trial_info(trial_dir, info)

@@ -46,6 +46,7 @@ COLUMNS = (
     ("status", "Status", "text"),
     ("stop", "Why it ended", "text"),
     ("epochs_done", "Epochs", "number"),
+    ("rungs", "Rungs (epochs: score)", "text"),
     ("objective", "Objective", "number"),
     ("swd_best", "Best SWD", "number"),
     ("d_loss", "D loss", "number"),
@@ -105,8 +106,41 @@ def _entry(search_dir: Path, trial_id: str, objective: str, direction: str) -> E
         "wall_s": trial.info.get("wall_s") if isinstance(trial.info.get("wall_s"), (int, float))
         else _last(trial, "wall_s"),
         "settings": trial.settings(),
+        "rung": trial.info.get("rung"),
+        "rungs": rung_history(trial.info.get("rungs")),
+        "images_seen": trial.info.get("images_seen"),
     }
     return Entry(trial.trial_id, trial, values)
+
+
+def rung_history(rungs) -> str:
+    """A trial's successive-halving history on one line: "1: 41.2 promoted · 3: 30.5"."""
+    parts = []
+    for entry in rungs if isinstance(rungs, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        score = entry.get("score")
+        text = f"{entry.get('epochs_done')}: {format_value(score) if isinstance(score, (int, float)) else '-'}"
+        parts.append(text + (f" {entry['outcome']}" if entry.get("outcome") else ""))
+    return " · ".join(parts)
+
+
+def strategy_line(search: dict, entries: list[Entry]) -> str:
+    """The search's strategy, its rungs and the training images spent against the full grid's."""
+    strategy = search.get("strategy") if isinstance(search.get("strategy"), dict) else {}
+    name = str(strategy.get("strategy") or "grid")
+    text = f"Strategy {name}"
+    if name in ("random", "halving") and strategy.get("n_iter"):
+        text += f", {strategy['n_iter']} draws (seed {strategy.get('seed', 0)})"
+    rungs = search.get("rungs") if isinstance(search.get("rungs"), list) else []
+    if name == "halving" and rungs:
+        text += (f", factor {strategy.get('factor')}: rungs "
+                 + " → ".join(f"{r.get('trials')} trials × {r.get('epochs')} epochs" for r in rungs))
+    spent = sum(e.values.get("images_seen") or 0 for e in entries if isinstance(e.values.get("images_seen"), int))
+    full = search.get("full_grid_images")
+    if isinstance(full, int) and full > 0:
+        text += f" · training images {spent:,} of the full grid's {full:,} ({spent / full:.0%})"
+    return text
 
 
 def _trial_ids(search_dir: Path, search: dict) -> list[str]:
@@ -118,11 +152,14 @@ def _trial_ids(search_dir: Path, search: dict) -> list[str]:
 
 
 def _ranked(entries: list[Entry], direction: str) -> list[Entry]:
+    # A trial that reached a later halving rung ranks above one pruned earlier (their scores were
+    # taken after different numbers of epochs); within a rung, by the objective.
     def key(entry: Entry):
         value = entry.values.get("objective")
+        rung = entry.values.get("rung") if isinstance(entry.values.get("rung"), int) else 0
         if value is None:
-            return (1, 0.0, entry.trial_id)
-        return (0, value if direction == "min" else -value, entry.trial_id)
+            return (1, 0, 0.0, entry.trial_id)
+        return (0, -rung, value if direction == "min" else -value, entry.trial_id)
 
     ranked = sorted(entries, key=key)
     for rank, entry in enumerate(ranked, 1):
@@ -309,6 +346,7 @@ def _page(search: dict, search_dir: Path, ranked: list[Entry], pairs: dict[str, 
         name=str(search.get("name") or search_dir.name), subset=str(search.get("subset") or "?"),
         objective_label=objective_label, direction=direction,
         summary=", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+        strategy=strategy_line(search, ranked),
         created=str(search.get("created_at") or ""), columns=columns, rows=rows,
         gallery=_gallery_groups(pairs, entries), subset_note=subset_note,
         cards=[_card(entry, search_dir) for entry in ranked], style=STYLE, script=SCRIPT)
@@ -320,7 +358,8 @@ def _write_text(path: Path, text: str) -> Path:
 
 def _leaderboard_csv(ranked: list[Entry]) -> str:
     fields = ["rank", "trial_id", "label", "status", "stop_reason", "error", "epochs_done", "epochs",
-              "objective", "swd_best", "d_loss", "g_loss", "diversity", "images_per_s", "wall_s", "settings"]
+              "objective", "swd_best", "d_loss", "g_loss", "diversity", "images_per_s", "wall_s", "settings",
+              "rung", "rungs", "images_seen"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
