@@ -195,6 +195,8 @@ def _trial_card(search_dir: Path, trial_dir: Path, objective: str, direction: st
         note = trial.error_summary.splitlines()[0][:300] if trial.error_summary else None
     elif status == "stopped":
         note = str(trial.info.get("stop_reason") or "") or None
+    elif status in ("pruned", "paused"):
+        note = trial.stop_message()  # successive halving: the rung and the score it stopped at
     return {
         "label": trial.label, "status": status, "note": note,
         "epochs": f"{trial.epochs_done}/{trial.epochs_planned}" if trial.epochs_planned else str(trial.epochs_done),

@@ -528,7 +528,7 @@ def promote(search_name: str, rung: int, *, settings: Settings | None = None) ->
     ranked = _ranked_at(folder, search, rung - 1, previous)
     keep = rungs[rung]["trials"]
     survivors = [trial_id for trial_id, _ in ranked[:keep]]
-    for position, (trial_id, score) in enumerate(ranked):
+    for position, (trial_id, _) in enumerate(ranked):
         outcome = "promoted" if position < keep else "pruned"
         info = trialdir.record_rung_outcome(folder / trial_id, rung - 1, outcome)
         _db_rungs(search_name, trial_id, info, settings)

@@ -1,7 +1,6 @@
 """Random search and successive halving through the library and the CLI: the dry run's plan, a
 halving search end to end, and a rung's retry resuming from the trial's checkpoint."""
 
-import json
 import os
 import subprocess
 import sys
@@ -12,8 +11,8 @@ from sqlalchemy import text
 from metgan import trialdir
 from metgan.errors import GanConfigError
 from metgan.gan import search
-from metgan.gan.trial import run_trial
 from metgan.gan.config import GanConfig
+from metgan.gan.trial import run_trial
 from metgan.store.searches import DbRecorder
 from tests.gan_support import TINY, make_subset
 
