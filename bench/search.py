@@ -65,6 +65,7 @@ def drop_database(name: str) -> None:
 
 
 def search_once(name: str, strategy: dict, base: dict, settings) -> dict:
+    from metgan import trialdir
     from metgan.gan import search
 
     started = time.perf_counter()
@@ -73,7 +74,8 @@ def search_once(name: str, strategy: dict, base: dict, settings) -> dict:
     board = search.leaderboard(name, settings=settings)
     best = next(row for row in board if row["objective"] is not None)
     summary = search.search_summary(name, settings=settings)
-    return {"name": name, "best_swd": best["objective"], "best": best["label"], "best_epochs": best["epochs_done"],
+    label = (trialdir.read_trial_info(Path(best["path"])) or {}).get("label") or best["label"]  # the grid's keys
+    return {"name": name, "best_swd": best["objective"], "best": label, "best_epochs": best["epochs_done"],
             "images": summary["images_spent"], "epochs": sum(row["epochs_done"] for row in board),
             "seconds": seconds, "rungs": summary["rungs"]}
 
