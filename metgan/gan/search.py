@@ -457,6 +457,9 @@ def _record_rung(search_name: str, search: dict, trial_dir: Path, rung: int, epo
     info = trialdir.read_trial_info(trial_dir) or {}
     done = info.get("epochs_done") or 0
     status = info.get("status")
+    recorded = any(entry.get("rung") == rung for entry in info.get("rungs") or [])
+    if recorded and (done > epochs or status == "pruned"):
+        return  # a rerun of a rung the trial has left (trained on, or pruned after): keep what it recorded
     result = trialdir.RungResult(rung=rung, epochs=epochs, epochs_done=min(done, epochs), status=status,
                                  score=score_at(trial_dir, epochs, search.get("objective", "swd"))
                                  if done >= epochs else None)

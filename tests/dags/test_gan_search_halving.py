@@ -79,5 +79,6 @@ def test_a_halving_search_promotes_the_best_prunes_the_rest_and_a_rerun_trains_n
     rerun = dag.test(run_conf=conf)
     assert rerun.state == "success"
     assert _files(folder) == before  # nothing retrained: same metrics, checkpoints and samples
-    assert {t: json.loads((folder / t / "trial.json").read_text())["status"] for t in infos} == {
-        t: info["status"] for t, info in infos.items()}
+    again = {t: json.loads((folder / t / "trial.json").read_text()) for t in infos}
+    assert {t: (i["status"], i["rungs"]) for t, i in again.items()} == {
+        t: (i["status"], i["rungs"]) for t, i in infos.items()}  # the same decisions, the same history
