@@ -2,6 +2,7 @@
 promoted, the rest pruned (with their GIFs and place in the report), empty stages skipped, and a
 rerun that trains nothing."""
 
+import html
 import json
 
 import pytest
@@ -74,6 +75,12 @@ def test_a_halving_search_promotes_the_best_prunes_the_rest_and_a_rerun_trains_n
     assert rows == {t: info["status"] for t, info in infos.items()} and strategy == "halving"
     page = (folder / "report.html").read_text()
     assert "Strategy halving" in page and page.count("Pruned at rung 0") >= 2 and all(t in page for t in infos)
+    spent = sum(info["images_seen"] for info in infos.values())
+    assert spent == (3 * 1 + 1 * 2) * 16  # 20 vases make one batch of 16 an epoch; the survivor resumed
+    assert f"training images {spent:,} of the full grid's {3 * 3 * 16:,} (56%)" in html.unescape(page)
+    board = (folder / "leaderboard.csv").read_text().splitlines()
+    assert board[0].endswith(",rung,rungs,images_seen") and board[1].split(",")[1] == best
+    assert "1: " in page and "promoted" in page  # the rung history column
 
     before = _files(folder)
     rerun = dag.test(run_conf=conf)

@@ -116,3 +116,8 @@ def test_a_rungs_retry_resumes_from_the_checkpoint_and_repeats_no_epoch(db, sett
     assert [row["status"] for row in board] == ["completed", "pruned", "pruned"]
     summary = search.search_summary("retry", settings=settings)
     assert summary["images_spent"] == 3 * 64 + 2 * 64 and summary["full_grid_images"] == 3 * 3 * 64
+    out = metgan("search", "status", "retry")
+    assert out.returncode == 0, out.stderr
+    assert "rungs: 1 ep: " in out.stdout and " promoted · 3 ep: " in out.stdout and "pruned" in out.stdout
+    assert ("strategy halving: 3×1 epochs → 1×3 epochs; training images 320 of the full grid's 576 (56%)"
+            in out.stdout), out.stdout
