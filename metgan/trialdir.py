@@ -96,6 +96,7 @@ class RungResult(TypedDict, total=False):
     rung: int
     epochs: int
     epochs_done: int
+    status: str | None  # the trial's status when the rung ended (only paused or completed can be promoted)
     score: float | None
     outcome: str | None
 
