@@ -161,6 +161,7 @@ def demo(args: argparse.Namespace) -> int:
         dag_test("vase_subset", {"name": "vases", "size": "32x40"}, env)
         dag_test("gan_search", {"search_name": "demo", "subset": "vases", "grid": DEMO_GRID,
                                 "base": DEMO_GAN_BASE, "epochs": args.epochs, "time_budget_s": 600}, env)
+        dag_test("gan_generate", {"search_name": "demo", "n": 16}, env)
     finally:
         if fake is not None:
             fake.stop()
@@ -172,7 +173,28 @@ def demo(args: argparse.Namespace) -> int:
     for gif in sorted(search.glob("*/progress.gif")):
         print(f"progress GIF:       {gif}")
     print(f"subset:             {settings.subsets_dir / 'vases'}")
+    print_best_model(search)
     return 0
+
+
+def print_best_model(search: Path) -> None:
+    """The best trial's exported model, the newest generated contact sheet, and its latent walk."""
+    from metgan import trialdir
+    from metgan.gan.best import best_trial
+
+    best = best_trial(search)
+    if best is None:
+        print("no trial has a best snapshot: nothing exported")
+        return
+    trial_id, record = best
+    print(f"best model:         {trialdir.best_generator_path(search / trial_id)} "
+          f"(trial {trial_id}, best at epoch {record.get('epoch')})")
+    for folder in reversed(trialdir.generation_folders(search)):
+        print(f"contact sheet:      {folder / trialdir.CONTACT_SHEET}")
+        break
+    for name in (trialdir.WALK_GIF, trialdir.WALK_FRAMES):
+        if (search / trial_id / name).exists():
+            print(f"{'walk:' if name == trialdir.WALK_GIF else 'walk frames:':<20}{search / trial_id / name}")
 
 
 def up(args: argparse.Namespace) -> int:

@@ -402,7 +402,7 @@ class BestSnapshot(keras.callbacks.Callback):
             epoch=epoch + 1, objective=state.objective, direction=state.direction, objective_value=value,
             metrics=metrics, ema=self.model.ema_generator is not None))
         state.best_epoch, state.best_value = epoch + 1, value
-        log.info("epoch %d is the best so far by %s (%.4g): generator saved", epoch + 1, state.objective, value)
+        log.info("best snapshot: %s %.4g at epoch %d, generator saved", state.objective, value, epoch + 1)
 
 
 def epoch_summary(line: dict) -> str:

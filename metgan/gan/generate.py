@@ -13,6 +13,7 @@ to the first seed, so the sequence loops.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -165,3 +166,41 @@ def walk_images(trial_dir: Path | str, seeds: list[int], frames: int, *, truncat
     generator = export.load_generator(model_path)
     latents = walk_latents(seeds, frames, int(generator.input_shape[-1]), check_truncation(truncation))
     return images_for(generator, latents)
+
+
+def generation_name(trial_id: str, seeds: list[int], truncation: float, upscale: int) -> str:
+    """A generation folder's name, from what it holds: the same request names the same folder."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps([seeds, truncation, upscale]).encode()).hexdigest()[:10]
+    return f"{trial_id}-{digest}"
+
+
+def generate_for_search(search_name: str, *, trial_id: str | None = None, seeds: list[int],
+                        truncation: float = 1.0, upscale: int = 1, settings=None) -> dict:
+    """Generate from a search's trial (its best trial when ``trial_id`` is None) into
+    ``<search>/generations/<trial>-<hash>/``; a folder already complete is kept as it is."""
+    from metgan.config import get_settings
+    from metgan.gan.best import best_trial
+    from metgan.gan.search import search_dir
+
+    folder = search_dir(search_name, settings or get_settings())
+    if trialdir.read_search(folder) is None:
+        raise ConfigError(f"search {search_name!r} has no search.json under {folder.parent}")
+    if trial_id is None:
+        best = best_trial(folder)
+        if best is None:
+            raise ConfigError(f"no trial of search {search_name!r} has a best snapshot yet")
+        trial_id = best[0]
+    elif trial_id not in {path.name for path in trialdir.trial_folders(folder)}:
+        raise ConfigError(f"search {search_name!r} has no trial {trial_id!r}")
+    truncation = check_truncation(truncation)
+    out = trialdir.generation_dir(folder, generation_name(trial_id, seeds, truncation, upscale))
+    record = trialdir.read_generation_record(out)
+    if record is not None and (out / trialdir.CONTACT_SHEET).is_file():
+        log.info("generation %s already written: kept", out)
+        return {"out": str(out), "trial_id": trial_id, "images": len(record.get("images") or []),
+                "contact_sheet": str(out / trialdir.CONTACT_SHEET), "epoch": record.get("epoch")}
+    result = generate(folder / trial_id, seeds, out, truncation=truncation, upscale=upscale)
+    return {"out": result["out"], "trial_id": trial_id, "images": len(result["images"]),
+            "contact_sheet": result["contact_sheet"], "epoch": result["epoch"]}

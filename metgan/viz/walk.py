@@ -101,12 +101,12 @@ def display_factor(height: int) -> int:
 def render_walk(trial_dir: Path | str, *, seeds: Sequence[int] = DEFAULT_SEEDS, frames: int = DEFAULT_FRAMES,
                 fps: int = DEFAULT_FPS) -> dict[str, str]:
     """``walk.gif`` and ``walk_frames.png`` of a trial with a best snapshot; {} for one without."""
-    from metgan.gan.generate import walk_images
-
     trial_dir = Path(trial_dir)
     if not trialdir.has_best_snapshot(trial_dir):
         log.info("trial %s has no best snapshot: no walk", trial_dir.name)
         return {}
+    from metgan.gan.generate import walk_images
+
     images = walk_images(trial_dir, list(seeds), frames)
     scale = display_factor(images.shape[1])
     walk = write_walk(trial_dir / trialdir.WALK_GIF, images, fps=fps, scale=scale)
