@@ -180,3 +180,19 @@ def test_bad_generate_options_fail_with_one_clear_line(trial, tmp_path, args, me
 def test_a_folder_without_a_best_snapshot_is_one_clear_line(tmp_path):
     result = metgan("generate", tmp_path, "--out", tmp_path / "x", check=False)
     assert result.returncode != 0 and "has no best snapshot" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_resume_keeps_a_best_snapshot_from_before_its_checkpoint_and_drops_one_from_after(trial, tmp_path):
+    from metgan.gan import callbacks as cb
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import _resume_best
+
+    folder = tmp_path / "t"
+    shutil.copytree(trial / trialdir.BEST, folder / trialdir.BEST)
+    record = trialdir.read_model_record(folder)
+    state = cb.TrialState(trial_dir=folder, config=GanConfig.from_dict(TINY), latents=np.zeros((1, 16)),
+                          reals=vase_images(4), steps_per_epoch=1)
+    _resume_best(folder, state, first_epoch=record["epoch"])
+    assert (state.best_epoch, state.best_value) == (record["epoch"], record["objective_value"])
+    _resume_best(folder, state, first_epoch=record["epoch"] - 1)  # that epoch is trained again
+    assert not trialdir.has_best_snapshot(folder) and not trialdir.best_generator_path(folder).exists()
