@@ -3,7 +3,7 @@
 ``gan_search``'s ``publish_report`` emits ``metgan://models/<search>`` (through the
 ``metgan-models`` alias) once a trial has a best snapshot; this DAG runs on that event and
 generates from the best trial of the search it names. Triggered by hand, the form names the
-search (and optionally a trial). Images go to ``<results_dir>/<search>/generations/<trial>-<hash>/``
+search (and optionally a trial); left empty, the newest search with a model. Images go to ``<results_dir>/<search>/generations/<trial>-<hash>/``
 (one PNG per seed, a contact sheet, generation.json), which the metgan gallery shows; the same
 request writes the same folder, and a complete one is kept.
 
@@ -30,7 +30,8 @@ MODELS_ALIAS = AssetAlias("metgan-models")
     doc_md=__doc__,
     params={
         "search_name": Param(None, type=["null", "string"], pattern=NAME_PATTERN, title="Search name",
-                             description="empty: the search whose model triggered this run"),
+                             description="empty: the search whose model triggered this run, else the newest "
+                                         "search with a model"),
         "trial_id": Param(None, type=["null", "string"], pattern=NAME_PATTERN, title="Trial id",
                           description="empty: the search's best trial by its objective"),
         "n": Param(16, type="integer", minimum=1, maximum=1024, title="Images",
@@ -55,9 +56,15 @@ def gan_generate():
             events = get_current_context().get("triggering_asset_events") or {}
             extras = [event.extra for asset_events in events.values() for event in asset_events
                       if isinstance(event.extra, dict) and event.extra.get("search_name")]
-            if not extras:
-                raise ConfigError("name a search: this run was not triggered by a search's model")
-            search_name = extras[-1]["search_name"]
+            if extras:
+                search_name = extras[-1]["search_name"]
+            else:  # by hand with the form's defaults: the newest search that has a model
+                from metgan.config import get_settings
+                from metgan.gan.best import newest_search_with_model
+
+                search_name = newest_search_with_model(get_settings().results_dir)
+                if search_name is None:
+                    raise ConfigError("no search has a model yet: run gan_search first, or name a search")
         seeds = parse_seeds(params["seeds"]) if params.get("seeds") else seed_range(0, int(params["n"]))
         return generate_for_search(search_name, trial_id=params.get("trial_id") or None, seeds=seeds,
                                    truncation=float(params["truncation"]), upscale=int(params["upscale"]))

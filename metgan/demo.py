@@ -40,9 +40,9 @@ DEMO_GAN_BASE = {"height": 40, "width": 32, "swd_every": 10}
 DEMO_GRID = {"loss": ["non-saturating", "hinge"]}
 
 # Unpausing starts no run for these: vase_subset waits for the images asset, gan_search has no
-# schedule. met_ingest stays paused: it is scheduled daily with catchup=False, and unpausing it
+# schedule, gan_generate waits for a search's model asset. met_ingest stays paused: it is scheduled daily with catchup=False, and unpausing it
 # makes the scheduler queue the latest interval's incremental scrape at once.
-FIRST_SESSION_DAGS = ("vase_subset", "gan_search")
+FIRST_SESSION_DAGS = ("vase_subset", "gan_search", "gan_generate")
 KEPT_PAUSED = "met_ingest"
 
 
@@ -281,7 +281,10 @@ First session ({url}, user admin and the password above):
      afterwards if you do not want the daily scrape.
   2. vase_subset starts by itself when {KEPT_PAUSED}'s images are stored (unpaused: {on}).
   3. Dags -> gan_search -> Trigger with its defaults (subset "vases"): one mapped task per trial.
-  4. Browse -> metgan gallery ({url}/metgan/): each search's trials, scores and report.
+  4. gan_generate starts by itself when the search publishes its best model: 16 new images from
+     the best trial (trigger it by hand for other seeds, a truncation or another trial).
+  5. Browse -> metgan gallery ({url}/metgan/): each search's trials, scores, report, walks,
+     "Download model" links and generated images.
 Ctrl-C here stops Airflow and the embedded PostgreSQL it started."""
 
 

@@ -438,6 +438,11 @@ def read_model_record(trial_dir: Path) -> ModelRecord | None:
     return read_object(model_record_path(trial_dir))  # type: ignore[return-value]
 
 
+def read_model_record_beside(generator: Path) -> ModelRecord | None:
+    """The model.json beside a ``generator.keras`` (a best/ folder copied elsewhere keeps its record)."""
+    return read_object(Path(generator).parent / MODEL_RECORD)  # type: ignore[return-value]
+
+
 def read_generation_record(folder: Path) -> GenerationRecord | None:
     return read_object(Path(folder) / GENERATION_RECORD)  # type: ignore[return-value]
 

@@ -29,3 +29,16 @@ def best_trial(search_dir: Path | str) -> tuple[str, trialdir.ModelRecord] | Non
         return None
     _, trial_id, record = min(scored, key=lambda item: (item[0], item[1]))
     return trial_id, record
+
+
+def newest_search_with_model(results_dir: Path | str) -> str | None:
+    """The name of the newest search (by search.json's created_at) that has a best snapshot; None if none."""
+    found = []
+    for search_file in trialdir.search_files(Path(results_dir)):
+        try:
+            search = trialdir.read_search(search_file.parent) or {}
+        except TrialFolderError:
+            continue
+        if best_trial(search_file.parent) is not None:
+            found.append((str(search.get("created_at") or ""), search_file.parent.name))
+    return max(found)[1] if found else None

@@ -137,7 +137,7 @@ def generate(trial_dir: Path | str, seeds: list[int], out: Path | str, *, trunca
     if not seeds:
         raise ConfigError("no seeds to generate")
     model_path = trial_dir if trial_dir.suffix == ".keras" else trialdir.best_generator_path(trial_dir)
-    record = (trialdir.read_model_record(trial_dir) or {}) if trial_dir.is_dir() else {}
+    record = trialdir.read_model_record_beside(model_path) or {}
     generator = generator or export.load_generator(model_path)
     noise_dim = int(generator.input_shape[-1])
     latents = np.stack([seed_latent(seed, noise_dim, truncation) for seed in seeds])

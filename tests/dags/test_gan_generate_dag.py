@@ -26,6 +26,12 @@ def dags():
     return bag.dags
 
 
+def _fresh_dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags" / f"{dag_id}.py")).dags[dag_id]
+
+
 def _states(run) -> dict:
     return {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
 
@@ -83,20 +89,27 @@ def test_a_search_publishes_its_best_model_and_gan_generate_writes_what_the_gall
     assert _states(again) == {("generate", -1): "success"}
     assert trialdir.generation_folders(search_dir) == [folder] and (folder / "seed_0003.png").read_bytes() == first
 
+    # the form's defaults: the newest search with a model, seeds 0-15 (a freshly parsed DAG: dag.test
+    # leaves the last run_conf in the DAG object's params)
+    by_hand = _fresh_dag("gan_generate").test()
+    assert _states(by_hand) == {("generate", -1): "success"}
+    [defaults] = [f for f in trialdir.generation_folders(search_dir) if f != folder]
+    assert trialdir.read_generation_record(defaults)["seeds"] == list(range(16))
+
     monkeypatch.syspath_prepend(str(REPO / "plugins"))
     import metgan_gallery
 
     [listed] = [s for s in metgan_gallery.searches(settings.results_dir) if s["name"] == "gen"]
-    assert [g["name"] for g in listed["generations"]] == [folder.name]
-    assert listed["generations"][0]["full"] == f"files/gen/generations/{folder.name}/contact_sheet.png"
+    assert sorted(g["name"] for g in listed["generations"]) == sorted([folder.name, defaults.name])
+    assert f"files/gen/generations/{folder.name}/contact_sheet.png" in [g["full"] for g in listed["generations"]]
     [card] = listed["trials"]
     assert card["model"] == f"files/gen/{trial_id}/best/generator.keras" and card["walk"].endswith("walk.gif")
     assert card["best"].endswith(f"at epoch {record['epoch']}")
 
 
 @pytest.mark.slow
-def test_a_hand_run_without_a_search_or_of_an_unknown_one_fails_with_the_reason(airflow_db, db, settings, dags):
-    run = dags["gan_generate"].test()
+def test_a_hand_run_before_any_model_or_of_an_unknown_search_fails(airflow_db, db, settings, dags):
+    run = _fresh_dag("gan_generate").test()
     assert _states(run) == {("generate", -1): "failed"}
     run = dags["gan_generate"].test(run_conf={"search_name": "nosuch"})
     assert _states(run) == {("generate", -1): "failed"}

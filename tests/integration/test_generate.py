@@ -196,3 +196,11 @@ def test_a_resume_keeps_a_best_snapshot_from_before_its_checkpoint_and_drops_one
     assert (state.best_epoch, state.best_value) == (record["epoch"], record["objective_value"])
     _resume_best(folder, state, first_epoch=record["epoch"] - 1)  # that epoch is trained again
     assert not trialdir.has_best_snapshot(folder) and not trialdir.best_generator_path(folder).exists()
+
+
+def test_generate_from_a_copied_best_folder_reads_its_record(trial, tmp_path):
+    shutil.copytree(trial / trialdir.BEST, tmp_path / "copy")
+    result = metgan("generate", tmp_path / "copy" / "generator.keras", "--n", "2", "--out", tmp_path / "out")
+    epoch = trialdir.read_model_record(trial)["epoch"]
+    assert f"(best at epoch {epoch})" in result.stdout
+    assert json.loads((tmp_path / "out" / "generation.json").read_text())["trial_id"] == "t1"
