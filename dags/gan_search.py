@@ -7,7 +7,8 @@ GPU) on queue ``gpu`` (the GPU Celery worker); a retried trial resumes from its 
 and a trial that still fails turns its task red while the other trials go on. ``render_gifs``
 renders what each trial left (a failed or stopped one says why), and ``publish_report`` writes
 the search's report and gallery, which the metgan page in the Airflow UI shows, and fails the
-run when no trial finished. ``plan_trials`` also checks the subset (it must exist and hold
+run when no trial finished; it emits ``metgan://models/<search>`` (the best trial's exported
+generator), which schedules ``gan_generate``. ``plan_trials`` also checks the subset (it must exist and hold
 images; the trials train at its image size), so a bad subset is one red task, not a red trial each.
 
 Strategy ``grid`` trains every combination, ``random`` ``n_iter`` seeded draws (a grid value may
@@ -23,6 +24,8 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import (
+    Asset,
+    AssetAlias,
     ExceptionRetryPolicy,
     Param,
     RetryAction,
@@ -36,6 +39,10 @@ from airflow.sdk import (
 from metgan.gan.search import OBJECTIVES
 from metgan.gan.strategy import MAX_RUNGS, STRATEGIES
 from metgan.names import NAME_PATTERN
+
+# publish_report adds metgan://models/<search> through this alias once a trial has a best
+# snapshot; gan_generate is scheduled on it.
+MODELS_ALIAS = AssetAlias("metgan-models")
 
 # Two settings the small-data literature disagrees on: the loss, and how D is regularised.
 DEFAULT_GRID = {
@@ -149,13 +156,17 @@ def gan_search():
     # Once every rendering is done and at least one succeeded, so a failed or stopped trial is
     # still reported; when plan_trials failed nothing was rendered and this reads upstream_failed,
     # not a second failure. It fails the run when no trial finished: the run would read green.
-    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
-    def publish_report(rendered, params: dict | None = None) -> dict:
-        from metgan.pipeline import publish_search
+    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, outlets=[MODELS_ALIAS])
+    def publish_report(rendered, params: dict | None = None, outlet_events=None) -> dict:
+        from metgan.pipeline import best_model, publish_search
 
         trial_ids = [item["trial_id"] for item in rendered]
         written = publish_search(params["search_name"], trial_ids)
-        return {"trials": len(trial_ids), **{k: v if k == "statuses" else str(v) for k, v in written.items()}}
+        model = best_model(params["search_name"])  # None when no trial has a best snapshot: no event
+        if model is not None:
+            outlet_events[MODELS_ALIAS].add(Asset(f"metgan://models/{params['search_name']}"), extra=model)
+        return {"trials": len(trial_ids), "model": model,
+                **{k: v if k == "statuses" else str(v) for k, v in written.items()}}
 
     trials = plan_trials()
     trained = train_trial.expand(trial=trials)  # rung 0: every trial (to the end, unless halving)

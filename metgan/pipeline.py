@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from metgan import trialdir
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError, MetRetryableError, TrainingError
 from metgan.met.ingest import (
@@ -186,3 +187,18 @@ def publish_search(search_name: str, trial_ids: list[str] | None = None, *,
         raise TrainingError(f"no trial of search {search_name!r} finished ({counts}){why}; "
                             f"see {written['report']}")
     return {**written, "statuses": statuses}
+
+
+def best_model(search_name: str, *, settings: Settings | None = None) -> dict | None:
+    """The search's best exported generator, as an asset event's extra: {"search_name", "trial_id",
+    "epoch", "model"}; None when no trial has a best snapshot."""
+    from metgan.gan.best import best_trial
+    from metgan.gan.search import search_dir
+
+    folder = search_dir(search_name, settings or get_settings())
+    best = best_trial(folder)
+    if best is None:
+        return None
+    trial_id, record = best
+    return {"search_name": search_name, "trial_id": trial_id, "epoch": record.get("epoch"),
+            "model": str(trialdir.best_generator_path(folder / trial_id))}

@@ -182,3 +182,27 @@ def _print_board(board: list[dict]) -> None:
                                  + ("-" if r.get("score") is None else f"{r['score']:.2f}")
                                  + (f" {r['outcome']}" if r.get("outcome") else "") for r in row["rungs"])
             click.echo(f"{'':>3}  {'':<12}  rungs: {history}")
+
+
+@click.command()
+@click.argument("trial_dir", type=click.Path(path_type=Path))
+@click.option("--n", "count", type=int, default=64, show_default=True, help="Images: seeds SEED..SEED+N-1.")
+@click.option("--seed", "first_seed", type=int, default=0, show_default=True, help="First seed (with --n).")
+@click.option("--seeds", default=None, metavar="LIST",
+              help="Seeds instead of --n/--seed: '1-64', '3,17,42' or a mix; one PNG per seed, named by it.")
+@click.option("--truncation", type=float, default=1.0, show_default=True,
+              help="Scale each Gaussian latent towards the mean (0): 1 = untruncated, 0 = the mean image.")
+@click.option("--upscale", type=int, default=1, show_default=True,
+              help="Enlarge every image by this whole factor (Lanczos filter).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for seed_NNNN.png, contact_sheet.png and generation.json.")
+def generate(trial_dir: Path, count: int, first_seed: int, seeds: str | None, truncation: float, upscale: int,
+             out: Path) -> None:
+    """Generate images from TRIAL_DIR's best snapshot (best/generator.keras), one per seed."""
+    from metgan.gan import generate as generate_lib
+
+    chosen = generate_lib.parse_seeds(seeds) if seeds is not None else generate_lib.seed_range(first_seed, count)
+    result = generate_lib.generate(trial_dir, chosen, out, truncation=truncation, upscale=upscale)
+    epoch = f" (best at epoch {result['epoch']})" if result["epoch"] is not None else ""
+    click.echo(f"{len(result['images'])} images from {result['model']}{epoch} in {result['out']}")
+    click.echo(f"contact sheet\t{result['contact_sheet']}")

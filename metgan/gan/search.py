@@ -431,7 +431,8 @@ def train_trial(search_name: str, trial_id: str, *, settings: Settings | None = 
     try:
         summary = run_trial(trial_dir, config, subset_dir, search_name=search_name, trial_id=trial_id,
                             recorder=recorder, images=images, objective=search.get("objective", "swd"),
-                            until_epoch=until_epoch)
+                            until_epoch=until_epoch,
+                            direction=search.get("direction", "min"))
     except Exception as exc:  # recorded by run_trial; the search goes on
         log.error("trial %s of search %s failed: %s", trial_id, search_name, exc,
                   exc_info=not isinstance(exc, MetganError))

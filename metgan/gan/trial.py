@@ -67,7 +67,13 @@ def resolve_switches(config: GanConfig, has_gpu: bool) -> tuple[bool, bool]:
     return resolve(config.mixed_precision), resolve(config.xla)
 
 
-def _objective(lines: list[dict], key: str = "swd") -> float | None:
+def _objective(lines: list[dict], key: str = "swd", trial_dir: Path | None = None) -> float | None:
+    """The trial's objective: its best snapshot's value when it has one (what ranking compares),
+    else the last measured value."""
+    if trial_dir is not None and trialdir.has_best_snapshot(trial_dir):
+        record = trialdir.read_model_record(trial_dir) or {}
+        if record.get("objective") == key and isinstance(record.get("objective_value"), (int, float)):
+            return float(record["objective_value"])
     values = [line[key] for line in lines if line.get(key) is not None]
     return values[-1] if values else None
 
@@ -75,8 +81,10 @@ def _objective(lines: list[dict], key: str = "swd") -> float | None:
 def summary_from_files(trial_dir: Path, objective: str = "swd") -> dict:
     info = trialdir.read_trial_info(trial_dir) or {}
     lines = trialdir.read_metrics(trial_dir)
+    record = trialdir.read_model_record(trial_dir) if trialdir.has_best_snapshot(trial_dir) else None
     return {"trial_id": info.get("trial_id"), "status": info.get("status"), "stop_reason": info.get("stop_reason"),
-            "epochs": info.get("epochs_done", 0), "objective": _objective(lines, objective), "path": str(trial_dir)}
+            "epochs": info.get("epochs_done", 0), "objective": _objective(lines, objective, trial_dir),
+            "best_epoch": (record or {}).get("epoch"), "path": str(trial_dir)}
 
 
 def final_metrics(lines: list[dict]) -> dict:
@@ -92,7 +100,7 @@ def final_metrics(lines: list[dict]) -> dict:
 
 def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, *, search_name: str | None = None,
               trial_id: str | None = None, recorder: Any = None, images: np.ndarray | None = None,
-              objective: str = "swd", until_epoch: int | None = None) -> dict:
+              objective: str = "swd", until_epoch: int | None = None, direction: str = "min") -> dict:
     """Train (or resume, or skip) the trial in ``trial_dir``; return its summary.
 
     ``until_epoch`` (successive halving's rung) trains only up to that epoch: the trial is then
@@ -102,7 +110,9 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
     ``recorder`` (optional) gets ``started(info)``, ``epoch(line)``, ``truncate(last_epoch)`` and
     ``finished(info, final_metrics, best_metrics, objective)`` calls (the database rows);
     ``images`` (uint8 NHWC) replaces reading ``subset_dir``; ``objective`` names the metric
-    reported as the trial's objective (its last measured value).
+    reported as the trial's objective and ``direction`` ("min" or "max") which way is better: the
+    generator of the best epoch by it is kept as ``best/generator.keras`` and its value is the
+    trial's objective (the last measured value when no epoch measured it).
     """
     trial_dir = Path(trial_dir)
     trial_id = trial_id or config.trial_id()
@@ -131,7 +141,7 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
     info.setdefault("wall_s", 0.0)
     info.setdefault("images_per_s", None)
     try:
-        return _train(trial_dir, config, subset_dir, info, recorder, images, objective, target)
+        return _train(trial_dir, config, subset_dir, info, recorder, images, objective, target, direction)
     except Exception as exc:
         info.update(status="failed", error="".join(traceback.format_exception(exc)),
                     error_summary=error_summary(exc), finished_at=trialdir.utc_now())
@@ -142,7 +152,7 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
 
 
 def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder, images, objective_key: str,
-           target: int) -> dict:
+           target: int, direction: str) -> dict:
     from metgan.gan import callbacks as cb
     from metgan.gan import data
     from metgan.gan._tf import tensorflow
@@ -178,7 +188,9 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
 
     dataset_probe_steps = len(reals) // config.batch_size
     state = cb.TrialState(trial_dir=trial_dir, config=config, latents=latents, reals=eval_reals,
-                          steps_per_epoch=dataset_probe_steps, recorder=recorder, until_epoch=target)
+                          steps_per_epoch=dataset_probe_steps, recorder=recorder, until_epoch=target,
+                          objective=objective_key, direction=direction, search_name=info.get("search_name"),
+                          trial_id=info["trial_id"], subset=Path(subset_dir).name if subset_dir else None)
     first_epoch = 0
     meta = cb.load_latest_checkpoint(trial_dir, gan)
     if meta is not None:
@@ -190,6 +202,7 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
         state.swd_real = meta["swd_real"]
         state.best_metrics = meta["best_metrics"]
         log.info("trial %s resumes after epoch %d from its checkpoint", info["trial_id"], first_epoch)
+    _resume_best(trial_dir, state, first_epoch)
     trialdir.truncate_metrics(trial_dir, first_epoch)
     for epoch, stale in trialdir.samples(trial_dir).items():
         if epoch > first_epoch:
@@ -219,18 +232,36 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
                 images_per_s=state.images_seen / state.train_seconds if state.train_seconds else None)
     trialdir.write_trial_info(trial_dir, info)
     if recorder is not None:
-        recorder.finished(info, final_metrics(lines), state.best_metrics, _objective(lines, objective_key))
+        recorder.finished(info, final_metrics(lines), state.best_metrics,
+                          _objective(lines, objective_key, trial_dir))
     return summary_from_files(trial_dir, objective_key)
 
 
+def _resume_best(trial_dir: Path, state, first_epoch: int) -> None:
+    """Carry the best snapshot over a resume; one from an epoch after the checkpoint is dropped
+    (that epoch is trained again, and its metrics line is gone)."""
+    record = trialdir.read_model_record(trial_dir) if trialdir.has_best_snapshot(trial_dir) else None
+    if record is None or record.get("epoch", first_epoch + 1) > first_epoch or record.get("objective") != state.objective:
+        if record is not None or trialdir.best_generator_path(trial_dir).exists():
+            log.info("trial %s: best snapshot after the resumed checkpoint dropped", trial_dir.name)
+        trialdir.remove_best_snapshot(trial_dir)
+        return
+    state.best_epoch, state.best_value = record["epoch"], record["objective_value"]
+
+
 def _write_final_images(trial_dir: Path, gan, config: GanConfig) -> None:
+    """final_grid.png from the last epoch's generator; generated/NNN.png from the best snapshot
+    (what the report's gallery shows), or the last generator when there is none."""
     from metgan.gan import callbacks as cb
+    from metgan.gan import export
 
     rng = np.random.default_rng(config.seed + 5)
     count = max(FINAL_GRID_IMAGES, config.n_generated)
     latents = rng.standard_normal((count, config.noise_dim)).astype(np.float32)
     images = cb.generate_uint8(gan.sample_generator, latents)
     cb.save_png_atomic(trial_dir / trialdir.FINAL_GRID, cb.image_grid(images[:FINAL_GRID_IMAGES], columns=8))
+    if trialdir.has_best_snapshot(trial_dir):
+        images = cb.generate_uint8(export.load_generator(trial_dir), latents[: config.n_generated])
     (trial_dir / trialdir.GENERATED).mkdir(exist_ok=True)
     for index, image in enumerate(images[: config.n_generated]):
         cb.save_png_atomic(trialdir.generated_path(trial_dir, index), image)

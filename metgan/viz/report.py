@@ -85,8 +85,10 @@ def _entry(search_dir: Path, trial_id: str, objective: str, direction: str) -> E
     except RenderError as exc:
         return Entry(trial_id, None, {"label": trial_id, "status": "missing", "stop": str(exc)},
                      problem=str(exc))
+    best = _best_snapshot(trial, objective)
     recorded = trial.info.get("objective")
-    objective_value = recorded if isinstance(recorded, (int, float)) else _last(trial, objective)
+    objective_value = (best["objective_value"] if best else
+                       recorded if isinstance(recorded, (int, float)) else _last(trial, objective))
     per_s = trial.info.get("images_per_s")
     values = {
         "trial_id": trial.trial_id,
@@ -109,6 +111,7 @@ def _entry(search_dir: Path, trial_id: str, objective: str, direction: str) -> E
         "rung": trial.info.get("rung"),
         "rungs": rung_history(trial.info.get("rungs")),
         "images_seen": trial.info.get("images_seen"),
+        "best_epoch": best["epoch"] if best else None,
     }
     return Entry(trial.trial_id, trial, values)
 
@@ -141,6 +144,19 @@ def strategy_line(search: dict, entries: list[Entry]) -> str:
     if isinstance(full, int) and full > 0:
         text += f" · training images {spent:,} of the full grid's {full:,} ({spent / full:.0%})"
     return text
+
+
+def _best_snapshot(trial: TrialRun, objective: str) -> dict | None:
+    """The trial's best-snapshot record when it has one by this objective (ranking uses its value)."""
+    try:
+        record = trialdir.read_model_record(trial.path) if trialdir.has_best_snapshot(trial.path) else None
+    except TrialFolderError as exc:
+        log.warning("report: %s", exc)
+        return None
+    if (not record or record.get("objective") != objective or not isinstance(record.get("epoch"), int)
+            or not isinstance(record.get("objective_value"), (int, float))):
+        return None
+    return record
 
 
 def _trial_ids(search_dir: Path, search: dict) -> list[str]:
@@ -298,7 +314,7 @@ def _figure(trial_id: str, name: str) -> dict:
 def _card(entry: Entry, search_dir: Path) -> dict:
     values = entry.values
     status = str(values.get("status"))
-    card = {"trial_id": entry.trial_id, "label": str(values.get("label")), "status": status,
+    card = {"trial_id": entry.trial_id, "label": str(values.get("label")), "status": status, "best": None,
             "banner": values["stop"] if values.get("stop") and status != "completed" else "",
             "found": entry.trial is not None}
     if entry.trial is None:
@@ -307,8 +323,13 @@ def _card(entry: Entry, search_dir: Path) -> dict:
     settings = values.get("settings") or {}
     card.update(
         settings=[(str(key), format_value(value)) for key, value in sorted(settings.items())],
-        figures=[_figure(entry.trial_id, name) for name in (trialdir.FINAL_GRID, trialdir.PROGRESS_GIF)
+        figures=[_figure(entry.trial_id, name)
+                 for name in (trialdir.FINAL_GRID, trialdir.PROGRESS_GIF, trialdir.WALK_GIF)
                  if (folder / name).exists()],
+        best=None if values.get("best_epoch") is None else {
+            "epoch": values["best_epoch"], "value": format_value(values.get("objective")),
+            "model": _link(entry.trial_id, f"{trialdir.BEST}/{trialdir.BEST_GENERATOR}"),
+            "record": _link(entry.trial_id, f"{trialdir.BEST}/{trialdir.MODEL_RECORD}")},
         graphs=[{**_figure(entry.trial_id, name), "title": title} for name, title in GRAPH_FILES.items()
                 if (folder / name).exists()],
         gifs=(folder / trialdir.PROGRESS_GIF).exists(),
@@ -358,8 +379,8 @@ def _write_text(path: Path, text: str) -> Path:
 
 def _leaderboard_csv(ranked: list[Entry]) -> str:
     fields = ["rank", "trial_id", "label", "status", "stop_reason", "error", "epochs_done", "epochs",
-              "objective", "swd_best", "d_loss", "g_loss", "diversity", "images_per_s", "wall_s", "settings",
-              "rung", "rungs", "images_seen"]
+              "objective", "best_epoch", "swd_best", "d_loss", "g_loss", "diversity", "images_per_s", "wall_s",
+              "settings", "rung", "rungs", "images_seen"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -19,7 +19,7 @@ def dagbag():
 
 def test_no_import_errors_and_every_dag_present(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"met_ingest", "vase_subset", "gan_search"}
+    assert set(dagbag.dag_ids) == {"met_ingest", "vase_subset", "gan_search", "gan_generate"}
 
 
 def test_dags_folder_parses_in_under_two_seconds():
@@ -99,3 +99,11 @@ def test_gan_search_wiring(dagbag):
     assert train.pool == "gpu" and train.queue == "gpu"
     assert dag.get_task("plan_trials").queue != "gpu"
     assert dag.schedule is None
+
+
+def test_gan_search_publishes_models_that_schedule_gan_generate(dagbag):
+    outlets = dagbag.dags["gan_search"].get_task("publish_report").outlets
+    assert [getattr(o, "name", None) for o in outlets] == ["metgan-models"]
+    generate = dagbag.dags["gan_generate"]
+    assert "metgan-models" in str(generate.timetable.asset_condition)
+    assert [t.task_id for t in generate.tasks] == ["generate"]
