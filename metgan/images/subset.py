@@ -29,6 +29,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from sqlalchemy import Engine
 
 from metgan import names
 from metgan.config import Settings, get_settings
-from metgan.errors import SubsetError
+from metgan.errors import StorageError, SubsetError
 from metgan.images.resize import convert_many
 from metgan.images.selection import (
     Selection,
@@ -47,6 +48,7 @@ from metgan.images.selection import (
     candidate_object_ids,
 )
 from metgan.progress import Progress
+from metgan.storage import Store
 from metgan.store import get_engine
 from metgan.store import subsets as repository
 
@@ -71,11 +73,11 @@ def subset_dir(name: str, settings: Settings | None = None) -> Path:
     return settings.subsets_dir / check_name(name)
 
 
-def _is_done(row: dict | None, params_hash: str, output: Path) -> bool:
+def _is_done(row: dict | None, params_hash: str, output_stored: bool) -> bool:
     if row is None or row["params_hash"] != params_hash:
         return False
     if row["status"] == "ok":
-        return output.exists()
+        return output_stored
     return not (row["reason"] or "").startswith(_RETRY_REASONS)
 
 
@@ -103,6 +105,52 @@ def _remove_stale(images_root: Path, params_hash: str, keep: set[str]) -> None:
         stale_temp = entry.name.startswith(".") and entry.name.endswith(".tmp")
         if stale_temp or (suffix == "png" and stem not in keep):
             os.unlink(entry.path)
+
+
+# --- on an object store (METGAN_DATA_DIR=s3://...) -------------------------------------------
+# The build works in the worker's mirror of the store as on a local folder; around it, the source
+# images it converts are fetched into the mirror first, and afterwards the new generation's PNGs
+# are put, then subset.json, then manifest.csv (so a reader who finds the manifest finds every
+# file it lists), and then the store's stale files are removed. On a local folder these are no-ops.
+
+def _key(name: str, *parts: str) -> str:
+    return "/".join(("subsets", name, *parts))
+
+
+def _stored_outputs(store: Store, name: str, params_hash: str) -> set[str] | None:
+    """The file names of the generation's PNGs on the store (None on a local folder: look there)."""
+    if not store.is_remote:
+        return None
+    prefix = _key(name, _generation(params_hash))
+    return {key.rsplit("/", 1)[1] for key in store.list(prefix)}
+
+
+def _fetch_sources(store: Store, todo: list[SourceImage]) -> None:
+    """Bring the originals about to be converted into the mirror (missing ones stay missing: the
+    converter records them as skipped, to retry on the next build)."""
+    if not store.is_remote or not todo:
+        return
+
+    def fetch(image: SourceImage) -> None:
+        try:
+            store.fetch(f"images/{image.path}")
+        except StorageError as exc:
+            log.warning("subset source %s not fetched: %s", image.path, exc)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(fetch, todo))
+
+
+def _publish(store: Store, name: str, params_hash: str, built: set[str]) -> None:
+    if not store.is_remote:
+        return
+    generation = _key(name, _generation(params_hash))
+    store.push(generation)
+    store.publish(_key(name, "subset.json"))
+    store.publish(_key(name, "manifest.csv"))  # last: the switch, for readers of the store
+    keep = {f"{generation}/{sha}.png" for sha in built}
+    for key in store.list(_key(name, "images")):
+        if key not in keep:
+            store.remove(key)
 
 
 def _manifest(rows: list[dict], params: SubsetParams, params_hash: str) -> str:
@@ -184,18 +232,24 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
                      else "no object matches")
             raise SubsetError(f"subset {name!r}: {found} ({_describe(subset_params.selection)}); nothing to build")
         folder = subset_dir(name, settings)
+        store = settings.data_store
+        location = store.url(_key(name))
         # Only a new subset gets its parameters here; an existing one keeps those of its
         # manifest until this build has produced images.
-        repository.create_if_new(engine, name, subset_params.to_dict(), str(folder))
+        repository.create_if_new(engine, name, subset_params.to_dict(), location)
         existing = repository.image_rows(engine, name)
         selected = {image.sha256 for image in images}
         dropped = [sha for sha in existing if sha not in selected]
         generation_dir = folder / _generation(params_hash)
+        stored = _stored_outputs(store, name, params_hash)
         todo = [image for image in images
-                if not _is_done(existing.get(image.sha256), params_hash, generation_dir / f"{image.sha256}.png")]
+                if not _is_done(existing.get(image.sha256), params_hash,
+                                f"{image.sha256}.png" in stored if stored is not None
+                                else (generation_dir / f"{image.sha256}.png").exists())]
         log.info("subset %s: %d objects, %d distinct images (%d duplicates), %d to convert, %d up to date",
                  name, len(objects), len(images), duplicates, len(todo), len(images) - len(todo))
         progress = progress or Progress(f"subset {name}")
+        _fetch_sources(store, todo)
         processed = _convert(engine, name, todo, folder, subset_params, params_hash, settings, progress,
                              workers)
 
@@ -221,12 +275,13 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }, indent=2) + "\n")
         _write_atomic(folder / "manifest.csv", _manifest(rows, subset_params, params_hash))
-        repository.finish_build(engine, name, params=subset_params.to_dict(), counts=counts, path=str(folder),
+        _publish(store, name, params_hash, built)
+        repository.finish_build(engine, name, params=subset_params.to_dict(), counts=counts, path=location,
                                 dropped=dropped)
         _remove_stale(folder / "images", params_hash, built)
         wall = time.monotonic() - started
         summary = {
-            "name": name, "path": str(folder), "params_hash": params_hash, **counts,
+            "name": name, "path": location, "params_hash": params_hash, **counts,
             "processed": sum(processed.values()), "built": processed["ok"],
             "newly_skipped": processed["skipped"], "up_to_date": len(images) - len(todo),
             "removed": len(dropped), "wall_s": round(wall, 3),
@@ -250,8 +305,12 @@ def subset_info(name: str, *, settings: Settings | None = None, engine: Engine |
         known = repository.subset_names(engine)
         raise SubsetError(f"no subset named {name!r}; known: {', '.join(known) or 'none (build one first)'}")
     sources = repository.image_sources(engine, name)
-    images_dir = Path(row["path"]) / "images"
-    disk_bytes = sum(path.stat().st_size for path in images_dir.rglob("*") if path.is_file())
+    store = (settings or get_settings()).data_store
+    if store.is_remote:
+        disk_bytes = sum(store.list(_key(name, "images")).values())
+    else:
+        images_dir = Path(row["path"]) / "images"
+        disk_bytes = sum(path.stat().st_size for path in images_dir.rglob("*") if path.is_file())
     ratios = [(r["status"], r["source_height"] / r["source_width"]) for r in sources
               if r["source_width"] and r["source_height"]]
     return {**row, "disk_bytes": disk_bytes, "ratios": ratios}
