@@ -269,6 +269,7 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
             "skipped_by_reason": dict(sorted(skipped_by_reason.items())),
         }
         # The switch: the manifest names the new generation; only then do the old files go.
+        (folder / _generation(params_hash)).mkdir(parents=True, exist_ok=True)  # nothing new on this worker
         _write_atomic(folder / "subset.json", json.dumps({
             "name": name, "params": subset_params.to_dict(), "params_hash": params_hash, "counts": counts,
             "manifest": "manifest.csv", "images": _generation(params_hash),

@@ -84,3 +84,31 @@ def test_an_object_changed_on_the_store_is_downloaded_again(s3_env, db, fake_met
     pipeline.run_ingest("full", batch_size=10, tries=3, new_run=True)
     assert fake_met.counts().get("image", 0) == 1
     assert hashlib.sha256(store.read_bytes(f"images/{path}")).hexdigest() == stored_images(db)[path]
+
+
+def test_a_subset_built_on_one_worker_is_trained_from_another(s3_env, db, fake_met, monkeypatch, tmp_path):
+    import csv
+    import io
+
+    from metgan.images.staging import stage_subset
+    from metgan.images.subset import build_subset, subset_info
+
+    pipeline.run_ingest("full", batch_size=10, tries=3, new_run=True)
+    monkeypatch.setenv("METGAN_CACHE_DIR", str(tmp_path / "worker-b"))  # builds with an empty cache
+    built = build_subset("vases", {"size": "32x40"}, settings=get_settings(), workers=1)
+    assert built["ok"] > 0 and built["path"].startswith("s3://")
+    store = get_settings().data_store
+    rows = list(csv.DictReader(io.StringIO(store.read_bytes("subsets/vases/manifest.csv").decode())))
+    assert len(rows) == built["ok"]
+    assert set(store.list("subsets/vases/images")) == {f"subsets/vases/{row['file']}" for row in rows}
+    assert subset_info("vases", settings=get_settings())["disk_bytes"] == sum(
+        store.list("subsets/vases/images").values())
+
+    monkeypatch.setenv("METGAN_CACHE_DIR", str(tmp_path / "worker-c"))  # a third host rebuilds: nothing to do
+    assert build_subset("vases", settings=get_settings(), workers=1)["processed"] == 0
+    folder = stage_subset("vases", get_settings())
+    assert folder.is_relative_to(tmp_path / "worker-c")
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == sorted(r["file"] for r in rows)
+
+    from metgan.gan.data import subset_images
+    assert subset_images(folder) == (len(rows), 40, 32)
