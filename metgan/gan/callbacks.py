@@ -352,7 +352,7 @@ class EpochRecord(keras.callbacks.Callback):
                                 "within_std": logs.get("within_std"), "across_std": logs.get("across_std"),
                                 "images_per_s": logs["epoch_images"] / seconds if seconds > 0 else None,
                                 "wall_s": round(state.wall_s, 3)}
-        line = {k: (finite(v) if isinstance(v, (int, float, np.floating)) and k != "epoch" else v)
+        line = {k: (finite(v) if isinstance(v, (int, float, np.floating)) and k not in ("epoch", "swd_count") else v)
                 for k, v in line.items()}
         trialdir.append_metrics(state.trial_dir, line)
         for key in self.BEST_KEYS:

@@ -153,7 +153,7 @@ def swd_against_reals(fakes: np.ndarray, reals: np.ndarray, *, seed: int = 0,
     if real_baseline is None:
         real_baseline = sliced_wasserstein(real_b, real_a, seed=seed)["avg"]
     return {"swd": fake["avg"], "swd_real": real_baseline, "swd_levels": fake["levels"],
-            "swd_count": min(len(real_a), len(fakes))}
+            "swd_count": int(min(len(real_a), len(fakes)))}
 
 
 # --- MS-SSIM ----------------------------------------------------------------------------------
