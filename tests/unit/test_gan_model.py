@@ -229,12 +229,13 @@ def _fastgan_tiny(**changes):
                                 "g_seed_filters": 16, "d_filters": 8, **changes})
 
 
-def test_fastgan_train_step_trains_generator_discriminator_and_decoders():
+@pytest.mark.parametrize("mixed", [False, True])  # True: the GPU path (float16, loss scaling) on a CPU
+def test_fastgan_train_step_trains_generator_discriminator_and_decoders(mixed):
     from metgan.gan.data import training_dataset
     from metgan.gan.model import build_gan
     from tests.gan_support import vase_images
 
-    gan = build_gan(_fastgan_tiny())
+    gan = build_gan(_fastgan_tiny(), mixed_precision=mixed)
     dataset, steps = training_dataset(vase_images(32), batch_size=16, seed=0, first_epoch=0, epochs=1, x_flip=True)
     before = {name: [w.copy() for w in model.get_weights()]
               for name, model in (("g", gan.generator), ("d", gan.discriminator), ("dec", gan.decoder))}
