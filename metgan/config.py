@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from metgan.errors import ConfigError
+from metgan.storage import Store, is_url, mirror_for, storage_options
 from metgan.urlpolicy import parse_host_list
 
 REAL_MET_API_URL = "https://collectionapi.metmuseum.org/public/collection/v1"
@@ -55,6 +56,25 @@ def _http_url(name: str, value: str) -> str:
 
 def _path(name: str, value: str) -> Path:
     return Path(_text(name, value)).expanduser().resolve()
+
+
+def _location(name: str, value: str) -> Path | str:
+    """A local folder, or an fsspec URL (``s3://bucket/prefix``) of an object store."""
+    value = _text(name, value)
+    if not is_url(value):
+        return _path(name, value)
+    parts = urlsplit(value)
+    if not parts.netloc:
+        raise ConfigError(f"{name}={value[:80]!r} names no bucket (expected e.g. s3://bucket/prefix)")
+    if parts.username is not None or parts.password is not None or parts.query:
+        raise ConfigError(f"{name} must not hold credentials or options in the URL; use the backend's "
+                          "usual environment (AWS_ACCESS_KEY_ID, ...) or METGAN_STORAGE_OPTIONS")
+    return value.rstrip("/")
+
+
+def _options(name: str, value: str) -> str:
+    storage_options({name: value})  # raises ConfigError naming the variable when malformed
+    return value
 
 
 def _folders(name: str, value: str) -> tuple[Path, ...]:
@@ -130,10 +150,17 @@ class Variable:
 VARIABLES: tuple[Variable, ...] = (
     Variable("METGAN_DATABASE_URL", "database_url", _database_url, None,
              "PostgreSQL URL; unset: an embedded server under <data_dir>/postgres"),
-    Variable("METGAN_DATA_DIR", "data_dir", _path, "./data",
-             "images, subsets and the embedded database"),
-    Variable("METGAN_RESULTS_DIR", "results_dir", _path, "./results",
-             "search and trial folders"),
+    Variable("METGAN_DATA_DIR", "data_dir", _location, "./data",
+             "images, subsets and the embedded database: a folder, or an object store URL "
+             "(s3://bucket/prefix; then METGAN_DATABASE_URL is required)"),
+    Variable("METGAN_RESULTS_DIR", "results_dir", _location, "./results",
+             "search and trial folders: a folder, or an object store URL (s3://bucket/prefix)"),
+    Variable("METGAN_STORAGE_OPTIONS", "storage_options", _options, "",
+             "a JSON object of fsspec options for an object store URL, e.g. "
+             '{"endpoint_url": "http://minio:9000"}; credentials come from the backend\'s usual '
+             "environment (AWS_ACCESS_KEY_ID, ...)"),
+    Variable("METGAN_CACHE_DIR", "cache_dir", _path, "~/.cache/metgan",
+             "this worker's local cache of an object store (mirrors of images, subsets, trials)"),
     Variable("METGAN_MET_API_URL", "met_api_url", _http_url, REAL_MET_API_URL,
              "base URL of the Met Collection API"),
     Variable("METGAN_MET_RATE", "met_rate", _bounded_float(0.01, 1000), 80.0,
@@ -169,7 +196,7 @@ _BY_NAME = {v.name: v for v in VARIABLES}
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
-    data_dir: Path
+    data_dir: Path  # the local folder: METGAN_DATA_DIR itself, or an object store's mirror
     results_dir: Path
     met_api_url: str
     met_rate: float
@@ -182,6 +209,25 @@ class Settings:
     import_dirs: tuple[Path, ...]
     max_image_bytes: int
     max_image_pixels: int
+    storage_options: str = ""
+    cache_dir: Path = Path("~/.cache/metgan")
+    data_location: str = ""  # METGAN_DATA_DIR as given: a folder or a URL
+    results_location: str = ""
+
+    @property
+    def data_store(self) -> Store:
+        """Images and subsets: the data folder, or the object store with its local mirror."""
+        return self._store(self.data_location, self.data_dir)
+
+    @property
+    def results_store(self) -> Store:
+        """Search and trial folders: the results folder, or the object store with its mirror."""
+        return self._store(self.results_location, self.results_dir)
+
+    def _store(self, location: str, mirror: Path) -> Store:
+        if not is_url(location):
+            return Store.local(mirror)
+        return Store(location, mirror, storage_options({"METGAN_STORAGE_OPTIONS": self.storage_options}))
 
     @property
     def images_dir(self) -> Path:
@@ -216,11 +262,17 @@ class Settings:
                 default = variable.default
                 if default == IMPORT_DIR_DEFAULT:
                     continue  # below: it follows METGAN_DATA_DIR
-                if isinstance(default, str) and variable.parse is _path:
+                if isinstance(default, str) and variable.parse in (_path, _location):
                     default = _path(variable.name, default)
                 values[variable.field] = default
             else:
                 values[variable.field] = variable.parse(variable.name, raw)
+        cache = values["cache_dir"]
+        for kind in ("data", "results"):
+            where = values[f"{kind}_dir"]
+            values[f"{kind}_location"] = str(where)
+            if isinstance(where, str):  # an object store URL: files are mirrored under the cache
+                values[f"{kind}_dir"] = mirror_for(where, kind, {"METGAN_CACHE_DIR": str(cache)})
         values.setdefault("import_dirs", (values["data_dir"] / "imports",))
         return cls(**values)
 

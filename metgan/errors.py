@@ -13,7 +13,8 @@
     ├── GanConfigError          a GAN config or search grid is invalid (names the key)
     ├── TrainingError           a trial failed while training
     ├── TrialFolderError        a trial or search folder file is not what the contract says
-    └── RenderError             a GIF, grid or report could not be rendered
+    ├── RenderError             a GIF, grid or report could not be rendered
+    └── StorageError            the file store (a local folder or an object store) refused a file
 
 A user mistake raises a subclass with one clear line of message; the CLI prints that line and
 exits non-zero, without a traceback.
@@ -78,3 +79,8 @@ class TrialFolderError(MetganError):
 
 class RenderError(MetganError):
     """A GIF, image grid or report could not be rendered."""
+
+
+class StorageError(MetganError):
+    """A file could not be read from or written to the store (a folder or an object store); the
+    message names the operation, the key and the location."""

@@ -32,7 +32,7 @@ from metgan.met.client import Attempts, MetClient
 from metgan.urlpolicy import UrlPolicy, encode_url
 
 __all__ = ["BadContent", "Downloaded", "ImageGone", "check_host", "download_image", "encode_url",
-           "inspect_image", "relative_path", "stored_intact", "sweep_temp_files"]
+           "image_key", "inspect_image", "relative_path", "stored_intact", "sweep_temp_files"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,11 @@ def check_host(url: str, allowed_hosts: tuple[str, ...] | list[str]) -> str:
 def relative_path(object_id: int, seq: int) -> str:
     """The path of an image relative to ``<data_dir>/images`` (what met_images.path stores)."""
     return f"{int(object_id)}/{int(seq)}.jpg"
+
+
+def image_key(path: str) -> str:
+    """The storage key of an image (``images/<object_id>/<seq>.jpg``) from its relative path."""
+    return f"images/{path}"
 
 
 def sha256_of(path: Path) -> str:

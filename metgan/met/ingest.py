@@ -31,11 +31,13 @@ from metgan.errors import (
     MetBlockedError,
     MetRetryableError,
     ObjectGoneError,
+    StorageError,
 )
 from metgan.met.client import Attempts, MetClient, run_sync
-from metgan.met.download import ImageGone, download_image, stored_intact, sweep_temp_files
+from metgan.met.download import ImageGone, download_image, image_key, stored_intact, sweep_temp_files
 from metgan.met.parse import parse_record
 from metgan.progress import Progress
+from metgan.storage import Store
 from metgan.store import get_engine
 from metgan.store import met as repository
 from metgan.store.met import FetchOutcome, ImageOutcome
@@ -293,8 +295,9 @@ def download_images(batch: dict, *, additional_images: bool = False, settings: S
     todo = []
     for folder in {images_dir / str(row.object_id) for row in rows}:
         counts["temp_removed"] += sweep_temp_files(folder)
+    store = settings.data_store
     for row in rows:
-        if row.status == "ok" and stored_intact(images_dir, row.path, row.sha256, row.bytes):
+        if row.status == "ok" and _intact(store, images_dir, row):
             counts["already"] += 1
         elif row.status in ("rejected", "gone"):
             counts[f"{row.status}_before"] += 1
@@ -329,8 +332,23 @@ def download_images(batch: dict, *, additional_images: bool = False, settings: S
     return summary
 
 
+def _intact(store: Store, images_dir, row) -> bool:
+    """Whether an image row's file is stored with its recorded sha256: the file itself on a local
+    store; on S3 the sha256 kept with the object (no download), elsewhere its size."""
+    if not store.is_remote:
+        return stored_intact(images_dir, row.path, row.sha256, row.bytes)
+    if not row.path or not row.sha256:
+        return False
+    key = image_key(row.path)
+    known = store.stored_sha256(key)
+    if known is not None:
+        return known == row.sha256
+    return row.bytes is not None and store.size(key) == row.bytes
+
+
 async def _download_all(settings: Settings, engine, rows: list, progress: Progress,
                         outcomes: list[ImageOutcome], client_options: dict) -> Counter:
+    data_store = settings.data_store
     async with MetClient.from_settings(settings, **client_options) as client:
 
         async def download_one(row) -> ImageOutcome:
@@ -340,13 +358,17 @@ async def _download_all(settings: Settings, engine, rows: list, progress: Progre
                     client, row.url, object_id=row.object_id, seq=row.seq, images_dir=settings.images_dir,
                     allowed_hosts=settings.image_hosts, max_bytes=settings.max_image_bytes,
                     max_pixels=settings.max_image_pixels, attempts=attempts)
+                if data_store.is_remote:
+                    # the mirror's file is complete and checked; one put makes it visible whole
+                    await asyncio.to_thread(data_store.publish, image_key(done.path), sha256=done.sha256)
             except ImageError as exc:
                 return ImageOutcome(row.object_id, row.seq, row.url, "rejected", attempts.count, error=str(exc))
             except ImageGone as exc:
                 return ImageOutcome(row.object_id, row.seq, row.url, "gone", attempts.count, error=str(exc))
             except MetBlockedError:
                 raise
-            except MetApiError as exc:
+            except (MetApiError, StorageError) as exc:
+                # StorageError: the object store refused the upload; the image is fetched again next run
                 return ImageOutcome(row.object_id, row.seq, row.url, "failed", attempts.count, error=str(exc))
             except ValueError as exc:
                 # urllib and yarl raise ValueError for a URL they cannot parse (a port over 65535,

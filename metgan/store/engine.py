@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
 from metgan.config import Settings, get_settings
-from metgan.errors import StoreError
+from metgan.errors import ConfigError, StoreError
 from metgan.store import embedded
 
 # undefined_table, undefined_function, undefined_column: what a missing or older schema raises
@@ -34,6 +34,9 @@ def database_url(settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     if settings.database_url:
         return settings.database_url
+    if settings.data_store.is_remote:
+        raise ConfigError("METGAN_DATA_DIR is an object store URL, so the embedded database (a local "
+                          "folder) cannot be shared: set METGAN_DATABASE_URL to a PostgreSQL server")
     return embedded.ensure_server(settings.data_dir)
 
 

@@ -20,6 +20,8 @@ BAD_VALUES = {
     "METGAN_IMPORT_DIR": " ",
     "METGAN_MAX_IMAGE_BYTES": "lots",
     "METGAN_MAX_IMAGE_PIXELS": "-5",
+    "METGAN_STORAGE_OPTIONS": "[1, 2]",
+    "METGAN_CACHE_DIR": "  ",
 }
 
 
@@ -125,3 +127,34 @@ def test_import_dir_follows_the_data_dir_unless_set(tmp_path):
 def test_a_malformed_api_url_is_one_line_error(url):
     with pytest.raises(ConfigError, match="^METGAN_MET_API_URL="):
         Settings.from_env({"METGAN_MET_API_URL": url})
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("s3:///prefix", "names no bucket"),
+    ("s3://key:secret@bucket/prefix", "credentials"),
+    ("s3://bucket/prefix?endpoint=http://x", "credentials or options"),
+])
+def test_a_bad_store_url_is_refused_in_one_line(value, problem):
+    with pytest.raises(ConfigError, match=f"METGAN_DATA_DIR.*{problem}|{problem}"):
+        Settings.from_env({"METGAN_DATA_DIR": value})
+
+
+def test_an_object_store_location_works_through_a_local_mirror(tmp_path):
+    settings = Settings.from_env({"METGAN_DATA_DIR": "s3://bucket/metgan/", "METGAN_CACHE_DIR": str(tmp_path),
+                                  "METGAN_STORAGE_OPTIONS": '{"endpoint_url": "http://minio:9000"}'})
+    assert settings.data_location == "s3://bucket/metgan"
+    assert settings.data_dir.parent == tmp_path / "data"  # the mirror, one folder per URL
+    store = settings.data_store
+    assert store.is_remote and store.options == {"endpoint_url": "http://minio:9000"}
+    assert store.url("images/1/0.jpg") == "s3://bucket/metgan/images/1/0.jpg"
+    assert not settings.results_store.is_remote
+    assert settings.results_store.mirror == settings.results_dir
+
+
+def test_an_object_store_needs_a_database_server(tmp_path):
+    from metgan.store.engine import database_url
+
+    settings = Settings.from_env({"METGAN_DATA_DIR": "s3://bucket/metgan", "METGAN_CACHE_DIR": str(tmp_path)})
+    with pytest.raises(ConfigError, match="set METGAN_DATABASE_URL"):
+        database_url(settings)
+    assert not (settings.data_dir / "postgres").exists()

@@ -1,0 +1,347 @@
+"""Where metgan's files live: a local folder (the default) or an object store, through one class.
+
+``METGAN_DATA_DIR`` and ``METGAN_RESULTS_DIR`` name a local folder or an fsspec URL
+(``s3://bucket/prefix``, ``gs://...``, ``memory://...``). Every part of metgan works on local files;
+a :class:`Store` pairs the configured location with a **local mirror** folder and moves files
+between the two:
+
+* on a local location the mirror *is* the location: :meth:`Store.publish` and
+  :meth:`Store.fetch` do nothing, so the embedded default costs nothing;
+* on a remote location the mirror is a worker-local cache (``METGAN_CACHE_DIR``): writers build a
+  file in the mirror and :meth:`~Store.publish` it (an object-store put is atomic: no reader ever
+  sees a partial object); readers :meth:`~Store.fetch` it into the mirror first.
+
+Keys are ``/``-separated paths relative to the location (``images/436524/0.jpg``); a key that
+climbs out (``..``), is absolute or is empty is refused, so a name from a form or a database row
+cannot address a file outside the store.
+
+Credentials and endpoints come the usual way for the backend (for S3: ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``), plus
+``METGAN_STORAGE_OPTIONS``, a JSON object passed to fsspec (for instance
+``{"endpoint_url": "http://minio:9000"}``); a URL's options never go into logs or errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from metgan.errors import ConfigError, StorageError
+
+__all__ = ["Store", "is_url", "check_key", "cache_root"]
+
+# Protocols treated as the local file system (a plain path has none).
+_LOCAL_PROTOCOLS = ("", "file", "local")
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """True when ``location`` names an fsspec protocol other than the local file system."""
+    text = os.fspath(location)
+    scheme = urlsplit(text).scheme
+    # "C:\\data" parses with scheme "c": one letter is a drive, not a protocol
+    return len(scheme) > 1 and "://" in text and scheme not in _LOCAL_PROTOCOLS
+
+
+def check_key(key: str) -> str:
+    """``key`` normalised, or StorageError when it is empty, absolute or climbs out with ``..``."""
+    if not isinstance(key, str) or not key or "\x00" in key:
+        raise StorageError(f"invalid storage key {key!r}")
+    normal = posixpath.normpath(key.replace("\\", "/"))
+    if normal.startswith("/") or normal == "." or normal == ".." or normal.startswith("../"):
+        raise StorageError(f"storage key {key!r} is outside the store")
+    return normal
+
+
+def cache_root(environ: dict[str, str] | None = None) -> Path:
+    """The worker-local cache folder: ``METGAN_CACHE_DIR``, else ``~/.cache/metgan``."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("METGAN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "metgan")
+    return Path(base).expanduser().resolve()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def mirror_for(url: str, kind: str, environ: dict[str, str] | None = None) -> Path:
+    """The local mirror of a remote location: one folder per URL under the cache root."""
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    return cache_root(environ) / kind / digest
+
+
+def storage_options(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """``METGAN_STORAGE_OPTIONS`` parsed (a JSON object), or ``{}``."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get("METGAN_STORAGE_OPTIONS", "").strip()
+    if not raw:
+        return {}
+    try:
+        options = json.loads(raw)
+    except ValueError:
+        raise ConfigError("METGAN_STORAGE_OPTIONS is not valid JSON (expected an object such as "
+                          '{"endpoint_url": "http://minio:9000"})') from None
+    if not isinstance(options, dict):
+        raise ConfigError("METGAN_STORAGE_OPTIONS must be a JSON object")
+    return options
+
+
+@dataclass
+class Store:
+    """A location (local folder or URL) and its local mirror; see the module docstring."""
+
+    location: str
+    mirror: Path
+    options: dict[str, Any] = field(default_factory=dict, repr=False)
+    _fs: Any = field(default=None, init=False, repr=False)
+
+    # --- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def local(cls, folder: Path | str) -> Store:
+        folder = Path(folder)
+        return cls(location=str(folder), mirror=folder)
+
+    @property
+    def is_remote(self) -> bool:
+        return is_url(self.location)
+
+    @property
+    def fs(self):
+        """The fsspec file system of a remote location (imported on first use)."""
+        if self._fs is None:
+            import fsspec
+
+            protocol = urlsplit(self.location).scheme
+            try:
+                self._fs = fsspec.filesystem(protocol, **self.options)
+            except (ImportError, ValueError) as exc:
+                raise StorageError(f"cannot open storage protocol {protocol!r}: {exc}") from None
+        return self._fs
+
+    def _remote(self, key: str) -> str:
+        root = self.location.rstrip("/")
+        return f"{root}/{check_key(key)}"
+
+    # --- naming -----------------------------------------------------------------------------
+
+    def path(self, key: str) -> Path:
+        """The key's file in the local mirror (for a local store: the file itself)."""
+        return self.mirror / check_key(key)
+
+    def url(self, key: str) -> str:
+        """The key's full address: a URL for a remote store, a path otherwise."""
+        return self._remote(key) if self.is_remote else str(self.path(key))
+
+    def child(self, prefix: str) -> Store:
+        """The store rooted at ``prefix`` (a subset, a search, a trial)."""
+        prefix = check_key(prefix)
+        if self.is_remote:
+            return Store(self._remote(prefix), self.mirror / prefix, self.options, )
+        return Store.local(self.mirror / prefix)
+
+    # --- single files -----------------------------------------------------------------------
+
+    def exists(self, key: str) -> bool:
+        if not self.is_remote:
+            return self.path(key).is_file()
+        # not fs.isfile: s3fs answers False when the server cannot be reached at all
+        return self.size(key) is not None
+
+    def size(self, key: str) -> int | None:
+        """The stored object's size in bytes, or None when it is not there."""
+        if not self.is_remote:
+            try:
+                return self.path(key).stat().st_size
+            except FileNotFoundError:
+                return None
+
+        def info():
+            try:
+                info = self.fs.info(self._remote(key))
+            except FileNotFoundError:
+                return None
+            return int(info["size"]) if info.get("type", "file") == "file" else None
+        return self._call("stat", key, info)
+
+    @property
+    def _speaks_s3(self) -> bool:
+        return urlsplit(self.location).scheme in ("s3", "s3a")
+
+    def publish(self, key: str, *, sha256: str | None = None) -> None:
+        """Upload the mirror's file for ``key`` to the store (a local store: nothing to do).
+        ``sha256``, when given, is kept as the object's metadata where the backend has it (S3),
+        so :meth:`stored_sha256` can vouch for the object without downloading it."""
+        if not self.is_remote:
+            return
+        local = self.path(key)
+        if not local.is_file():
+            raise StorageError(f"cannot publish {key!r}: {local} does not exist")
+        extra = {"Metadata": {"sha256": sha256}} if sha256 and self._speaks_s3 else {}
+        self._call("upload", key, lambda: self.fs.put_file(str(local), self._remote(key), **extra))
+
+    def stored_sha256(self, key: str) -> str | None:
+        """The sha256 the store holds for ``key``: computed from the file on a local store, the
+        object's metadata on S3; None when the object is missing or the backend keeps none."""
+        if not self.is_remote:
+            try:
+                return file_sha256(self.path(key))
+            except OSError:
+                return None
+        if not self._speaks_s3:
+            return None
+
+        def read():
+            try:
+                return (self.fs.metadata(self._remote(key)) or {}).get("sha256")
+            except FileNotFoundError:
+                return None
+        return self._call("stat", key, read)
+
+    def fetch(self, key: str, *, refresh: bool = False) -> Path:
+        """The key's file in the mirror, downloaded first when the mirror lacks it (or
+        ``refresh``); the download goes to a temp file renamed into place, so a killed fetch
+        never leaves a partial file under the real name."""
+        local = self.path(key)
+        if not self.is_remote or (local.is_file() and not refresh):
+            if not local.is_file():
+                raise StorageError(f"{key!r} is not in the store at {self.location}")
+            return local
+        local.parent.mkdir(parents=True, exist_ok=True)
+        temp = local.with_name(f".{local.name}.{uuid.uuid4().hex[:8]}.part")
+
+        def get():
+            try:
+                self.fs.get_file(self._remote(key), str(temp))
+            except FileNotFoundError:
+                raise StorageError(f"{key!r} is not in the store at {self.location}") from None
+        try:
+            self._call("download", key, get)
+            os.replace(temp, local)
+        finally:
+            temp.unlink(missing_ok=True)
+        return local
+
+    def read_bytes(self, key: str) -> bytes:
+        if not self.is_remote:
+            try:
+                return self.path(key).read_bytes()
+            except FileNotFoundError:
+                raise StorageError(f"{key!r} is not in the store at {self.location}") from None
+        return self.fetch(key, refresh=True).read_bytes()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write ``data`` under ``key`` atomically: the mirror by temp file and rename, then the
+        store by one put."""
+        local = self.path(key)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        temp = local.with_name(f".{local.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            temp.write_bytes(data)
+            os.replace(temp, local)
+        finally:
+            temp.unlink(missing_ok=True)
+        self.publish(key)
+
+    def remove(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+        if self.is_remote:
+            def rm():
+                try:
+                    self.fs.rm_file(self._remote(key))
+                except FileNotFoundError:
+                    pass
+            self._call("delete", key, rm)
+
+    # --- folders ----------------------------------------------------------------------------
+
+    def list(self, prefix: str = "") -> dict[str, int]:
+        """Every stored file under ``prefix``: key (relative to the store) -> size in bytes."""
+        if not self.is_remote:
+            root = self.mirror / check_key(prefix) if prefix else self.mirror
+            if not root.is_dir():
+                return {}
+            return {p.relative_to(self.mirror).as_posix(): p.stat().st_size
+                    for p in root.rglob("*") if p.is_file() and not p.name.endswith(".part")}
+        base = self.location.rstrip("/")
+        start = self._remote(prefix) if prefix else base
+
+        def find():
+            try:
+                found = self.fs.find(start, detail=True)
+            except FileNotFoundError:
+                return {}
+            strip = urlsplit(base)
+            root = (strip.netloc + strip.path).rstrip("/") + "/"
+            out = {}
+            for name, info in found.items():
+                name = name.split("://", 1)[-1]
+                if info.get("type") == "file" and name.startswith(root):
+                    out[name[len(root):]] = int(info.get("size") or 0)
+            return out
+        return self._call("list", prefix or "/", find)
+
+    def push(self, prefix: str = "", *, last: Iterable[str] = (), prune: bool = False) -> int:
+        """Upload every mirror file under ``prefix`` whose stored copy is missing or of another
+        size; the keys in ``last`` go after all others (a manifest or a checkpoint's record, so
+        that a reader who finds it finds everything it names). ``prune`` then deletes stored
+        files under ``prefix`` the mirror no longer has (only right when the mirror was pulled
+        first). Returns how many files were uploaded."""
+        if not self.is_remote:
+            return 0
+        local = Store.local(self.mirror).list(prefix)
+        stored = self.list(prefix)
+        final = [check_key(k) for k in last]
+        todo = [k for k, size in sorted(local.items()) if k not in final and stored.get(k) != size]
+        todo += [k for k in final if k in local]
+        for key in todo:
+            self.publish(key)
+        if prune:
+            for key in sorted(set(stored) - set(local)):
+                self.remove(key)
+        return len(todo)
+
+    def pull(self, prefix: str = "", *, exclude: Iterable[str] = ()) -> int:
+        """Download every stored file under ``prefix`` that the mirror lacks or holds at another
+        size, except keys containing one of the ``exclude`` parts (``"/checkpoints/"``). Returns
+        how many files were downloaded."""
+        if not self.is_remote:
+            return 0
+        skip = tuple(exclude)
+        local = Store.local(self.mirror).list(prefix)
+        count = 0
+        for key, size in sorted(self.list(prefix).items()):
+            if local.get(key) != size and not any(part in f"/{key}" for part in skip):
+                self.fetch(key, refresh=True)
+                count += 1
+        return count
+
+    def clear_mirror(self, prefix: str) -> None:
+        """Forget the mirror's copy of ``prefix`` (a remote store only; a local one is the data)."""
+        if self.is_remote:
+            shutil.rmtree(self.mirror / check_key(prefix), ignore_errors=True)
+
+    # --- errors -----------------------------------------------------------------------------
+
+    def _call(self, what: str, key: str, action):
+        """Run one remote operation; a backend failure becomes one StorageError line that names
+        the operation, the key and the location (never the options, which may hold secrets)."""
+        try:
+            return action()
+        except StorageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - each backend has its own (botocore, gcsfs, ...)
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise StorageError(f"storage {what} of {key!r} at {self.location} failed: {reason}") from exc

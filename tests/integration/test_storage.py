@@ -1,0 +1,222 @@
+"""The file store against a real S3 endpoint (moto's server) and on a local folder.
+
+The remote tests use a fresh ``Store`` per "worker" with a mirror folder of its own, so what one
+worker wrote is only visible to the other through the server, as on two hosts.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from metgan.errors import ConfigError, StorageError
+from metgan.storage import Store, check_key, is_url, storage_options
+
+pytest.importorskip("moto")
+pytest.importorskip("s3fs")
+
+from metgan.testing.s3server import s3_server  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with s3_server() as server:
+        yield server
+
+
+def remote(s3, tmp_path, name: str, prefix: str = "data") -> Store:
+    return Store(f"s3://{s3.bucket}/{prefix}", tmp_path / name, dict(s3.options))
+
+
+def test_urls_and_paths_are_told_apart():
+    assert is_url("s3://bucket/prefix") and is_url("gs://b/p") and is_url("memory://x")
+    assert not is_url("/data") and not is_url("./data") and not is_url("file:///data")
+    assert not is_url("C:\\data")
+
+
+@pytest.mark.parametrize("key", ["", "/etc/passwd", "..", "../x", "a/../../x", "a\x00b"])
+def test_keys_outside_the_store_are_refused(key):
+    with pytest.raises(StorageError):
+        check_key(key)
+    assert check_key("a/./b//c.png") == "a/b/c.png"
+
+
+def test_storage_options_must_be_a_json_object():
+    assert storage_options({"METGAN_STORAGE_OPTIONS": '{"endpoint_url": "http://x"}'}) == {
+        "endpoint_url": "http://x"}
+    for bad in ("{not json", "[1, 2]"):
+        with pytest.raises(ConfigError, match="METGAN_STORAGE_OPTIONS"):
+            storage_options({"METGAN_STORAGE_OPTIONS": bad})
+
+
+def test_a_local_store_is_its_own_mirror(tmp_path):
+    store = Store.local(tmp_path)
+    store.write_bytes("a/b.txt", b"hello")
+    assert (tmp_path / "a" / "b.txt").read_bytes() == b"hello"
+    assert store.fetch("a/b.txt") == tmp_path / "a" / "b.txt"
+    assert store.list() == {"a/b.txt": 5} and store.size("a/b.txt") == 5
+    assert store.push() == 0 and store.pull() == 0
+    with pytest.raises(StorageError, match="not in the store"):
+        store.fetch("missing.txt")
+
+
+def test_a_file_published_by_one_worker_is_fetched_by_another(s3, tmp_path):
+    one, two = remote(s3, tmp_path, "one"), remote(s3, tmp_path, "two")
+    one.write_bytes("images/1/0.jpg", b"\xff\xd8jpeg bytes")
+    assert not (tmp_path / "two" / "images/1/0.jpg").exists()
+    assert two.exists("images/1/0.jpg") and two.size("images/1/0.jpg") == 12
+    assert two.fetch("images/1/0.jpg").read_bytes() == b"\xff\xd8jpeg bytes"
+    assert two.list("images") == {"images/1/0.jpg": 12}
+    two.remove("images/1/0.jpg")
+    assert not one.exists("images/1/0.jpg")
+
+
+def test_push_uploads_changes_only_and_the_named_keys_last(s3, tmp_path, monkeypatch):
+    store = remote(s3, tmp_path, "w", prefix="subsets")
+    for i in range(5):
+        store.path(f"vases/{i}.png").parent.mkdir(parents=True, exist_ok=True)
+        store.path(f"vases/{i}.png").write_bytes(bytes([i]) * (i + 1))
+    store.path("vases/manifest.json").write_text("{}")
+    order: list[str] = []
+    publish = Store.publish
+    monkeypatch.setattr(Store, "publish", lambda self, key: (order.append(key), publish(self, key)))
+    assert store.push("vases", last=["vases/manifest.json"]) == 6
+    assert order[-1] == "vases/manifest.json"
+    order.clear()
+    assert store.push("vases", last=["vases/manifest.json"]) == 1  # only the manifest again
+    store.path("vases/3.png").write_bytes(b"changed size")
+    assert store.push("vases") == 1 and order[-1] == "vases/3.png"
+
+
+def test_pull_mirrors_a_prefix_into_a_fresh_worker(s3, tmp_path):
+    writer = remote(s3, tmp_path, "writer", prefix="results")
+    for key in ("s/t/trial.json", "s/t/samples/e1.png", "s/u/trial.json"):
+        writer.write_bytes(key, key.encode())
+    reader = remote(s3, tmp_path, "reader", prefix="results")
+    assert reader.pull("s/t") == 2
+    assert (tmp_path / "reader" / "s/t/samples/e1.png").read_bytes() == b"s/t/samples/e1.png"
+    assert not (tmp_path / "reader" / "s/u").exists()
+    assert reader.pull("s/t") == 0  # nothing changed
+
+
+def test_child_stores_share_the_server_under_a_prefix(s3, tmp_path):
+    root = remote(s3, tmp_path, "root", prefix="results")
+    trial = root.child("search/abc")
+    trial.write_bytes("trial.json", b"{}")
+    assert root.exists("search/abc/trial.json")
+    assert trial.mirror == tmp_path / "root" / "search" / "abc"
+
+
+def test_concurrent_readers_never_see_a_partial_object(s3, tmp_path):
+    writer = remote(s3, tmp_path, "w2")
+    big = bytes(range(256)) * 40_000  # 10 MB: s3fs uploads it in parts
+    sizes: list[int | None] = []
+    stop = threading.Event()
+
+    def watch():
+        reader = remote(s3, tmp_path, "r2")
+        while not stop.is_set():
+            sizes.append(reader.size("big.bin"))
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    try:
+        writer.write_bytes("big.bin", big)
+    finally:
+        stop.set()
+        thread.join()
+    assert set(sizes) <= {None, len(big)}
+    assert remote(s3, tmp_path, "r3").read_bytes("big.bin") == big
+
+
+def test_an_unreachable_store_fails_in_one_line_without_secrets(tmp_path):
+    store = Store("s3://nowhere/data", tmp_path / "m",
+                  {"endpoint_url": "http://127.0.0.1:9", "key": "k", "secret": "TOPSECRET",
+                   "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}})
+    with pytest.raises(StorageError) as caught:
+        store.exists("x.png")
+    message = str(caught.value)
+    assert "\n" not in message and "TOPSECRET" not in message and "s3://nowhere/data" in message
+
+
+def test_the_sha256_travels_with_an_object(s3, tmp_path):
+    import hashlib
+
+    one = remote(s3, tmp_path, "sha-one")
+    one.path("images/7/0.jpg").parent.mkdir(parents=True)
+    one.path("images/7/0.jpg").write_bytes(b"pixels")
+    digest = hashlib.sha256(b"pixels").hexdigest()
+    one.publish("images/7/0.jpg", sha256=digest)
+    assert remote(s3, tmp_path, "sha-two").stored_sha256("images/7/0.jpg") == digest
+    assert remote(s3, tmp_path, "sha-two").stored_sha256("images/7/1.jpg") is None
+    local = Store.local(tmp_path / "sha-one")
+    assert local.stored_sha256("images/7/0.jpg") == digest
+
+
+def _settings_on(s3, tmp_path, worker: str, prefix: str):
+    from metgan.config import Settings
+
+    env = {**s3.env(f"{prefix}/data", f"{prefix}/results"), "METGAN_CACHE_DIR": str(tmp_path / worker)}
+    return Settings.from_env(env)
+
+
+def _publish_subset(settings, name: str, files: dict[str, bytes], manifest: str | None = None) -> None:
+    store = settings.data_store
+    for key, data in files.items():
+        store.write_bytes(f"subsets/{name}/{key}", data)
+    lines = manifest if manifest is not None else "file,sha256\n" + "".join(f"{k},x\n" for k in files)
+    store.write_bytes(f"subsets/{name}/manifest.csv", lines.encode())
+
+
+def test_a_subset_is_staged_once_per_worker_and_reused(s3, tmp_path, monkeypatch):
+    from metgan.images.staging import stage_subset
+
+    builder = _settings_on(s3, tmp_path, "builder", "stage1")
+    files = {f"images/h/{i:02d}.png": bytes([i]) * 50 for i in range(12)}
+    _publish_subset(builder, "vases", files)
+    trainer = _settings_on(s3, tmp_path, "trainer", "stage1")
+    fetched: list[str] = []
+    fetch = Store.fetch
+    monkeypatch.setattr(Store, "fetch", lambda self, key, **kw: (fetched.append(key), fetch(self, key, **kw))[1])
+    folder = stage_subset("vases", trainer)
+    assert folder.is_relative_to(tmp_path / "trainer")
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == sorted(files)
+    assert (folder / "images/h/03.png").read_bytes() == files["images/h/03.png"]
+    assert sorted(fetched) == sorted(["manifest.csv", *files])
+    fetched.clear()
+    # the second trial reads the manifest again (to notice a rebuild) and downloads no image
+    assert stage_subset("vases", trainer) == folder and fetched == ["manifest.csv"]
+    # a rebuilt subset (new manifest) is a new staging folder
+    _publish_subset(builder, "vases", {**files, "images/h/99.png": b"new"})
+    assert stage_subset("vases", trainer) != folder
+
+
+def test_staging_refuses_a_manifest_that_climbs_out_or_lists_missing_files(s3, tmp_path):
+    from metgan.errors import SubsetError
+    from metgan.images.staging import stage_subset
+
+    settings = _settings_on(s3, tmp_path, "w", "stage2")
+    _publish_subset(settings, "evil", {}, manifest="file,sha256\n../../secrets.txt,x\n")
+    with pytest.raises(SubsetError, match="outside the subset"):
+        stage_subset("evil", settings)
+    _publish_subset(settings, "holes", {}, manifest="file,sha256\nimages/h/gone.png,x\n")
+    with pytest.raises(SubsetError, match="could not be staged.*gone.png"):
+        stage_subset("holes", settings)
+    assert not list((tmp_path / "w" / "staged").iterdir()), "no half-staged folder is left"
+    with pytest.raises(SubsetError, match="no manifest.csv"):
+        stage_subset("never-built", settings)
+
+
+def test_push_can_prune_and_pull_can_leave_heavy_files_behind(s3, tmp_path):
+    writer = remote(s3, tmp_path, "pw", prefix="prune")
+    for key in ("t/checkpoints/ckpt_0001.weights.h5", "t/checkpoints/ckpt_0002.weights.h5", "t/trial.json"):
+        writer.path(key).parent.mkdir(parents=True, exist_ok=True)
+        writer.path(key).write_bytes(key.encode())
+    assert writer.push("t") == 3
+    writer.path("t/checkpoints/ckpt_0001.weights.h5").unlink()  # the trainer dropped an old checkpoint
+    writer.push("t", prune=True)
+    assert set(writer.list("t")) == {"t/checkpoints/ckpt_0002.weights.h5", "t/trial.json"}
+    reader = remote(s3, tmp_path, "pr", prefix="prune")
+    assert reader.pull("t", exclude=("/checkpoints/",)) == 1
+    assert (tmp_path / "pr" / "t" / "trial.json").exists() and not (tmp_path / "pr" / "t" / "checkpoints").exists()
