@@ -284,3 +284,10 @@ def test_object_chroma_sees_a_grey_vase_that_color_distance_misses():
     assert object_chroma(coloured) > 10 and object_chroma(grey) < 2
     assert object_chroma(grey[..., :1]) is None
     assert color_distance(color_stats(grey), color_stats(coloured)) < 60  # the background dominates it
+
+
+def test_epoch_summary_prints_the_image_count_beside_the_swd_and_the_object_chroma():
+    from metgan.gan.callbacks import epoch_summary
+
+    text = epoch_summary({"swd": 81.2, "swd_real": 23.1, "swd_count": 64, "chroma": 20.0, "chroma_real": 42.0})
+    assert "swd 81.2 (real 23.1) [64 img]" in text and "chroma 20 (real 42)" in text
