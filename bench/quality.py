@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -94,7 +95,7 @@ def main() -> None:
     parser.add_argument("--swd-images", type=int, default=512, help="held-out images scored (both halves)")
     parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets to compare")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("quality-bench"), help="folder for trials and the PNG")
+    parser.add_argument("--out", type=Path, default=None, help="folder for trials and the PNG (default: a new temp folder)")
     args = parser.parse_args()
 
     import logging
@@ -105,6 +106,7 @@ def main() -> None:
 
     presets = [name.strip() for name in args.presets.split(",") if name.strip()]
     images = vase_images(args.images, args.height, args.width, seed=2)
+    args.out = args.out or Path(tempfile.mkdtemp(prefix="metgan-quality-"))
     args.out.mkdir(parents=True, exist_ok=True)
     runs = []
     for preset in presets:
