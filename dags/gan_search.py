@@ -7,8 +7,15 @@ GPU) on queue ``gpu`` (the GPU Celery worker); a retried trial resumes from its 
 and a trial that still fails turns its task red while the other trials go on. ``render_gifs``
 renders what each trial left (a failed or stopped one says why), and ``publish_report`` writes
 the search's report and gallery, which the metgan page in the Airflow UI shows, and fails the
-run when no trial finished. ``plan_trials`` also checks the subset (it must exist and hold
+run when no trial finished; it emits ``metgan://models/<search>`` (the best trial's exported
+generator), which schedules ``gan_generate``. ``plan_trials`` also checks the subset (it must exist and hold
 images; the trials train at its image size), so a bad subset is one red task, not a red trial each.
+
+Strategy ``grid`` trains every combination, ``random`` ``n_iter`` seeded draws (a grid value may
+be a distribution, e.g. ``{"loguniform": [1e-5, 1e-3]}``), ``halving`` successive halving: the
+first ``train_trial`` stage is rung 0, then each ``promote_rung_N`` keeps the best 1/factor (the
+rest are marked ``pruned``) and ``train_rung_N`` trains them on, each resuming from its
+checkpoint. The DAG has ``MAX_RUNGS`` such stages; one with nothing to train is skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import (
+    Asset,
+    AssetAlias,
     ExceptionRetryPolicy,
     Param,
     RetryAction,
@@ -28,7 +37,12 @@ from airflow.sdk import (
 )
 
 from metgan.gan.search import OBJECTIVES
+from metgan.gan.strategy import MAX_RUNGS, STRATEGIES
 from metgan.names import NAME_PATTERN
+
+# publish_report adds metgan://models/<search> through this alias once a trial has a best
+# snapshot; gan_generate is scheduled on it.
+MODELS_ALIAS = AssetAlias("metgan-models")
 
 # Two settings the small-data literature disagrees on: the loss, and how D is regularised.
 DEFAULT_GRID = {
@@ -62,6 +76,20 @@ DEFAULT_GRID = {
         "objective": Param("swd", enum=list(OBJECTIVES), title="Objective", section="Ranking",
                            description="metric the leaderboard ranks by"),
         "direction": Param("min", enum=["min", "max"], title="Direction", section="Ranking"),
+        "strategy": Param("grid", enum=list(STRATEGIES), title="Strategy", section="Strategy",
+                          description="grid: every combination; random: n_iter draws (a grid value may be "
+                                      "a distribution, e.g. {\"loguniform\": [1e-5, 1e-3]}); halving: "
+                                      "successive halving up to the Epochs field, over the grid or n_iter draws"),
+        "n_iter": Param(None, type=["null", "integer"], minimum=1, maximum=1024, title="Draws (n_iter)",
+                        section="Strategy", description="random: how many trials to draw; halving: draw "
+                                                        "this many instead of taking the grid"),
+        "seed": Param(0, type="integer", minimum=0, title="Seed of the draws", section="Strategy"),
+        "factor": Param(3, type="integer", minimum=2, title="Halving factor", section="Strategy",
+                        description="halving keeps the best 1/factor of each rung and trains them factor "
+                                    "times longer"),
+        "min_epochs": Param(None, type=["null", "integer"], minimum=1, title="Epochs of the first rung",
+                            section="Strategy", description="halving only; empty: chosen so the last rung "
+                                                            "reaches the Epochs field (scikit-learn's exhaust)"),
     },
 )
 def gan_search():
@@ -72,8 +100,11 @@ def gan_search():
         context = get_current_context()
         base = {**params["base"], "epochs": int(params["epochs"]),
                 "time_budget_s": float(params["time_budget_s"])}
+        strategy = {"strategy": params["strategy"], "seed": params["seed"], "factor": params["factor"],
+                    "n_iter": params["n_iter"] if params["strategy"] != "grid" else None,
+                    "min_epochs": params["min_epochs"] if params["strategy"] == "halving" else None}
         return plan(params["search_name"], params["grid"], subset=params["subset"], base=base,
-                    objective=params["objective"], direction=params["direction"],
+                    objective=params["objective"], direction=params["direction"], strategy=strategy,
                     airflow_dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
 
     @task(
@@ -97,10 +128,19 @@ def gan_search():
         from metgan.errors import TrainingError
         from metgan.gan.search import train_trial as train
 
-        result = train(trial["search_name"], trial["trial_id"])
+        result = train(trial["search_name"], trial["trial_id"], rung=trial.get("rung"),
+                       until_epoch=trial.get("until_epoch"))
         if result["status"] == "failed":
             raise TrainingError(f"trial {trial['label']} failed: {result['error']}")
         return {**trial, **result, "worker": socket.gethostname()}
+
+    # Successive halving's decision before a rung. After every training of the rung before, whatever
+    # its outcome (a failed trial is just not promoted); skipped when that rung had nothing to train.
+    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
+    def promote(rung: int, params: dict | None = None) -> list[dict]:
+        from metgan.gan.search import promote as promote_rung
+
+        return promote_rung(params["search_name"], rung)
 
     # Over the plan, not train_trial's results, and whatever the trainings' outcome: a failed or
     # stopped trial still gets its GIFs and its place in the report, saying why it ended.
@@ -116,16 +156,24 @@ def gan_search():
     # Once every rendering is done and at least one succeeded, so a failed or stopped trial is
     # still reported; when plan_trials failed nothing was rendered and this reads upstream_failed,
     # not a second failure. It fails the run when no trial finished: the run would read green.
-    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
-    def publish_report(rendered, params: dict | None = None) -> dict:
-        from metgan.pipeline import publish_search
+    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, outlets=[MODELS_ALIAS])
+    def publish_report(rendered, params: dict | None = None, outlet_events=None) -> dict:
+        from metgan.pipeline import best_model, publish_search
 
         trial_ids = [item["trial_id"] for item in rendered]
         written = publish_search(params["search_name"], trial_ids)
-        return {"trials": len(trial_ids), **{k: v if k == "statuses" else str(v) for k, v in written.items()}}
+        model = best_model(params["search_name"])  # None when no trial has a best snapshot: no event
+        if model is not None:
+            outlet_events[MODELS_ALIAS].add(Asset(f"metgan://models/{params['search_name']}"), extra=model)
+        return {"trials": len(trial_ids), "model": model,
+                **{k: v if k == "statuses" else str(v) for k, v in written.items()}}
 
     trials = plan_trials()
-    trained = train_trial.expand(trial=trials)
+    trained = train_trial.expand(trial=trials)  # rung 0: every trial (to the end, unless halving)
+    for rung in range(1, MAX_RUNGS):
+        survivors = promote.override(task_id=f"promote_rung_{rung}")(rung)
+        trained >> survivors
+        trained = train_trial.override(task_id=f"train_rung_{rung}").expand(trial=survivors)
     rendered = render_gifs.expand(trial=trials)
     trained >> rendered
     publish_report(rendered)

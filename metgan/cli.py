@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "subset": ("metgan.images.commands:subset", "Build and inspect training subsets (e.g. vases)."),
     "train": ("metgan.gan.commands:train", "Train one GAN trial from a config file."),
     "search": ("metgan.gan.commands:search", "Run and inspect grid searches over GAN settings."),
+    "generate": ("metgan.gan.commands:generate", "Generate images from a trial's best snapshot, one per seed."),
+    "walk": ("metgan.viz.commands:walk", "Render a looping latent walk of a trial's best snapshot (GIF/MP4)."),
     "render": ("metgan.viz.commands:render", "Render a trial's progress GIFs, grid and score plot."),
     "report": ("metgan.viz.commands:report", "Write a search's HTML report and gallery."),
 }

@@ -40,9 +40,9 @@ DEMO_GAN_BASE = {"height": 40, "width": 32, "swd_every": 10}
 DEMO_GRID = {"loss": ["non-saturating", "hinge"]}
 
 # Unpausing starts no run for these: vase_subset waits for the images asset, gan_search has no
-# schedule. met_ingest stays paused: it is scheduled daily with catchup=False, and unpausing it
+# schedule, gan_generate waits for a search's model asset. met_ingest stays paused: it is scheduled daily with catchup=False, and unpausing it
 # makes the scheduler queue the latest interval's incremental scrape at once.
-FIRST_SESSION_DAGS = ("vase_subset", "gan_search")
+FIRST_SESSION_DAGS = ("vase_subset", "gan_search", "gan_generate")
 KEPT_PAUSED = "met_ingest"
 
 
@@ -161,6 +161,7 @@ def demo(args: argparse.Namespace) -> int:
         dag_test("vase_subset", {"name": "vases", "size": "32x40"}, env)
         dag_test("gan_search", {"search_name": "demo", "subset": "vases", "grid": DEMO_GRID,
                                 "base": DEMO_GAN_BASE, "epochs": args.epochs, "time_budget_s": 600}, env)
+        dag_test("gan_generate", {"search_name": "demo", "n": 16}, env)
     finally:
         if fake is not None:
             fake.stop()
@@ -172,7 +173,28 @@ def demo(args: argparse.Namespace) -> int:
     for gif in sorted(search.glob("*/progress.gif")):
         print(f"progress GIF:       {gif}")
     print(f"subset:             {settings.subsets_dir / 'vases'}")
+    print_best_model(search)
     return 0
+
+
+def print_best_model(search: Path) -> None:
+    """The best trial's exported model, the newest generated contact sheet, and its latent walk."""
+    from metgan import trialdir
+    from metgan.gan.best import best_trial
+
+    best = best_trial(search)
+    if best is None:
+        print("no trial has a best snapshot: nothing exported")
+        return
+    trial_id, record = best
+    print(f"best model:         {trialdir.best_generator_path(search / trial_id)} "
+          f"(trial {trial_id}, best at epoch {record.get('epoch')})")
+    for folder in reversed(trialdir.generation_folders(search)):
+        print(f"contact sheet:      {folder / trialdir.CONTACT_SHEET}")
+        break
+    for name in (trialdir.WALK_GIF, trialdir.WALK_FRAMES):
+        if (search / trial_id / name).exists():
+            print(f"{'walk:' if name == trialdir.WALK_GIF else 'walk frames:':<20}{search / trial_id / name}")
 
 
 def up(args: argparse.Namespace) -> int:
@@ -259,7 +281,10 @@ First session ({url}, user admin and the password above):
      afterwards if you do not want the daily scrape.
   2. vase_subset starts by itself when {KEPT_PAUSED}'s images are stored (unpaused: {on}).
   3. Dags -> gan_search -> Trigger with its defaults (subset "vases"): one mapped task per trial.
-  4. Browse -> metgan gallery ({url}/metgan/): each search's trials, scores and report.
+  4. gan_generate starts by itself when the search publishes its best model: 16 new images from
+     the best trial (trigger it by hand for other seeds, a truncation or another trial).
+  5. Browse -> metgan gallery ({url}/metgan/): each search's trials, scores, report, walks,
+     "Download model" links and generated images.
 Ctrl-C here stops Airflow and the embedded PostgreSQL it started."""
 
 

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from metgan import trialdir
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError, MetRetryableError, TrainingError
 from metgan.met.ingest import (
@@ -178,10 +179,26 @@ def publish_search(search_name: str, trial_ids: list[str] | None = None, *,
     statuses: dict[str, int] = {}
     for info in infos.values():
         statuses[info.get("status") or "missing"] = statuses.get(info.get("status") or "missing", 0) + 1
-    if trial_ids and not any(info.get("status") in FINISHED for info in infos.values()):
+    # a trial pruned by successive halving finished its rungs: it has a score, and the search a result
+    if trial_ids and not any(info.get("status") in (*FINISHED, "pruned") for info in infos.values()):
         counts = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
         example = next(((t, i.get("error_summary")) for t, i in infos.items() if i.get("error_summary")), None)
         why = f"; e.g. {example[0]}: {example[1]}" if example else ""
         raise TrainingError(f"no trial of search {search_name!r} finished ({counts}){why}; "
                             f"see {written['report']}")
     return {**written, "statuses": statuses}
+
+
+def best_model(search_name: str, *, settings: Settings | None = None) -> dict | None:
+    """The search's best exported generator, as an asset event's extra: {"search_name", "trial_id",
+    "epoch", "model"}; None when no trial has a best snapshot."""
+    from metgan.gan.best import best_trial
+    from metgan.gan.search import search_dir
+
+    folder = search_dir(search_name, settings or get_settings())
+    best = best_trial(folder)
+    if best is None:
+        return None
+    trial_id, record = best
+    return {"search_name": search_name, "trial_id": trial_id, "epoch": record.get("epoch"),
+            "model": str(trialdir.best_generator_path(folder / trial_id))}

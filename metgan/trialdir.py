@@ -10,6 +10,11 @@ A search folder holds ``search.json`` (what was planned) and one trial folder pe
     <search>/<trial_id>/samples/epoch_NNNN.png
     <search>/<trial_id>/checkpoints/ckpt_NNNN.weights.h5 + ckpt_NNNN.json
     <search>/<trial_id>/final_grid.png, generated/NNN.png, progress.gif, graph_<style>.gif, scores.png
+    <search>/<trial_id>/best/generator.keras   the best epoch's generator (EMA when enabled), exported
+    <search>/<trial_id>/best/model.json        which epoch that was, its metrics, what the model takes and gives
+    <search>/<trial_id>/walk.gif               a latent walk through a few seeds of the best snapshot
+    <search>/<trial_id>/walk_frames.png        every 10th frame of that walk, in one grid
+    <search>/generations/<name>/               a gan_generate run: seed_NNNN.png, contact_sheet.png, generation.json
 
 Training (``metgan.gan``), the renderer and report (``metgan.viz``), the gallery plugin and every
 test fixture read and write these files through this module only, so the format has one owner.
@@ -52,6 +57,14 @@ SCORES_PNG = "scores.png"
 REPORT = "report.html"
 LEADERBOARD = "leaderboard.csv"
 GALLERY = "gallery"
+BEST = "best"
+BEST_GENERATOR = "generator.keras"
+MODEL_RECORD = "model.json"
+WALK_GIF = "walk.gif"
+WALK_FRAMES = "walk_frames.png"
+GENERATIONS = "generations"
+GENERATION_RECORD = "generation.json"
+CONTACT_SHEET = "contact_sheet.png"
 
 SAMPLE_NAME = re.compile(r"^epoch_(\d{4,})\.png$")
 CHECKPOINT_NAME = re.compile(r"^ckpt_(\d{4,})\.json$")
@@ -66,7 +79,7 @@ class TrialInfo(TypedDict, total=False):
 
     search_name: str | None
     trial_id: str
-    status: str  # pending | running | completed | stopped | failed
+    status: str  # pending | running | paused (at its rung's epochs) | completed | stopped | failed | pruned
     stop_reason: str | None
     stop_detail: str | None
     error: str | None  # the full traceback
@@ -87,6 +100,40 @@ class TrialInfo(TypedDict, total=False):
     train_images: int  # images trained on (the subset less any holdout)
     eval_images: int  # real images the scores compare against
     eval_held_out: bool  # True: those were never trained on (config holdout > 0)
+    rungs: list[RungResult]  # successive halving: one entry per rung the trial trained in
+    rung: int | None  # the last rung it reached (where halving pruned it, for a pruned trial)
+    pruned_score: float | None  # the objective it was pruned with
+
+
+class RungResult(TypedDict, total=False):
+    """A trial's result at one rung: the epochs the rung trains to, those reached, the objective there,
+    and the halving decision (``promoted``, ``pruned``; None on the last rung or before the decision)."""
+
+    rung: int
+    epochs: int
+    epochs_done: int
+    status: str | None  # the trial's status when the rung ended (only paused or completed can be promoted)
+    score: float | None
+    outcome: str | None
+
+
+class RungPlan(TypedDict):
+    """One planned rung in search.json: how many trials it trains and up to which epoch."""
+
+    rung: int
+    trials: int
+    epochs: int
+
+
+class StrategyRecord(TypedDict, total=False):
+    """search.json's strategy: the validated keys of :class:`metgan.gan.strategy.Strategy`."""
+
+    strategy: str
+    n_iter: int | None
+    seed: int
+    factor: int
+    min_epochs: int | None
+    max_epochs: int | None
 
 
 class MetricsLine(TypedDict, total=False):
@@ -134,6 +181,12 @@ class SearchRecord(TypedDict, total=False):
     created_at: str
     trials: list[str]
     airflow: AirflowLink
+    strategy: StrategyRecord
+    rungs: list[RungPlan]
+    candidates: list[str]  # this plan's trials in plan order (``trials`` also keeps earlier plans')
+    max_epochs: int
+    planned_images: int  # the training images the plan spends (every rung, resuming)
+    full_grid_images: int  # what training every candidate to max_epochs would spend
 
 
 class CheckpointMeta(TypedDict, total=False):
@@ -149,6 +202,48 @@ class CheckpointMeta(TypedDict, total=False):
     best_metrics: dict[str, Any]
     stop_reason: str | None
     stop_detail: str | None
+
+
+class ModelRecord(TypedDict, total=False):
+    """best/model.json: the best snapshot's epoch and metrics, and what its generator takes and gives.
+
+    ``latent`` is "gaussian": the generator takes ``noise_dim`` N(0, 1) numbers; ``value_range``
+    is what its output spans (tanh: [-1, 1], mapped to pixels by ``(x + 1) * 127.5``).
+    """
+
+    trial_id: str
+    search_name: str | None
+    subset: str | None
+    epoch: int
+    objective: str
+    direction: str
+    objective_value: float
+    metrics: dict[str, Any]
+    ema: bool
+    noise_dim: int
+    latent: str
+    height: int
+    width: int
+    channels: int
+    value_range: list[float]
+    file: str
+    keras_version: str
+    saved_at: str
+
+
+class GenerationRecord(TypedDict, total=False):
+    """generation.json in a generation folder: where its images came from and how."""
+
+    search_name: str | None
+    trial_id: str | None
+    model: str
+    epoch: int | None
+    seeds: list[int]
+    truncation: float
+    upscale: int
+    images: list[str]
+    contact_sheet: str
+    created_at: str
 
 
 def utc_now() -> str:
@@ -176,6 +271,43 @@ def generated_path(trial_dir: Path, index: int) -> Path:
 
 def graph_gif_name(style: str) -> str:
     return f"graph_{style}.gif"
+
+
+def best_generator_path(trial_dir: Path) -> Path:
+    return Path(trial_dir) / BEST / BEST_GENERATOR
+
+
+def model_record_path(trial_dir: Path) -> Path:
+    return Path(trial_dir) / BEST / MODEL_RECORD
+
+
+def has_best_snapshot(trial_dir: Path) -> bool:
+    """Both files of the best snapshot are there (model.json is written after the generator)."""
+    return best_generator_path(trial_dir).is_file() and model_record_path(trial_dir).is_file()
+
+
+def remove_best_snapshot(trial_dir: Path) -> None:
+    """Drop the best snapshot (its record first, so a half-removed one never reads as complete)."""
+    model_record_path(trial_dir).unlink(missing_ok=True)
+    best_generator_path(trial_dir).unlink(missing_ok=True)
+
+
+def seed_image_name(seed: int) -> str:
+    """A generated image's file name: by seed, so one seed always names (and gives) one image."""
+    return f"seed_{seed:04d}.png"
+
+
+def generations_dir(search_dir: Path) -> Path:
+    return Path(search_dir) / GENERATIONS
+
+
+def generation_dir(search_dir: Path, name: str) -> Path:
+    return generations_dir(search_dir) / name
+
+
+def generation_folders(search_dir: Path) -> list[Path]:
+    """The generation folders of a search that hold a generation.json, newest name last."""
+    return sorted(path.parent for path in generations_dir(search_dir).glob(f"*/{GENERATION_RECORD}"))
 
 
 def samples(trial_dir: Path) -> dict[int, Path]:
@@ -281,8 +413,45 @@ def write_search(search_dir: Path, record: SearchRecord) -> Path:
     return write_json_atomic(Path(search_dir) / SEARCH, record)
 
 
+def record_rung(trial_dir: Path, result: RungResult) -> TrialInfo:
+    """Put ``result`` in trial.json's rung history (replacing that rung's entry, keeping its outcome)."""
+    info = read_trial_info(trial_dir) or TrialInfo()
+    rungs = [dict(entry) for entry in info.get("rungs") or [] if entry.get("rung") != result["rung"]]
+    previous = next((e for e in info.get("rungs") or [] if e.get("rung") == result["rung"]), {})
+    rungs.append({"outcome": previous.get("outcome"), **result})
+    info["rungs"] = sorted(rungs, key=lambda entry: entry["rung"])  # type: ignore[typeddict-item]
+    info["rung"] = max(entry["rung"] for entry in rungs)
+    write_trial_info(trial_dir, info)
+    return info
+
+
+def record_rung_outcome(trial_dir: Path, rung: int, outcome: str) -> TrialInfo:
+    """Record halving's decision at ``rung``: ``promoted``, or ``pruned`` (which also sets the status,
+    the rung and the score the trial was pruned with)."""
+    info = read_trial_info(trial_dir) or TrialInfo()
+    rungs = [dict(entry) for entry in info.get("rungs") or []]
+    for entry in rungs:
+        if entry.get("rung") == rung:
+            entry["outcome"] = outcome
+            if outcome == "pruned":
+                info.update(status="pruned", rung=rung, pruned_score=entry.get("score"),
+                            stop_reason="pruned", stop_detail=f"pruned by successive halving at rung {rung} "
+                            f"({entry.get('epochs_done')} epochs, score {entry.get('score')})")
+    info["rungs"] = rungs  # type: ignore[typeddict-item]
+    write_trial_info(trial_dir, info)
+    return info
+
+
 def write_checkpoint_meta(trial_dir: Path, meta: CheckpointMeta) -> Path:
     return write_json_atomic(checkpoint_paths(trial_dir, meta["epoch"])[1], meta)
+
+
+def write_model_record(trial_dir: Path, record: ModelRecord) -> Path:
+    return write_json_atomic(model_record_path(trial_dir), record)
+
+
+def write_generation_record(folder: Path, record: GenerationRecord) -> Path:
+    return write_json_atomic(Path(folder) / GENERATION_RECORD, record)
 
 
 def append_metrics(trial_dir: Path, line: MetricsLine) -> None:
@@ -338,6 +507,20 @@ def read_search(search_dir: Path) -> SearchRecord | None:
 
 def read_checkpoint_meta(trial_dir: Path, epoch: int) -> CheckpointMeta | None:
     return read_object(checkpoint_paths(trial_dir, epoch)[1])  # type: ignore[return-value]
+
+
+def read_model_record(trial_dir: Path) -> ModelRecord | None:
+    """best/model.json, or None when the trial has no best snapshot yet."""
+    return read_object(model_record_path(trial_dir))  # type: ignore[return-value]
+
+
+def read_model_record_beside(generator: Path) -> ModelRecord | None:
+    """The model.json beside a ``generator.keras`` (a best/ folder copied elsewhere keeps its record)."""
+    return read_object(Path(generator).parent / MODEL_RECORD)  # type: ignore[return-value]
+
+
+def read_generation_record(folder: Path) -> GenerationRecord | None:
+    return read_object(Path(folder) / GENERATION_RECORD)  # type: ignore[return-value]
 
 
 def read_metrics(trial_dir: Path) -> list[MetricsLine]:

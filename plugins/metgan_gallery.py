@@ -37,7 +37,9 @@ SERVED_TYPES = {
     ".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
     ".webp": "image/webp", ".mp4": "video/mp4", ".csv": "text/csv; charset=utf-8",
     ".json": "application/json", ".jsonl": "application/x-ndjson", ".html": "text/html; charset=utf-8",
+    ".keras": "application/octet-stream",  # an exported generator, always sent as a download
 }
+DOWNLOADED = {".keras"}
 THUMBNAIL_TYPES = {".png", ".gif", ".jpg", ".jpeg", ".webp"}
 THUMBNAIL_WIDTH = 220
 THUMBNAIL_MAX_PIXELS = 50_000_000  # a results image is a few megapixels; more is not a sample grid
@@ -111,6 +113,9 @@ async def files(path: str, user=Depends(require_user)) -> FileResponse:
     target = _target(path, SERVED_TYPES)
     suffix = target.suffix.lower()
     headers = {"Content-Security-Policy": report_csp()} if suffix == ".html" else {}
+    if suffix in DOWNLOADED:  # Content-Disposition: attachment, named after the trial
+        return FileResponse(target, media_type=SERVED_TYPES[suffix], headers=headers,
+                            filename=f"{target.parent.parent.name}-{target.name}")
     return FileResponse(target, media_type=SERVED_TYPES[suffix], headers=headers)
 
 
@@ -186,8 +191,12 @@ def _trial_card(search_dir: Path, trial_dir: Path, objective: str, direction: st
     except RenderError as exc:
         log.warning("gallery: skipped trial %s: %s", trial_dir, exc)
         return {"label": trial_dir.name, "status": "unreadable", "note": "its trial.json is not a trial record"}
-    best = _best(trial, objective, direction)
+    from metgan import trialdir
+
+    snapshot = _snapshot(trial_dir, objective)
+    best = (snapshot["objective_value"], snapshot["epoch"]) if snapshot else _best(trial, objective, direction)
     picture = _picture(trial)
+    walk = trial_dir / trialdir.WALK_GIF
     status = trial.status
     note = None
     if status == "failed":
@@ -195,13 +204,57 @@ def _trial_card(search_dir: Path, trial_dir: Path, objective: str, direction: st
         note = trial.error_summary.splitlines()[0][:300] if trial.error_summary else None
     elif status == "stopped":
         note = str(trial.info.get("stop_reason") or "") or None
+    elif status in ("pruned", "paused"):
+        note = trial.stop_message()  # successive halving: the rung and the score it stopped at
     return {
         "label": trial.label, "status": status, "note": note,
         "epochs": f"{trial.epochs_done}/{trial.epochs_planned}" if trial.epochs_planned else str(trial.epochs_done),
         "best": f"{format_value(best[0])} at epoch {best[1]}" if best else None,
         "thumb": f"thumbs/{base}/{quote(picture)}" if picture else None,
         "full": f"files/{base}/{quote(picture)}" if picture else None,
+        "walk": f"files/{base}/{quote(trialdir.WALK_GIF)}" if walk.is_file() else None,
+        "model": f"files/{base}/{trialdir.BEST}/{trialdir.BEST_GENERATOR}" if snapshot else None,
     }
+
+
+def _snapshot(trial_dir: Path, objective: str) -> dict | None:
+    """The trial's best-snapshot record (best/model.json) by this objective, or None."""
+    from metgan import trialdir
+    from metgan.errors import TrialFolderError
+
+    try:
+        record = trialdir.read_model_record(trial_dir) if trialdir.has_best_snapshot(trial_dir) else None
+    except TrialFolderError as exc:
+        log.warning("gallery: %s", exc)
+        return None
+    if (record and record.get("objective") == objective and isinstance(record.get("epoch"), int)
+            and isinstance(record.get("objective_value"), (int, float))):
+        return record
+    return None
+
+
+def _generations(search_dir: Path) -> list[dict]:
+    """The search's generation folders (gan_generate runs), newest first, with their contact sheets."""
+    from metgan import trialdir
+    from metgan.errors import TrialFolderError
+
+    found = []
+    for folder in reversed(trialdir.generation_folders(search_dir)):
+        try:
+            record = trialdir.read_generation_record(folder) or {}
+        except TrialFolderError as exc:
+            log.warning("gallery: skipped generation %s: %s", folder, exc)
+            continue
+        sheet = folder / trialdir.CONTACT_SHEET
+        if not sheet.is_file():
+            continue
+        link = f"{quote(search_dir.name)}/{trialdir.GENERATIONS}/{quote(folder.name)}/{trialdir.CONTACT_SHEET}"
+        seeds = record.get("seeds") if isinstance(record.get("seeds"), list) else []
+        found.append({"name": folder.name, "trial_id": str(record.get("trial_id") or "?"),
+                      "epoch": record.get("epoch"), "count": len(seeds),
+                      "truncation": record.get("truncation"),
+                      "thumb": f"thumbs/{link}", "full": f"files/{link}"})
+    return found
 
 
 def _created(search: dict, search_file: Path) -> datetime:
@@ -251,6 +304,7 @@ def searches(root: Path, ui_root: str = "") -> list[dict]:
             "objective": objective, "direction": direction, "trials": trials,
             "report": f"files/{quote(search_dir.name)}/report.html" if (search_dir / "report.html").is_file() else None,
             "run": _airflow_run(search, ui_root),
+            "generations": _generations(search_dir),
         })
     found.sort(key=lambda s: s["created"], reverse=True)
     return found
@@ -260,6 +314,7 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>metg
 <style>body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
 .trials{display:flex;flex-wrap:wrap;gap:1rem} figure.trial{margin:0;width:220px}
 figure.trial img{width:220px;image-rendering:pixelated;border:1px solid #ccc}
+figure.trial img.walk{width:auto;max-width:220px;margin-top:.3rem}
 .empty{width:220px;height:120px;background:#eee;display:flex;align-items:center;justify-content:center}
 figcaption{font-size:.85rem} .failed{color:#a00} .note{display:block;overflow-wrap:anywhere}</style></head>
 <body><h1>metgan gallery</h1>
@@ -275,8 +330,15 @@ figcaption{font-size:.85rem} .failed{color:#a00} .note{display:block;overflow-wr
 <figcaption><b>{{ trial.label }}</b><br><span class="status {{ trial.status }}">{{ trial.status }}</span>
 {% if trial.epochs %} · {{ trial.epochs }} epochs{% endif %}
 {% if trial.best %}<br>best {{ search.objective }} {{ trial.best }}{% endif %}
+{% if trial.model %}<br><a href="{{ trial.model }}" download>Download model</a>{% endif %}
+{% if trial.walk %}<br><a href="{{ trial.walk }}"><img class="walk" src="{{ trial.walk }}" alt="latent walk of {{ trial.label }}" loading="lazy"></a>{% endif %}
 {% if trial.note %}<span class="note">{{ trial.note }}</span>{% endif %}</figcaption></figure>
-{% endfor %}</div></section>
+{% endfor %}</div>
+{% if search.generations %}<h3>Generated</h3><div class="trials">{% for generation in search.generations %}<figure class="trial">
+<a href="{{ generation.full }}"><img src="{{ generation.thumb }}" alt="contact sheet {{ generation.name }}" loading="lazy"></a>
+<figcaption><b>{{ generation.name }}</b><br>{{ generation.count }} images from {{ generation.trial_id }}
+{% if generation.epoch %} (epoch {{ generation.epoch }}){% endif %} · truncation {{ generation.truncation }}</figcaption></figure>
+{% endfor %}</div>{% endif %}</section>
 {% else %}<p>No grid search has run yet: trigger the gan_search DAG.</p>{% endfor %}
 </body></html>"""
 

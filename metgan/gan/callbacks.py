@@ -6,8 +6,8 @@ receives (the same dict, in list order): :class:`EpochClock` adds ``epoch_second
 :class:`QualityMetrics` adds the scores (``swd``, ``diversity``, ``fid`` ...), and one writer,
 :class:`EpochRecord`, persists the epoch: the metrics.jsonl line, the database row and the log
 line. The one order that remains is "measure, then persist": the callbacks that add to ``logs``
-and the stopping rules come before :class:`EpochRecord`, :class:`SampleGrid` and
-:class:`Checkpointer` (which must know whether this epoch is the last).
+and the stopping rules come before :class:`EpochRecord`, :class:`BestSnapshot`, :class:`SampleGrid`
+and :class:`Checkpointer` (which must know whether this epoch is the last).
 :func:`trial_callbacks` builds the list in that order, and :class:`EpochRecord` refuses an epoch
 whose ``logs`` lack a producer's keys rather than write a line with silent gaps.
 
@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from metgan import trialdir
+from metgan.gan import export
 from metgan.gan import metrics as metrics_lib
 from metgan.gan._tf import tensorflow
 from metgan.gan.config import GanConfig
@@ -94,7 +95,21 @@ class TrialState:
     best_metrics: dict = field(default_factory=dict)
     images_seen: int = 0
     train_seconds: float = 0.0
+    # Successive halving trains a trial in rungs: this run of it stops here (None: at config.epochs).
+    until_epoch: int | None = None
+    objective: str = "swd"
+    direction: str = "min"
+    best_epoch: int | None = None
+    best_value: float | None = None
+    search_name: str | None = None
+    trial_id: str | None = None
+    subset: str | None = None
     _started: float = field(default_factory=time.monotonic)
+
+    @property
+    def last_epoch(self) -> int:
+        """The epoch this run of the trial ends at: scores and a checkpoint are taken there."""
+        return min(self.until_epoch or self.config.epochs, self.config.epochs)
 
     @property
     def wall_s(self) -> float:
@@ -105,6 +120,13 @@ class TrialState:
             self.stop_reason, self.stop_detail = reason, detail
             log.warning("stopping trial %s: %s", self.trial_dir.name, detail)
         model.stop_training = True
+
+
+def is_better(value: float, best: float | None, direction: str) -> bool:
+    """Whether ``value`` beats ``best`` (None: nothing yet) in ``direction`` ("min" or "max"); a tie is not."""
+    if best is None:
+        return True
+    return value < best if direction == "min" else value > best
 
 
 def generate_uint8(generator: keras.Model, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -318,7 +340,7 @@ class QualityMetrics(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         state = self.state
         done = epoch + 1
-        last = self.model.stop_training or done >= state.config.epochs
+        last = self.model.stop_training or done >= state.last_epoch
         scores: dict[str, Any] = dict.fromkeys(self.KEYS)
         if state.stop_reason == "nan":
             scores["swd_real"] = state.swd_real
@@ -364,6 +386,34 @@ class EpochRecord(keras.callbacks.Callback):
         log.info("epoch %d/%d: %s", epoch + 1, state.config.epochs, epoch_summary(line))
 
 
+class BestSnapshot(keras.callbacks.Callback):
+    """Keeps the generator of the best epoch by the search's objective in ``best/`` (EMA when enabled).
+
+    Reads the objective from the epoch's ``logs`` (so it runs after the callback that measures it);
+    an epoch without a finite value (SWD between evaluations, after a NaN) never counts, and a tie
+    keeps the earlier epoch. The snapshot is the exported model (:mod:`metgan.gan.export`), with
+    the epoch, its value and its metrics in ``model.json``.
+    """
+
+    def __init__(self, state: TrialState):
+        super().__init__()
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        state = self.state
+        value = finite((logs or {}).get(state.objective))
+        if state.stop_reason == "nan" or value is None or not is_better(value, state.best_value, state.direction):
+            return
+        metrics = {key: finite(logs.get(key)) for key in (*LOSS_KEYS, "swd", "swd_real", "diversity",
+                                                          "color_distance", "fid")}
+        export.save_generator(state.trial_dir, self.model.sample_generator, trialdir.ModelRecord(
+            trial_id=state.trial_id or state.trial_dir.name, search_name=state.search_name, subset=state.subset,
+            epoch=epoch + 1, objective=state.objective, direction=state.direction, objective_value=value,
+            metrics=metrics, ema=self.model.ema_generator is not None))
+        state.best_epoch, state.best_value = epoch + 1, value
+        log.info("best snapshot: %s %.4g at epoch %d, generator saved", state.objective, value, epoch + 1)
+
+
 def epoch_summary(line: dict) -> str:
     """The measured values of a metrics line for the task log; a score not taken this epoch is left out
     (it read "swd null (real null)" on every epoch between SWD epochs)."""
@@ -405,7 +455,7 @@ class Checkpointer(keras.callbacks.Callback):
         if self.state.stop_reason == "nan":
             return
         done = epoch + 1
-        if done % self.every == 0 or done >= self.state.config.epochs or self.model.stop_training:
+        if done % self.every == 0 or done >= self.state.last_epoch or self.model.stop_training:
             save_checkpoint(self.state, self.model, done, self.keep)
 
 
@@ -463,6 +513,7 @@ def trial_callbacks(state: TrialState) -> list[keras.callbacks.Callback]:
         TimeBudget(state, config.time_budget_s),
         QualityMetrics(state),
         EpochRecord(state),
+        BestSnapshot(state),
         SampleGrid(state),
         Checkpointer(state, config.checkpoint_every, config.keep_checkpoints),
     ]

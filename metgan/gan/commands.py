@@ -84,9 +84,14 @@ def search() -> None:
 @click.option("--name", "search_name", required=True, help="Search name (its folder under <results_dir>).")
 @click.option("--objective", default=None, help="Metric to rank by (default swd, or the grid file's).")
 @click.option("--direction", type=click.Choice(["min", "max"]), default=None)
-@click.option("--dry-run", is_flag=True, help="Validate and list the trials; write and train nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Validate and print the plan (trials, rungs, epochs against the full grid); write and train nothing.")
 def run_command(grid_path, params, preset, subset, search_name, objective, direction, dry_run) -> None:
-    """Plan a grid search and train its trials (finished trials are skipped)."""
+    """Plan a search and train its trials (finished trials are skipped).
+
+    The grid file's ``strategy`` (grid, random with n_iter and seed, halving with factor,
+    min_epochs, max_epochs) decides which trials train and for how long.
+    """
     from metgan.gan import search as search_lib
     from metgan.progress import Progress
 
@@ -103,17 +108,21 @@ def run_command(grid_path, params, preset, subset, search_name, objective, direc
     objective = objective or spec["objective"]
     direction = direction or spec["direction"]
     # Planned once: a dry run stops after validating; a real run writes the plan it printed and trains it.
-    plan = search_lib.plan_trials(search_name, grid, subset=subset, base=base, objective=objective,
-                                  direction=direction, settings=settings, dry_run=dry_run)
+    overview = search_lib.plan_search(search_name, grid, subset=subset, base=base, objective=objective,
+                                      direction=direction, settings=settings, dry_run=dry_run,
+                                      strategy=spec.get("strategy"))
+    plan = overview["trials"]
     for item in plan:
         click.echo(f"{item['trial_id']}  {item['label']}")
     click.echo(f"{len(plan)} trial(s)")
+    _print_plan(overview)
     if dry_run:
         return
     results = search_lib.train_planned(search_name, plan, settings=settings,
                                        progress=Progress(f"search {search_name}", interval=0))
     failed = [r for r in results if r["status"] == "failed"]
     _print_board(search_lib.leaderboard(search_name, settings=settings))
+    _print_summary(search_lib.search_summary(search_name, settings=settings))
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(results)} trial(s) failed, e.g. "
                                    f"{failed[0]['trial_id']}: {failed[0]['error']}")
@@ -125,7 +134,31 @@ def status_command(search_name: str) -> None:
     """Show the leaderboard of a search (best trial first by its objective)."""
     from metgan.gan import search as search_lib
 
-    _print_board(search_lib.leaderboard(search_name, settings=get_settings()))
+    settings = get_settings()
+    _print_board(search_lib.leaderboard(search_name, settings=settings))
+    _print_summary(search_lib.search_summary(search_name, settings=settings))
+
+
+def _print_summary(summary: dict) -> None:
+    line = f"strategy {summary['strategy']}"
+    if summary["rungs"] and summary["strategy"] == "halving":
+        line += ": " + " → ".join(f"{r['trials']}×{r['epochs']} epochs" for r in summary["rungs"])
+    if summary["full_grid_images"]:
+        line += (f"; training images {summary['images_spent']:,} of the full grid's "
+                 f"{summary['full_grid_images']:,} ({summary['fraction_of_full_grid']:.0%})")
+    click.echo(line)
+
+
+def _print_plan(overview: dict) -> None:
+    strategy = overview["strategy"]
+    click.echo(f"strategy {strategy['strategy']}" + (f" (factor {strategy['factor']})"
+                                                      if strategy["strategy"] == "halving" else ""))
+    for rung in overview["rungs"]:
+        click.echo(f"  rung {rung['rung']}: {rung['trials']} trial(s) to epoch {rung['epochs']}")
+    full = overview["full_grid_epochs"]
+    share = f" ({overview['epochs_total'] / full:.0%})" if full else ""
+    click.echo(f"total {overview['epochs_total']} epochs{share} against {full} for the full grid; "
+               f"{overview['planned_images']:,} training images against {overview['full_grid_images']:,}")
 
 
 def _print_board(board: list[dict]) -> None:
@@ -144,3 +177,32 @@ def _print_board(board: list[dict]) -> None:
                    f"{row['epochs_done']:>3}/{row['epochs']:<3}  {objective:>10}  {real:>9}  {ips:>7}  {row['label']}")
         if row.get("error_summary"):
             click.echo(f"{'':>3}  {'':<12}  error: {row['error_summary']}")
+        if row.get("rungs"):
+            history = " · ".join(f"{r.get('epochs_done')} ep: "
+                                 + ("-" if r.get("score") is None else f"{r['score']:.2f}")
+                                 + (f" {r['outcome']}" if r.get("outcome") else "") for r in row["rungs"])
+            click.echo(f"{'':>3}  {'':<12}  rungs: {history}")
+
+
+@click.command()
+@click.argument("trial_dir", type=click.Path(path_type=Path))
+@click.option("--n", "count", type=int, default=64, show_default=True, help="Images: seeds SEED..SEED+N-1.")
+@click.option("--seed", "first_seed", type=int, default=0, show_default=True, help="First seed (with --n).")
+@click.option("--seeds", default=None, metavar="LIST",
+              help="Seeds instead of --n/--seed: '1-64', '3,17,42' or a mix; one PNG per seed, named by it.")
+@click.option("--truncation", type=float, default=1.0, show_default=True,
+              help="Scale each Gaussian latent towards the mean (0): 1 = untruncated, 0 = the mean image.")
+@click.option("--upscale", type=int, default=1, show_default=True,
+              help="Enlarge every image by this whole factor (Lanczos filter).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for seed_NNNN.png, contact_sheet.png and generation.json.")
+def generate(trial_dir: Path, count: int, first_seed: int, seeds: str | None, truncation: float, upscale: int,
+             out: Path) -> None:
+    """Generate images from TRIAL_DIR's best snapshot (best/generator.keras), one per seed."""
+    from metgan.gan import generate as generate_lib
+
+    chosen = generate_lib.parse_seeds(seeds) if seeds is not None else generate_lib.seed_range(first_seed, count)
+    result = generate_lib.generate(trial_dir, chosen, out, truncation=truncation, upscale=upscale)
+    epoch = f" (best at epoch {result['epoch']})" if result["epoch"] is not None else ""
+    click.echo(f"{len(result['images'])} images from {result['model']}{epoch} in {result['out']}")
+    click.echo(f"contact sheet\t{result['contact_sheet']}")

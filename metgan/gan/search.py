@@ -26,6 +26,14 @@ from metgan import names, trialdir
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError, GanConfigError, MetganError, TrainingError, TrialFolderError
 from metgan.gan.config import GanConfig
+from metgan.gan.strategy import (
+    STRATEGY_KEYS,
+    Strategy,
+    epochs_trained,
+    has_distributions,
+    plan_rungs,
+    sample,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +54,26 @@ def load_grid(path: Path | str) -> dict:
     """
     path = Path(path)
     data = read_yaml_file(path, "grid file")
+    top_level = ("grid", "base", "objective", "direction", *STRATEGY_KEYS)
     if isinstance(data, dict) and "grid" in data:
-        unknown = set(data) - {"grid", "base", "objective", "direction"}
+        unknown = set(data) - set(top_level)
         if unknown:
             raise GanConfigError(f"grid file {path} has unknown top-level key {sorted(map(str, unknown))[0]!r}; "
-                                 "valid: grid, base, objective, direction")
+                                 f"valid: {', '.join(top_level)}")
         base = data.get("base") or {}
         if not isinstance(base, dict):
             raise GanConfigError(f"grid file {path}: 'base' must be a mapping of GAN config keys "
                                  f"(e.g. base: {{epochs: 5}}); got {type(base).__name__}")
         spec = {"grid": data["grid"], "base": base,
-                "objective": data.get("objective", "swd"), "direction": data.get("direction", "min")}
+                "objective": data.get("objective", "swd"), "direction": data.get("direction", "min"),
+                "strategy": {key: data[key] for key in STRATEGY_KEYS if key in data}}
     else:
-        spec = {"grid": data, "base": {}, "objective": "swd", "direction": "min"}
-    count_grid(spec["grid"])  # a malformed grid is named with its file here, not later
+        spec = {"grid": data, "base": {}, "objective": "swd", "direction": "min", "strategy": {}}
+    try:
+        strategy = Strategy.from_dict(spec["strategy"])
+        candidates(spec["grid"], strategy)  # a malformed grid is named with its file here, not later
+    except GanConfigError as exc:
+        raise GanConfigError(f"grid file {path}: {exc}") from None
     return spec
 
 
@@ -153,10 +167,28 @@ def expand_grid(grid: dict | list[dict] | str | None) -> list[dict]:
     return combos
 
 
-def resolve_grid(grid: dict | list[dict] | str | None, base: dict | None = None) -> list[tuple[dict, GanConfig]]:
-    """(combination, config) for every grid point, all validated; duplicates removed."""
+def candidates(grid: dict | list[dict] | str | None, strategy: Strategy | None = None) -> list[dict]:
+    """The combinations a search's strategy trains: every grid point, or ``n_iter`` seeded draws."""
+    if isinstance(grid, str):
+        grid = _parse_grid_text(grid)
+    strategy = strategy or Strategy()
+    if strategy.draws:
+        if strategy.n_iter > MAX_TRIALS:
+            raise GanConfigError(f"n_iter {strategy.n_iter:,} is more than the limit of {MAX_TRIALS:,} trials "
+                                 "per search (Airflow maps at most 1,024 tasks)")
+        return sample(grid, strategy.n_iter, strategy.seed)
+    key = has_distributions(grid)
+    if key is not None:
+        raise GanConfigError(f"grid key {key!r} is a distribution; distributions are drawn from by strategy "
+                             "random (or halving with n_iter), a grid takes lists of values")
+    return expand_grid(grid)
+
+
+def resolve_grid(grid: dict | list[dict] | str | None, base: dict | None = None,
+                 combos: list[dict] | None = None) -> list[tuple[dict, GanConfig]]:
+    """(combination, config) for every grid point (or each of ``combos``), all validated; duplicates removed."""
     resolved, seen = [], set()
-    for combo in expand_grid(grid):
+    for combo in expand_grid(grid) if combos is None else combos:
         try:
             config = GanConfig.from_dict({**(base or {}), **combo})
         except GanConfigError as exc:
@@ -241,7 +273,17 @@ def check_subset(subset: str, settings: Settings | None = None) -> dict:
 def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str, base: dict | None = None,
                 objective: str = "swd", direction: str = "min", settings: Settings | None = None,
                 dry_run: bool = False, airflow_dag_id: str | None = None,
-                airflow_run_id: str | None = None) -> list[dict]:
+                airflow_run_id: str | None = None, strategy: dict | Strategy | None = None) -> list[dict]:
+    """:func:`plan_search`'s trials: what the DAG maps its first training stage over."""
+    return plan_search(search_name, grid, subset=subset, base=base, objective=objective, direction=direction,
+                       settings=settings, dry_run=dry_run, airflow_dag_id=airflow_dag_id,
+                       airflow_run_id=airflow_run_id, strategy=strategy)["trials"]
+
+
+def plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str, base: dict | None = None,
+                objective: str = "swd", direction: str = "min", settings: Settings | None = None,
+                dry_run: bool = False, airflow_dag_id: str | None = None,
+                airflow_run_id: str | None = None, strategy: dict | Strategy | None = None) -> dict:
     """Validate the whole grid and the subset, then write the search folder, trial folders and DB rows.
 
     The subset must exist and hold images; the trials train at its image size: when neither
@@ -250,11 +292,20 @@ def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str,
     ``airflow_dag_id``/``airflow_run_id`` (the run that planned it) go into search.json's
     ``"airflow"`` entry, which the gallery links to.
 
-    Returns [{"search_name", "trial_id", "label"}] in grid order. Idempotent: planning the same
-    grid again changes nothing; planning a grown grid adds the new trials. ``dry_run`` validates
-    and returns the plan without writing anything.
+    ``strategy`` (:class:`~metgan.gan.strategy.Strategy` or its keys) picks the candidates (the
+    grid, or seeded draws) and, for successive halving, the rungs; halving trains every trial to
+    the last rung's epochs at most (``max_epochs``, default the base's ``epochs``), so the grid
+    may not vary ``epochs``.
+
+    Returns {"trials": [{"search_name", "trial_id", "label", "rung", "until_epoch"}] in plan
+    order, "strategy", "rungs": [{"rung", "trials", "epochs"}], "epochs_total",
+    "full_grid_epochs", "planned_images", "full_grid_images"}. Idempotent: planning the same grid
+    again changes nothing; planning a grown grid adds the new trials. ``dry_run`` validates and
+    returns the plan without writing anything.
     """
     settings = settings or get_settings()
+    if not isinstance(strategy, Strategy):
+        strategy = Strategy.from_dict(strategy)
     if objective not in OBJECTIVES:
         raise GanConfigError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
     if direction not in ("min", "max"):
@@ -265,13 +316,24 @@ def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str,
     folder = search_dir(search_name, settings)
     if isinstance(grid, str):
         grid = _parse_grid_text(grid)
-    count_grid(grid)
+    combos = candidates(grid, strategy)
     found = check_subset(subset, settings)
     base = dict(base or {})
     grid_keys = {key for keys, _ in _grid_parts(grid) for key in keys}
     if not {"height", "width"} & (set(base) | grid_keys):
         base.update(height=found["height"], width=found["width"])
-    resolved = resolve_grid(grid, base)
+    if strategy.strategy == "halving":
+        if "epochs" in grid_keys:
+            raise GanConfigError("successive halving decides how many epochs each trial trains: the grid may "
+                                 "not set 'epochs' (set max_epochs, or the base's epochs)")
+        base["epochs"] = strategy.max_epochs or base.get("epochs") or GanConfig().epochs
+    resolved = resolve_grid(grid, base, combos)
+    max_epochs = max((config.epochs for _, config in resolved), default=0)
+    rungs = plan_rungs(strategy, len(resolved), max_epochs)
+    if strategy.strategy == "halving" and rungs and rungs[-1].epochs != base["epochs"]:
+        # every rung trains the same config: its epochs are where the last rung ends
+        base["epochs"] = rungs[-1].epochs
+        resolved = resolve_grid(grid, base, combos)
     for combo, config in resolved:
         if (config.height, config.width) != (found["height"], found["width"]):
             raise GanConfigError(
@@ -279,16 +341,32 @@ def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str,
                 f"width {config.width} but subset {subset!r} holds images of height {found['height']}, "
                 f"width {found['width']}; set height/width to match, or leave both out to use the subset's")
     labels = grid_labels([combo for combo, _ in resolved])
-    plan = [{"search_name": search_name, "trial_id": config.trial_id(), "label": label or config.label()}
+    until = rungs[0].epochs if strategy.strategy == "halving" and rungs else None
+    plan = [{"search_name": search_name, "trial_id": config.trial_id(), "label": label or config.label(),
+             "rung": 0, "until_epoch": until}
             for (_, config), label in zip(resolved, labels, strict=True)]
+    per_epoch = [(found["images"] // config.batch_size) * config.batch_size for _, config in resolved]
+    mean_per_epoch = sum(per_epoch) / len(per_epoch) if per_epoch else 0
+    if strategy.strategy == "halving":
+        epochs_total, planned_images = epochs_trained(rungs), round(epochs_trained(rungs) * mean_per_epoch)
+    else:
+        epochs_total = sum(config.epochs for _, config in resolved)
+        planned_images = sum(n * config.epochs for n, (_, config) in zip(per_epoch, resolved, strict=True))
+    overview = {"trials": plan, "strategy": strategy.to_dict(),
+                "rungs": [{"rung": r.rung, "trials": r.trials, "epochs": r.epochs} for r in rungs],
+                "epochs_total": epochs_total, "full_grid_epochs": len(resolved) * max_epochs,
+                "planned_images": planned_images, "full_grid_images": sum(per_epoch) * max_epochs}
     if dry_run:
-        return plan
+        return overview
     folder.mkdir(parents=True, exist_ok=True)
     previous = trialdir.read_search(folder) or {}
     trial_ids = list(dict.fromkeys(list(previous.get("trials", [])) + [p["trial_id"] for p in plan]))
     record = trialdir.SearchRecord(name=search_name, subset=subset, subset_dir=str(found["path"]), grid=grid,
                                    base=base, objective=objective, direction=direction,
-                                   created_at=previous.get("created_at", trialdir.utc_now()), trials=trial_ids)
+                                   created_at=previous.get("created_at", trialdir.utc_now()), trials=trial_ids,
+                                   strategy=overview["strategy"], rungs=overview["rungs"],
+                                   candidates=[p["trial_id"] for p in plan], max_epochs=max_epochs,
+                                   planned_images=planned_images, full_grid_images=overview["full_grid_images"])
     if airflow_dag_id or airflow_run_id:
         record["airflow"] = trialdir.AirflowLink(dag_id=airflow_dag_id, run_id=airflow_run_id)
     elif previous.get("airflow"):
@@ -304,9 +382,10 @@ def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str,
                 search_name=search_name, trial_id=item["trial_id"], epochs=config.epochs,
                 overrides=config.overrides(), label=item["label"]))
     _db_plan(search_name, record, folder, resolved, settings)
-    log.info("search %s: %d trials planned (%d in the grid) on subset %s (%d images, height %d, width %d)",
-             search_name, len(plan), count_grid(grid), subset, found["images"], found["height"], found["width"])
-    return plan
+    log.info("search %s (%s): %d trials planned in %d rung(s) on subset %s (%d images, height %d, width %d)",
+             search_name, strategy.strategy, len(plan), len(rungs), subset, found["images"], found["height"],
+             found["width"])
+    return overview
 
 
 def _db_plan(search_name: str, record: dict, folder: Path, resolved, settings: Settings) -> None:
@@ -315,6 +394,7 @@ def _db_plan(search_name: str, record: dict, folder: Path, resolved, settings: S
 
     record_plan(get_engine(settings), search_name, subset=record["subset"], grid=record["grid"],
                 objective=record["objective"], direction=record["direction"], path=str(folder),
+                strategy=record.get("strategy"), rungs=record.get("rungs"),
                 trials=[(config.trial_id(), config.to_dict(), str(folder / config.trial_id()))
                         for _, config in resolved])
 
@@ -322,9 +402,11 @@ def _db_plan(search_name: str, record: dict, folder: Path, resolved, settings: S
 # --- training ---------------------------------------------------------------------------------
 
 def train_trial(search_name: str, trial_id: str, *, settings: Settings | None = None,
-                images=None) -> dict:
+                images=None, rung: int | None = None, until_epoch: int | None = None) -> dict:
     """Train one planned trial (resuming; skipping it if finished); never raises for a failed trial.
 
+    ``rung``/``until_epoch`` (successive halving) train it only up to the rung's epochs and record
+    its score there in its rung history.
     Returns {"search_name", "trial_id", "status", "stop_reason", "epochs", "objective", "error"}.
     A trial that fails is recorded (status failed, traceback in trial.json and the DB) and
     reported in the return value, so the other trials of the search go on.
@@ -348,15 +430,121 @@ def train_trial(search_name: str, trial_id: str, *, settings: Settings | None = 
     error = None
     try:
         summary = run_trial(trial_dir, config, subset_dir, search_name=search_name, trial_id=trial_id,
-                            recorder=recorder, images=images, objective=search.get("objective", "swd"))
+                            recorder=recorder, images=images, objective=search.get("objective", "swd"),
+                            until_epoch=until_epoch,
+                            direction=search.get("direction", "min"))
     except Exception as exc:  # recorded by run_trial; the search goes on
         log.error("trial %s of search %s failed: %s", trial_id, search_name, exc,
                   exc_info=not isinstance(exc, MetganError))
         summary = summary_from_files(trial_dir, search.get("objective", "swd"))
         error = error_summary(exc)
+    if rung is not None:
+        _record_rung(search_name, search, trial_dir, rung, until_epoch or config.epochs, settings)
     return {"search_name": search_name, "trial_id": trial_id, "status": summary["status"],
             "stop_reason": summary["stop_reason"], "epochs": summary["epochs"],
             "objective": summary["objective"], "error": error}
+
+
+def score_at(trial_dir: Path, epoch: int, objective: str) -> float | None:
+    """The objective's last value measured at or before ``epoch`` (a rung's score)."""
+    values = [line.get(objective) for line in trialdir.read_metrics(trial_dir)
+              if line["epoch"] <= epoch and line.get(objective) is not None]
+    return values[-1] if values else None
+
+
+def _record_rung(search_name: str, search: dict, trial_dir: Path, rung: int, epochs: int,
+                 settings: Settings) -> None:
+    """Put the trial's result at ``rung`` in its rung history (trial.json, then its DB row)."""
+    info = trialdir.read_trial_info(trial_dir) or {}
+    done = info.get("epochs_done") or 0
+    status = info.get("status")
+    recorded = any(entry.get("rung") == rung for entry in info.get("rungs") or [])
+    if recorded and (done > epochs or status == "pruned"):
+        return  # a rerun of a rung the trial has left (trained on, or pruned after): keep what it recorded
+    result = trialdir.RungResult(rung=rung, epochs=epochs, epochs_done=min(done, epochs), status=status,
+                                 score=score_at(trial_dir, epochs, search.get("objective", "swd"))
+                                 if done >= epochs else None)
+    info = trialdir.record_rung(trial_dir, result)
+    _db_rungs(search_name, trial_dir.name, info, settings)
+
+
+def _db_rungs(search_name: str, trial_id: str, info: dict, settings: Settings) -> None:
+    from metgan.store import get_engine
+    from metgan.store.searches import record_rungs
+
+    record_rungs(get_engine(settings), search_name, trial_id, status=info.get("status"), rung=info.get("rung"),
+                 rungs=list(info.get("rungs") or []), objective=info.get("pruned_score"))
+
+
+# --- successive halving -----------------------------------------------------------------------
+
+# The statuses a trial may end a rung with and still be promoted: it reached the rung's epochs
+# and can train on (a stopped trial, collapsed or out of time, cannot).
+PROMOTABLE = ("paused", "completed")
+
+
+def _rung_result(trial_dir: Path, rung: int) -> dict | None:
+    info = _readable_info(trial_dir) or {}
+    return next((entry for entry in info.get("rungs") or [] if entry.get("rung") == rung), None)
+
+
+def _ranked_at(folder: Path, search: dict, rung: int, members: list[str]) -> list[tuple[str, float]]:
+    """The members that can be promoted from ``rung``, best score first (ties by plan order)."""
+    sign = 1 if search.get("direction", "min") == "min" else -1
+    scored = []
+    for order, trial_id in enumerate(members):
+        result = _rung_result(folder / trial_id, rung)
+        if (result and result.get("status") in PROMOTABLE and result.get("score") is not None
+                and result.get("epochs_done", 0) >= result.get("epochs", 0)):
+            scored.append((sign * result["score"], order, trial_id, result["score"]))
+    return [(trial_id, score) for _, _, trial_id, score in sorted(scored)]
+
+
+def rung_members(search_name: str, rung: int, *, settings: Settings | None = None) -> list[str]:
+    """The trials rung ``rung`` trains, by the rungs before it (recomputed from the trial folders)."""
+    folder = search_dir(search_name, settings or get_settings())
+    search = _planned_search(search_name, folder)
+    rungs = search.get("rungs") or []
+    members = list(search.get("candidates") or search.get("trials") or [])
+    if rung >= len(rungs):
+        return []
+    for previous in range(rung):
+        members = [trial_id for trial_id, _ in _ranked_at(folder, search, previous, members)]
+        members = members[: rungs[previous + 1]["trials"]]
+    return members
+
+
+def promote(search_name: str, rung: int, *, settings: Settings | None = None) -> list[dict]:
+    """Successive halving's decision before ``rung``: keep the best of rung ``rung - 1``, prune the rest.
+
+    The survivors get "promoted" in their rung history; the others that finished the rung get
+    status ``pruned`` with the rung and the score (failed or stopped trials keep their status).
+    Returns the trials rung ``rung`` trains ([] when the plan has no such rung), each with
+    ``until_epoch``; running it again decides the same.
+    """
+    settings = settings or get_settings()
+    folder = search_dir(search_name, settings)
+    search = _planned_search(search_name, folder)
+    rungs = search.get("rungs") or []
+    if rung < 1 or rung >= len(rungs):
+        return []
+    previous = rung_members(search_name, rung - 1, settings=settings)
+    ranked = _ranked_at(folder, search, rung - 1, previous)
+    keep = rungs[rung]["trials"]
+    survivors = [trial_id for trial_id, _ in ranked[:keep]]
+    for position, (trial_id, _) in enumerate(ranked):
+        outcome = "promoted" if position < keep else "pruned"
+        info = trialdir.record_rung_outcome(folder / trial_id, rung - 1, outcome)
+        _db_rungs(search_name, trial_id, info, settings)
+    log.info("search %s: rung %d keeps %d of %d trials (%d finished rung %d): %s", search_name, rung,
+             len(survivors), len(previous), len(ranked), rung - 1, ", ".join(survivors) or "none")
+    until = rungs[rung]["epochs"]
+    items = []
+    for trial_id in survivors:
+        info = _readable_info(folder / trial_id) or {}
+        items.append({"search_name": search_name, "trial_id": trial_id, "label": info.get("label") or trial_id,
+                      "rung": rung, "until_epoch": until})
+    return items
 
 
 def _readable_info(trial_dir: Path) -> trialdir.TrialInfo | None:
@@ -378,31 +566,57 @@ def _planned_search(search_name: str, folder: Path) -> trialdir.SearchRecord:
 
 def run_search(search_name: str, grid: dict | list[dict], *, subset: str, base: dict | None = None,
                objective: str = "swd", direction: str = "min", settings: Settings | None = None,
-               progress=None) -> list[dict]:
-    """Plan the grid, then train every trial in order (finished ones are skipped)."""
+               progress=None, strategy: dict | Strategy | None = None) -> list[dict]:
+    """Plan the search, then train every rung's trials in order (finished ones are skipped)."""
     settings = settings or get_settings()
     plan = plan_trials(search_name, grid, subset=subset, base=base, objective=objective, direction=direction,
-                       settings=settings)
+                       settings=settings, strategy=strategy)
     return train_planned(search_name, plan, settings=settings, progress=progress)
 
 
 def train_planned(search_name: str, plan: list[dict], *, settings: Settings | None = None,
                   progress=None) -> list[dict]:
-    """Train the trials of ``plan`` (what :func:`plan_trials` returned) in order; finished ones are skipped."""
+    """Train the trials of ``plan`` (what :func:`plan_trials` returned) in order, then, for successive
+    halving, each later rung's survivors (:func:`promote`); finished work is skipped.
+
+    Returns each trial's result from the last rung it trained in, in plan order.
+    """
     settings = settings or get_settings()
+    rungs = (trialdir.read_search(search_dir(search_name, settings)) or {}).get("rungs") or []
     if progress is not None:
-        progress.start(len(plan))
-    results = []
-    for item in plan:
-        results.append(train_trial(search_name, item["trial_id"], settings=settings))
-        if progress is not None:
-            progress.advance()
+        progress.start(sum(rung["trials"] for rung in rungs) or len(plan))
+    results: dict[str, dict] = {}
+    items, rung = plan, 0
+    while items:
+        for item in items:
+            results[item["trial_id"]] = train_trial(search_name, item["trial_id"], settings=settings,
+                                                    rung=item.get("rung") if item.get("until_epoch") else None,
+                                                    until_epoch=item.get("until_epoch"))
+            if progress is not None:
+                progress.advance()
+        rung += 1
+        items = promote(search_name, rung, settings=settings) if any(i.get("until_epoch") for i in items) else []
     if progress is not None:
         progress.finish()
-    return results
+    return [results[item["trial_id"]] for item in plan]
 
 
 # --- leaderboard ------------------------------------------------------------------------------
+
+def search_summary(search_name: str, *, settings: Settings | None = None) -> dict:
+    """The search's strategy, its planned rungs and the training images its trials spent, beside
+    what training every candidate to the end (the full grid) would have spent."""
+    folder = search_dir(search_name, settings or get_settings())
+    search = _planned_search(search_name, folder)
+    trial_ids = list(search.get("candidates") or search.get("trials") or [])
+    spent = sum(int((_readable_info(folder / t) or {}).get("images_seen") or 0) for t in trial_ids)
+    full = search.get("full_grid_images")
+    return {"strategy": (search.get("strategy") or {}).get("strategy", "grid"),
+            "strategy_settings": search.get("strategy") or {"strategy": "grid"},
+            "rungs": search.get("rungs") or [], "max_epochs": search.get("max_epochs"),
+            "images_spent": spent, "planned_images": search.get("planned_images"), "full_grid_images": full,
+            "fraction_of_full_grid": spent / full if full else None}
+
 
 def leaderboard(search_name: str, *, settings: Settings | None = None) -> list[dict]:
     """Trials ordered by the search's objective (best first; trials without a value last)."""
@@ -425,6 +639,8 @@ def leaderboard(search_name: str, *, settings: Settings | None = None) -> list[d
             info = _readable_info(Path(row["path"])) if row["path"] else None
             summary = (info or {}).get("error_summary")
         board.append({"rank": rank, "trial_id": row["trial_id"], "label": config.label(), "status": row["status"],
+                      "rung": row["rung"], "rungs": row["rungs"] or [], "images_seen": row["images_seen"],
+                      "strategy": (search.get("strategy") or {}).get("strategy", "grid"),
                       "stop_reason": row["stop_reason"], "epochs_done": row["epochs_done"],
                       "epochs": config.epochs, "objective": row["objective"], "objective_name": search["objective"],
                       "swd_real": (row["final_metrics"] or {}).get("swd_real"),

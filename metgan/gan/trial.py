@@ -26,6 +26,8 @@ from metgan.gan.config import GanConfig
 log = logging.getLogger(__name__)
 
 FINISHED = ("completed", "stopped")
+# Reached the epochs a halving rung asked for: trained no further until a later rung asks.
+AT_RUNG = ("paused", "pruned")
 FINAL_GRID_IMAGES = 64
 
 
@@ -65,7 +67,13 @@ def resolve_switches(config: GanConfig, has_gpu: bool) -> tuple[bool, bool]:
     return resolve(config.mixed_precision), resolve(config.xla)
 
 
-def _objective(lines: list[dict], key: str = "swd") -> float | None:
+def _objective(lines: list[dict], key: str = "swd", trial_dir: Path | None = None) -> float | None:
+    """The trial's objective: its best snapshot's value when it has one (what ranking compares),
+    else the last measured value."""
+    if trial_dir is not None and trialdir.has_best_snapshot(trial_dir):
+        record = trialdir.read_model_record(trial_dir) or {}
+        if record.get("objective") == key and isinstance(record.get("objective_value"), (int, float)):
+            return float(record["objective_value"])
     values = [line[key] for line in lines if line.get(key) is not None]
     return values[-1] if values else None
 
@@ -73,8 +81,10 @@ def _objective(lines: list[dict], key: str = "swd") -> float | None:
 def summary_from_files(trial_dir: Path, objective: str = "swd") -> dict:
     info = trialdir.read_trial_info(trial_dir) or {}
     lines = trialdir.read_metrics(trial_dir)
+    record = trialdir.read_model_record(trial_dir) if trialdir.has_best_snapshot(trial_dir) else None
     return {"trial_id": info.get("trial_id"), "status": info.get("status"), "stop_reason": info.get("stop_reason"),
-            "epochs": info.get("epochs_done", 0), "objective": _objective(lines, objective), "path": str(trial_dir)}
+            "epochs": info.get("epochs_done", 0), "objective": _objective(lines, objective, trial_dir),
+            "best_epoch": (record or {}).get("epoch"), "path": str(trial_dir)}
 
 
 def final_metrics(lines: list[dict]) -> dict:
@@ -103,13 +113,19 @@ def split_holdout(reals: np.ndarray, config: GanConfig) -> tuple[np.ndarray, np.
 
 def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, *, search_name: str | None = None,
               trial_id: str | None = None, recorder: Any = None, images: np.ndarray | None = None,
-              objective: str = "swd") -> dict:
+              objective: str = "swd", until_epoch: int | None = None, direction: str = "min") -> dict:
     """Train (or resume, or skip) the trial in ``trial_dir``; return its summary.
+
+    ``until_epoch`` (successive halving's rung) trains only up to that epoch: the trial is then
+    ``paused`` (with a checkpoint there) unless that is its last epoch, and a later call with a
+    higher ``until_epoch`` resumes it. A trial already at or past ``until_epoch`` is not trained.
 
     ``recorder`` (optional) gets ``started(info)``, ``epoch(line)``, ``truncate(last_epoch)`` and
     ``finished(info, final_metrics, best_metrics, objective)`` calls (the database rows);
     ``images`` (uint8 NHWC) replaces reading ``subset_dir``; ``objective`` names the metric
-    reported as the trial's objective (its last measured value).
+    reported as the trial's objective and ``direction`` ("min" or "max") which way is better: the
+    generator of the best epoch by it is kept as ``best/generator.keras`` and its value is the
+    trial's objective (the last measured value when no epoch measured it).
     """
     trial_dir = Path(trial_dir)
     trial_id = trial_id or config.trial_id()
@@ -124,6 +140,10 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
     if info.get("status") in FINISHED:
         log.info("trial %s already %s: skipped", trial_id, info["status"])
         return summary_from_files(trial_dir, objective)
+    target = min(until_epoch or config.epochs, config.epochs)
+    if info.get("status") in AT_RUNG and info.get("epochs_done", 0) >= target:
+        log.info("trial %s already %s after epoch %d: skipped", trial_id, info["status"], info["epochs_done"])
+        return summary_from_files(trial_dir, objective)
     info.update({"search_name": search_name, "trial_id": trial_id, "status": "running", "stop_reason": None,
                  "error": None, "error_summary": None, "epochs": config.epochs,
                  "label": info.get("label") or config.label(),
@@ -134,7 +154,7 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
     info.setdefault("wall_s", 0.0)
     info.setdefault("images_per_s", None)
     try:
-        return _train(trial_dir, config, subset_dir, info, recorder, images, objective)
+        return _train(trial_dir, config, subset_dir, info, recorder, images, objective, target, direction)
     except Exception as exc:
         info.update(status="failed", error="".join(traceback.format_exception(exc)),
                     error_summary=error_summary(exc), finished_at=trialdir.utc_now())
@@ -144,7 +164,8 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
         raise
 
 
-def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder, images, objective_key: str) -> dict:
+def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder, images, objective_key: str,
+           target: int, direction: str) -> dict:
     from metgan.gan import callbacks as cb
     from metgan.gan import data
     from metgan.gan._tf import tensorflow
@@ -180,7 +201,9 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
 
     dataset_probe_steps = len(reals) // config.batch_size
     state = cb.TrialState(trial_dir=trial_dir, config=config, latents=latents, reals=eval_reals,
-                          steps_per_epoch=dataset_probe_steps, recorder=recorder)
+                          steps_per_epoch=dataset_probe_steps, recorder=recorder, until_epoch=target,
+                          objective=objective_key, direction=direction, search_name=info.get("search_name"),
+                          trial_id=info["trial_id"], subset=Path(subset_dir).name if subset_dir else None)
     first_epoch = 0
     meta = cb.load_latest_checkpoint(trial_dir, gan)
     if meta is not None:
@@ -192,6 +215,7 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
         state.swd_real = meta["swd_real"]
         state.best_metrics = meta["best_metrics"]
         log.info("trial %s resumes after epoch %d from its checkpoint", info["trial_id"], first_epoch)
+    _resume_best(trial_dir, state, first_epoch)
     trialdir.truncate_metrics(trial_dir, first_epoch)
     for epoch, stale in trialdir.samples(trial_dir).items():
         if epoch > first_epoch:
@@ -202,35 +226,55 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
     info["epochs_done"] = first_epoch
     trialdir.write_trial_info(trial_dir, info)
 
-    if first_epoch < config.epochs:
+    if first_epoch < target:
         dataset, steps = data.training_dataset(reals, batch_size=config.batch_size, seed=config.seed,
-                                               first_epoch=first_epoch, epochs=config.epochs, x_flip=config.x_flip)
-        log.info("trial %s (%s): %d images, %d steps/epoch, epochs %d..%d on %s (mixed precision %s, XLA %s)",
-                 info["trial_id"], info["label"], len(reals), steps, first_epoch + 1, config.epochs, device,
-                 "on" if mixed else "off", "on" if xla else "off")
-        gan.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+                                               first_epoch=first_epoch, epochs=target, x_flip=config.x_flip)
+        log.info("trial %s (%s): %d images, %d steps/epoch, epochs %d..%d of %d on %s (mixed precision %s, XLA %s)",
+                 info["trial_id"], info["label"], len(reals), steps, first_epoch + 1, target, config.epochs,
+                 device, "on" if mixed else "off", "on" if xla else "off")
+        gan.fit(dataset, epochs=target, initial_epoch=first_epoch, steps_per_epoch=steps,
                 callbacks=cb.trial_callbacks(state), verbose=0)
 
     lines = trialdir.read_metrics(trial_dir)
     _write_final_images(trial_dir, gan, config)
-    info.update(status="stopped" if state.stop_reason else "completed", stop_reason=state.stop_reason,
-                stop_detail=state.stop_detail, epochs_done=lines[-1]["epoch"] if lines else first_epoch,
+    epochs_done = lines[-1]["epoch"] if lines else first_epoch
+    status = "stopped" if state.stop_reason else "completed" if epochs_done >= config.epochs else "paused"
+    info.update(status=status, stop_reason=state.stop_reason,
+                stop_detail=state.stop_detail, epochs_done=epochs_done,
                 wall_s=round(state.wall_s, 3), finished_at=trialdir.utc_now(), images_seen=state.images_seen,
                 images_per_s=state.images_seen / state.train_seconds if state.train_seconds else None)
     trialdir.write_trial_info(trial_dir, info)
     if recorder is not None:
-        recorder.finished(info, final_metrics(lines), state.best_metrics, _objective(lines, objective_key))
+        recorder.finished(info, final_metrics(lines), state.best_metrics,
+                          _objective(lines, objective_key, trial_dir))
     return summary_from_files(trial_dir, objective_key)
 
 
+def _resume_best(trial_dir: Path, state, first_epoch: int) -> None:
+    """Carry the best snapshot over a resume; one from an epoch after the checkpoint is dropped
+    (that epoch is trained again, and its metrics line is gone)."""
+    record = trialdir.read_model_record(trial_dir) if trialdir.has_best_snapshot(trial_dir) else None
+    if record is None or record.get("epoch", first_epoch + 1) > first_epoch or record.get("objective") != state.objective:
+        if record is not None or trialdir.best_generator_path(trial_dir).exists():
+            log.info("trial %s: best snapshot after the resumed checkpoint dropped", trial_dir.name)
+        trialdir.remove_best_snapshot(trial_dir)
+        return
+    state.best_epoch, state.best_value = record["epoch"], record["objective_value"]
+
+
 def _write_final_images(trial_dir: Path, gan, config: GanConfig) -> None:
+    """final_grid.png from the last epoch's generator; generated/NNN.png from the best snapshot
+    (what the report's gallery shows), or the last generator when there is none."""
     from metgan.gan import callbacks as cb
+    from metgan.gan import export
 
     rng = np.random.default_rng(config.seed + 5)
     count = max(FINAL_GRID_IMAGES, config.n_generated)
     latents = rng.standard_normal((count, config.noise_dim)).astype(np.float32)
     images = cb.generate_uint8(gan.sample_generator, latents)
     cb.save_png_atomic(trial_dir / trialdir.FINAL_GRID, cb.image_grid(images[:FINAL_GRID_IMAGES], columns=8))
+    if trialdir.has_best_snapshot(trial_dir):
+        images = cb.generate_uint8(export.load_generator(trial_dir), latents[: config.n_generated])
     (trial_dir / trialdir.GENERATED).mkdir(exist_ok=True)
     for index, image in enumerate(images[: config.n_generated]):
         cb.save_png_atomic(trialdir.generated_path(trial_dir, index), image)

@@ -19,17 +19,20 @@ def _jsonable(value: Any) -> str:
 
 
 def record_plan(engine: Engine, search_name: str, *, subset: str, grid: Any, objective: str,
-                direction: str, path: str, trials: list[tuple[str, dict, str]]) -> None:
+                direction: str, path: str, trials: list[tuple[str, dict, str]],
+                strategy: dict | None = None, rungs: list[dict] | None = None) -> None:
     """Upsert the search row and insert its planned trials ``(trial_id, config, path)`` (kept if present)."""
     with engine.begin() as conn:
         conn.execute(text(
-            "INSERT INTO searches (name, subset_name, grid, objective, direction, path) "
-            "VALUES (:name, :subset, CAST(:grid AS jsonb), :objective, :direction, :path) "
+            "INSERT INTO searches (name, subset_name, grid, objective, direction, path, strategy, rungs) "
+            "VALUES (:name, :subset, CAST(:grid AS jsonb), :objective, :direction, :path, "
+            "CAST(:strategy AS jsonb), CAST(:rungs AS jsonb)) "
             "ON CONFLICT (name) DO UPDATE SET subset_name = EXCLUDED.subset_name, grid = EXCLUDED.grid, "
             "objective = EXCLUDED.objective, direction = EXCLUDED.direction, path = EXCLUDED.path, "
-            "updated_at = now()"),
+            "strategy = EXCLUDED.strategy, rungs = EXCLUDED.rungs, updated_at = now()"),
             {"name": search_name, "subset": subset, "grid": json.dumps(grid),
-             "objective": objective, "direction": direction, "path": path})
+             "objective": objective, "direction": direction, "path": path,
+             "strategy": _jsonable(strategy or {"strategy": "grid"}), "rungs": _jsonable(rungs or [])})
         for trial_id, config, trial_path in trials:
             conn.execute(text(
                 "INSERT INTO trials (search_name, trial_id, config, status, path) "
@@ -39,22 +42,36 @@ def record_plan(engine: Engine, search_name: str, *, subset: str, grid: Any, obj
 
 
 def search_row(engine: Engine, search_name: str) -> dict | None:
-    """The search's objective and direction, or None when no such search is recorded."""
+    """The search's objective, direction, strategy and planned rungs, or None when no such search is recorded."""
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT objective, direction FROM searches WHERE name = :name"),
+        row = conn.execute(text("SELECT objective, direction, strategy, rungs FROM searches WHERE name = :name"),
                            {"name": search_name}).mappings().first()
     return dict(row) if row is not None else None
 
 
 def ranked_trials(engine: Engine, search_name: str, direction: str) -> list[dict]:
-    """The search's trial rows ordered by objective (best first for ``direction``; no value last)."""
+    """The search's trial rows, those that reached a later halving rung first, then by objective
+    (best first for ``direction``; no value last)."""
     order = "ASC" if direction == "min" else "DESC"
     with engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT trial_id, status, stop_reason, epochs_done, objective, images_per_s, device, config, "
-            "final_metrics, best_metrics, path FROM trials WHERE search_name = :name "
-            f"ORDER BY objective {order} NULLS LAST, trial_id"), {"name": search_name}).mappings().all()
+            "final_metrics, best_metrics, path, rung, rungs, images_seen FROM trials WHERE search_name = :name "
+            f"ORDER BY (objective IS NULL), rung DESC NULLS LAST, objective {order} NULLS LAST, trial_id"),
+            {"name": search_name}).mappings().all()
     return [dict(row) for row in rows]
+
+
+def record_rungs(engine: Engine, search_name: str, trial_id: str, *, status: str | None, rung: int | None,
+                 rungs: list[dict], objective: float | None = None) -> None:
+    """Mirror a trial's rung history (and a halving decision's status and score) into its row."""
+    with engine.begin() as conn:
+        conn.execute(text(
+            "UPDATE trials SET status = COALESCE(:status, status), rung = :rung, rungs = CAST(:rungs AS jsonb), "
+            "objective = COALESCE(:objective, objective), updated_at = now() "
+            "WHERE search_name = :search AND trial_id = :trial"),
+            {"search": search_name, "trial": trial_id, "status": status, "rung": rung,
+             "rungs": _jsonable(rungs), "objective": objective})
 
 
 class DbRecorder:
@@ -91,10 +108,12 @@ class DbRecorder:
 
     def finished(self, info: dict, final: dict, best: dict, objective: float | None) -> None:
         self._run("UPDATE trials SET status = :status, stop_reason = :stop_reason, error = :error, "
-                  "epochs_done = :epochs_done, images_per_s = :ips, final_metrics = CAST(:final AS jsonb), "
+                  "epochs_done = :epochs_done, images_per_s = :ips, images_seen = :seen, "
+                  "final_metrics = CAST(:final AS jsonb), "
                   "best_metrics = CAST(:best AS jsonb), objective = :objective, device = :device, "
                   "finished_at = now(), updated_at = now() WHERE search_name = :search AND trial_id = :trial",
                   {"status": info["status"], "stop_reason": info.get("stop_reason"), "error": info.get("error"),
                    "epochs_done": info.get("epochs_done", 0), "ips": info.get("images_per_s"),
+                   "seen": info.get("images_seen"),
                    "final": _jsonable(final), "best": _jsonable(best), "objective": objective,
                    "device": info.get("device")})

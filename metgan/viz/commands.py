@@ -52,3 +52,32 @@ def report(search_dir: str, top_k: int, images: int, render_missing: bool) -> No
     written = publish_report(search_dir, top_k=top_k, images_per_trial=images, render_missing=render_missing)
     click.echo(f"report.html\t{written['report']}")
     click.echo(f"leaderboard.csv\t{written['leaderboard']}")
+
+
+@click.command()
+@click.argument("trial_dir", type=click.Path(path_type=str))
+@click.option("--seeds", default="3,17,42", show_default=True, help="Seeds the walk passes through, in order.")
+@click.option("--frames", type=int, default=60, show_default=True, help="Frames in the whole loop.")
+@click.option("--fps", type=int, default=15, show_default=True, help="Frames per second.")
+@click.option("--truncation", type=float, default=1.0, show_default=True,
+              help="Scale the seeds' Gaussian latents towards the mean (1 = untruncated).")
+@click.option("--scale", type=int, default=1, show_default=True, help="Enlarge frames by this whole factor.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), required=True,
+              help="walk.gif, or walk.mp4 (needs imageio-ffmpeg; a GIF is written without it).")
+@click.option("--grid", "grid_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Also write every 10th frame as one PNG here.")
+def walk(trial_dir: str, seeds: str, frames: int, fps: int, truncation: float, scale: int, out: str,
+         grid_path: str | None) -> None:
+    """A looping latent walk (spherical interpolation) through SEEDS of TRIAL_DIR's best snapshot."""
+    from metgan.gan.generate import MAX_UPSCALE, parse_seeds, walk_images
+    from metgan.viz.walk import frames_grid, write_walk
+
+    if not 1 <= scale <= MAX_UPSCALE:
+        raise RenderError(f"scale must be a whole number 1 to {MAX_UPSCALE}, got {scale}")
+    if not 2 <= frames <= 10_000:
+        raise RenderError(f"frames must be 2 to 10000, got {frames}")
+    images = walk_images(trial_dir, parse_seeds(seeds), frames, truncation=truncation)
+    written = write_walk(out, images, fps=fps, scale=scale)
+    click.echo(f"walk\t{written}")
+    if grid_path:
+        click.echo(f"frames\t{frames_grid(grid_path, images, scale=scale)}")

@@ -226,8 +226,11 @@ def write_final_grid(trial: TrialRun) -> Path | None:
 
 def render_trial(trial_dir: str | Path, *, styles: Sequence[str] = STYLES, duration: float = DEFAULT_DURATION,
                  window: int = DEFAULT_WINDOW, scores: Sequence[str] | None = None,
-                 title: str | None = None) -> dict[str, str]:
+                 title: str | None = None, walk: bool = True) -> dict[str, str]:
     """Render a trial folder's GIFs and stills; returns {file name: path} of the files written.
+
+    With ``walk`` (the default) a trial that has a best snapshot also gets ``walk.gif`` and
+    ``walk_frames.png`` (:func:`metgan.viz.walk.render_walk`; this loads its generator, so TensorFlow).
 
     ``styles`` picks the graph GIFs (``expanding``, ``rolling``, ``static``); ``duration`` is
     seconds per frame; ``window`` the epochs a ``rolling`` plot shows; ``scores`` the metrics
@@ -274,5 +277,9 @@ def render_trial(trial_dir: str | Path, *, styles: Sequence[str] = STYLES, durat
         final = write_final_grid(trial)
         if final is not None:
             written[trialdir.FINAL_GRID] = str(final)
+    if walk and trialdir.has_best_snapshot(trial.path):
+        from metgan.viz.walk import render_walk
+
+        written.update(render_walk(trial.path))
     log.info("rendered %s: %s", trial.path, ", ".join(written))
     return written

@@ -46,6 +46,7 @@ COLUMNS = (
     ("status", "Status", "text"),
     ("stop", "Why it ended", "text"),
     ("epochs_done", "Epochs", "number"),
+    ("rungs", "Rungs (epochs: score)", "text"),
     ("objective", "Objective", "number"),
     ("swd_best", "Best SWD", "number"),
     ("d_loss", "D loss", "number"),
@@ -84,8 +85,10 @@ def _entry(search_dir: Path, trial_id: str, objective: str, direction: str) -> E
     except RenderError as exc:
         return Entry(trial_id, None, {"label": trial_id, "status": "missing", "stop": str(exc)},
                      problem=str(exc))
+    best = _best_snapshot(trial, objective)
     recorded = trial.info.get("objective")
-    objective_value = recorded if isinstance(recorded, (int, float)) else _last(trial, objective)
+    objective_value = (best["objective_value"] if best else
+                       recorded if isinstance(recorded, (int, float)) else _last(trial, objective))
     per_s = trial.info.get("images_per_s")
     values = {
         "trial_id": trial.trial_id,
@@ -105,8 +108,55 @@ def _entry(search_dir: Path, trial_id: str, objective: str, direction: str) -> E
         "wall_s": trial.info.get("wall_s") if isinstance(trial.info.get("wall_s"), (int, float))
         else _last(trial, "wall_s"),
         "settings": trial.settings(),
+        "rung": trial.info.get("rung"),
+        "rungs": rung_history(trial.info.get("rungs")),
+        "images_seen": trial.info.get("images_seen"),
+        "best_epoch": best["epoch"] if best else None,
     }
     return Entry(trial.trial_id, trial, values)
+
+
+def rung_history(rungs) -> str:
+    """A trial's successive-halving history on one line: "1: 41.2 promoted · 3: 30.5"."""
+    parts = []
+    for entry in rungs if isinstance(rungs, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        score = entry.get("score")
+        text = f"{entry.get('epochs_done')}: {format_value(score) if isinstance(score, (int, float)) else '-'}"
+        parts.append(text + (f" {entry['outcome']}" if entry.get("outcome") else ""))
+    return " · ".join(parts)
+
+
+def strategy_line(search: dict, entries: list[Entry]) -> str:
+    """The search's strategy, its rungs and the training images spent against the full grid's."""
+    strategy = search.get("strategy") if isinstance(search.get("strategy"), dict) else {}
+    name = str(strategy.get("strategy") or "grid")
+    text = f"Strategy {name}"
+    if name in ("random", "halving") and strategy.get("n_iter"):
+        text += f", {strategy['n_iter']} draws (seed {strategy.get('seed', 0)})"
+    rungs = search.get("rungs") if isinstance(search.get("rungs"), list) else []
+    if name == "halving" and rungs:
+        text += (f", factor {strategy.get('factor')}: rungs "
+                 + " → ".join(f"{r.get('trials')} trials × {r.get('epochs')} epochs" for r in rungs))
+    spent = sum(e.values.get("images_seen") or 0 for e in entries if isinstance(e.values.get("images_seen"), int))
+    full = search.get("full_grid_images")
+    if isinstance(full, int) and full > 0:
+        text += f" · training images {spent:,} of the full grid's {full:,} ({spent / full:.0%})"
+    return text
+
+
+def _best_snapshot(trial: TrialRun, objective: str) -> dict | None:
+    """The trial's best-snapshot record when it has one by this objective (ranking uses its value)."""
+    try:
+        record = trialdir.read_model_record(trial.path) if trialdir.has_best_snapshot(trial.path) else None
+    except TrialFolderError as exc:
+        log.warning("report: %s", exc)
+        return None
+    if (not record or record.get("objective") != objective or not isinstance(record.get("epoch"), int)
+            or not isinstance(record.get("objective_value"), (int, float))):
+        return None
+    return record
 
 
 def _trial_ids(search_dir: Path, search: dict) -> list[str]:
@@ -118,11 +168,14 @@ def _trial_ids(search_dir: Path, search: dict) -> list[str]:
 
 
 def _ranked(entries: list[Entry], direction: str) -> list[Entry]:
+    # A trial that reached a later halving rung ranks above one pruned earlier (their scores were
+    # taken after different numbers of epochs); within a rung, by the objective.
     def key(entry: Entry):
         value = entry.values.get("objective")
+        rung = entry.values.get("rung") if isinstance(entry.values.get("rung"), int) else 0
         if value is None:
-            return (1, 0.0, entry.trial_id)
-        return (0, value if direction == "min" else -value, entry.trial_id)
+            return (1, 0, 0.0, entry.trial_id)
+        return (0, -rung, value if direction == "min" else -value, entry.trial_id)
 
     ranked = sorted(entries, key=key)
     for rank, entry in enumerate(ranked, 1):
@@ -261,7 +314,7 @@ def _figure(trial_id: str, name: str) -> dict:
 def _card(entry: Entry, search_dir: Path) -> dict:
     values = entry.values
     status = str(values.get("status"))
-    card = {"trial_id": entry.trial_id, "label": str(values.get("label")), "status": status,
+    card = {"trial_id": entry.trial_id, "label": str(values.get("label")), "status": status, "best": None,
             "banner": values["stop"] if values.get("stop") and status != "completed" else "",
             "found": entry.trial is not None}
     if entry.trial is None:
@@ -270,8 +323,13 @@ def _card(entry: Entry, search_dir: Path) -> dict:
     settings = values.get("settings") or {}
     card.update(
         settings=[(str(key), format_value(value)) for key, value in sorted(settings.items())],
-        figures=[_figure(entry.trial_id, name) for name in (trialdir.FINAL_GRID, trialdir.PROGRESS_GIF)
+        figures=[_figure(entry.trial_id, name)
+                 for name in (trialdir.FINAL_GRID, trialdir.PROGRESS_GIF, trialdir.WALK_GIF)
                  if (folder / name).exists()],
+        best=None if values.get("best_epoch") is None else {
+            "epoch": values["best_epoch"], "value": format_value(values.get("objective")),
+            "model": _link(entry.trial_id, f"{trialdir.BEST}/{trialdir.BEST_GENERATOR}"),
+            "record": _link(entry.trial_id, f"{trialdir.BEST}/{trialdir.MODEL_RECORD}")},
         graphs=[{**_figure(entry.trial_id, name), "title": title} for name, title in GRAPH_FILES.items()
                 if (folder / name).exists()],
         gifs=(folder / trialdir.PROGRESS_GIF).exists(),
@@ -309,6 +367,7 @@ def _page(search: dict, search_dir: Path, ranked: list[Entry], pairs: dict[str, 
         name=str(search.get("name") or search_dir.name), subset=str(search.get("subset") or "?"),
         objective_label=objective_label, direction=direction,
         summary=", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+        strategy=strategy_line(search, ranked),
         created=str(search.get("created_at") or ""), columns=columns, rows=rows,
         gallery=_gallery_groups(pairs, entries), subset_note=subset_note,
         cards=[_card(entry, search_dir) for entry in ranked], style=STYLE, script=SCRIPT)
@@ -320,7 +379,8 @@ def _write_text(path: Path, text: str) -> Path:
 
 def _leaderboard_csv(ranked: list[Entry]) -> str:
     fields = ["rank", "trial_id", "label", "status", "stop_reason", "error", "epochs_done", "epochs",
-              "objective", "swd_best", "d_loss", "g_loss", "diversity", "images_per_s", "wall_s", "settings"]
+              "objective", "best_epoch", "swd_best", "d_loss", "g_loss", "diversity", "images_per_s", "wall_s",
+              "settings", "rung", "rungs", "images_seen"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

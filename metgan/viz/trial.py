@@ -132,6 +132,12 @@ class TrialRun:
             return f"Failed at epoch {done}{of}: {self.error_summary or reason or 'no error recorded'}"
         if status in ("running", "pending"):
             return f"Still {status}: {done}{of} epochs so far"
+        if status == "pruned":
+            score = self.info.get("pruned_score")
+            return (f"Pruned at rung {self.info.get('rung')} by successive halving after {done}{of} epochs"
+                    + (f" (score {score:.4g})" if isinstance(score, (int, float)) else ""))
+        if status == "paused":
+            return f"Paused at rung {self.info.get('rung')} after {done}{of} epochs, waiting for the next rung"
         return f"Status {status!r} after {done}{of} epochs"
 
 

@@ -19,7 +19,7 @@ def dagbag():
 
 def test_no_import_errors_and_every_dag_present(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"met_ingest", "vase_subset", "gan_search"}
+    assert set(dagbag.dag_ids) == {"met_ingest", "vase_subset", "gan_search", "gan_generate"}
 
 
 def test_dags_folder_parses_in_under_two_seconds():
@@ -72,13 +72,26 @@ def test_vase_subset_runs_when_images_update(dagbag):
 
 
 def test_gan_search_wiring(dagbag):
+    from metgan.gan.strategy import MAX_RUNGS
+
     dag = dagbag.dags["gan_search"]
+    # rung 0 is train_trial; each later rung a promotion then a mapped training of its survivors
+    rungs = ["train_trial"] + [f"train_rung_{rung}" for rung in range(1, MAX_RUNGS)]
+    halving = {edge for rung in range(1, MAX_RUNGS)
+               for edge in ((rungs[rung - 1], f"promote_rung_{rung}"), (f"promote_rung_{rung}", rungs[rung]))}
     assert _edges(dag) == {
         ("plan_trials", "train_trial"),
         ("plan_trials", "render_gifs"),
-        ("train_trial", "render_gifs"),
+        (rungs[-1], "render_gifs"),
         ("render_gifs", "publish_report"),
+        *halving,
     }
+    for rung in range(1, MAX_RUNGS):
+        # a failed trial is just not promoted; a rung with nothing trained skips the ones after it
+        assert dag.get_task(f"promote_rung_{rung}").trigger_rule == "all_done_min_one_success"
+        task = dag.get_task(f"train_rung_{rung}")
+        assert task.pool == "gpu" and task.queue == "gpu" and task.retries == dag.get_task("train_trial").retries
+    assert dag.params["strategy"] == "grid" and dag.params["factor"] == 3
     assert dag.get_task("render_gifs").trigger_rule == "all_done"
     # a failed plan leaves the report upstream_failed (one red task); a failed trial does not stop it
     assert dag.get_task("publish_report").trigger_rule == "all_done_min_one_success"
@@ -86,3 +99,11 @@ def test_gan_search_wiring(dagbag):
     assert train.pool == "gpu" and train.queue == "gpu"
     assert dag.get_task("plan_trials").queue != "gpu"
     assert dag.schedule is None
+
+
+def test_gan_search_publishes_models_that_schedule_gan_generate(dagbag):
+    outlets = dagbag.dags["gan_search"].get_task("publish_report").outlets
+    assert [getattr(o, "name", None) for o in outlets] == ["metgan-models"]
+    generate = dagbag.dags["gan_generate"]
+    assert "metgan-models" in str(generate.timetable.asset_condition)
+    assert [t.task_id for t in generate.tasks] == ["generate"]

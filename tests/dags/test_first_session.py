@@ -9,7 +9,7 @@ import pytest
 
 from metgan import demo
 
-DAG_IDS = ("met_ingest", "vase_subset", "gan_search")
+DAG_IDS = ("met_ingest", "vase_subset", "gan_search", "gan_generate")
 
 
 def airflow(*args: str) -> subprocess.CompletedProcess:
@@ -29,16 +29,16 @@ def test_make_up_unpauses_subset_and_search_but_leaves_met_ingest_paused(airflow
     assert parsed.returncode == 0, parsed.stderr
     paused = airflow("dags", "pause", "--treat-dag-id-as-regex", "--yes", f"^({'|'.join(DAG_IDS)})$")
     assert paused.returncode == 0, paused.stderr
-    assert is_paused("vase_subset") and is_paused("gan_search")
+    assert is_paused("vase_subset") and is_paused("gan_search") and is_paused("gan_generate")
 
     unpaused = demo.unpause_first_session_dags(dict(os.environ), timeout=60)
 
-    assert unpaused == ["vase_subset", "gan_search"]
-    assert not is_paused("vase_subset") and not is_paused("gan_search")
+    assert unpaused == ["vase_subset", "gan_search", "gan_generate"]
+    assert not is_paused("vase_subset") and not is_paused("gan_search") and not is_paused("gan_generate")
     assert is_paused("met_ingest")
     guide = demo.first_session_guide("http://localhost:8080", unpaused)
     assert "met_ingest -> Trigger" in guide and '"Unpause met_ingest on trigger"' in guide
-    assert "vase_subset, gan_search" in guide
+    assert "vase_subset, gan_search, gan_generate" in guide
 
 
 def test_details_json_is_read_past_log_lines():

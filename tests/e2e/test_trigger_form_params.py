@@ -11,7 +11,7 @@ import pytest
 
 from tests.e2e.cluster import REPO
 
-DAG_IDS = ("met_ingest", "vase_subset", "gan_search")
+DAG_IDS = ("met_ingest", "vase_subset", "gan_search", "gan_generate")
 
 
 def required_by_the_form(schema: dict) -> bool:

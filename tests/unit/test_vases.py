@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,15 +13,24 @@ from PIL import Image
 
 from metgan.testing import vases
 
-# The pixels of two fake-Met pictures as drawn before the drawer moved out of fakemet/images.py:
-# the served bytes must not change for a given seed (cached scrapes and tests compare hashes).
+# The pixels of two fake-Met pictures as drawn before the drawer moved out of fakemet/images.py
+# (tests/data/fake-met-*.png; these hashes are theirs): the pictures must not change for a given
+# seed. numpy's float32 arctan2/sin take CPU-specific SIMD paths (AVX-512 or not) that differ in
+# the last bit, which flips a few pixels on a threshold (6 of the plate's 5,120 here), so a
+# picture must be the reference exactly or differ from it in a few edge pixels; a changed drawer
+# changes most of them.
+DATA = Path(__file__).resolve().parents[1] / "data"
 PINNED = {"vase": "6480c1478d0db038cb5fd27c1002399fcb1c57beb180fc1c1799662a4b42f6e5",
           "plate": "cf37c6201f6b79363546e5cea117b8d6c350c5407cecd74e640dfeeb36f5728e"}
 
 
 @pytest.mark.parametrize("kind", sorted(PINNED))
 def test_the_fake_mets_pictures_are_unchanged_for_a_given_seed(kind):
-    assert hashlib.sha256(vases.render(kind, 0, 3, 64, 80).tobytes()).hexdigest() == PINNED[kind]
+    reference = Image.open(DATA / f"fake-met-{kind}-0-3.png")
+    assert hashlib.sha256(reference.tobytes()).hexdigest() == PINNED[kind]
+    drawn = np.asarray(vases.render(kind, 0, 3, 64, 80))
+    differ = (drawn != np.asarray(reference)).any(axis=-1)
+    assert differ.sum() <= 0.005 * differ.size, f"{differ.sum()} of {differ.size} pixels changed"
 
 
 def test_the_fake_met_serves_this_drawer():
