@@ -36,6 +36,7 @@ MIN_FILTERS = 8
 DECODER_DOUBLINGS = 3
 
 
+@keras.saving.register_keras_serializable(package="metgan")
 class GLU(layers.Layer):
     """Gated linear unit over the channel axis: the first half times the sigmoid of the second."""
 
@@ -47,6 +48,7 @@ class GLU(layers.Layer):
         return (*input_shape[:-1], input_shape[-1] // 2)
 
 
+@keras.saving.register_keras_serializable(package="metgan")
 class NoiseInjection(layers.Layer):
     """x + w * N(0, 1) per pixel (one noise channel, broadcast), w a learned scalar starting at 0."""
 
@@ -67,6 +69,7 @@ class NoiseInjection(layers.Layer):
         return {**super().get_config(), "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="metgan")
 class ChannelScale(layers.Layer):
     """Skip-layer excitation's last step: a high-resolution map times per-channel gates (B, 1, 1, C)."""
 

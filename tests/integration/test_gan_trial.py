@@ -399,3 +399,18 @@ def test_a_holdout_scores_against_images_never_trained_on(tmp_path):
     info = json.loads((tmp_path / "t" / "trial.json").read_text())
     assert (info["train_images"], info["eval_images"], info["eval_held_out"]) == (60, 20, True)
     assert _lines(tmp_path / "t")[-1]["swd_count"] == 10
+
+
+def test_a_fastgan_trials_best_snapshot_loads_in_a_fresh_process(tmp_path):
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import run_trial
+    from tests.gan_support import vase_images
+
+    config = GanConfig.from_dict({**FASTGAN_TINY, "epochs": 1})
+    run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(32))
+    code = ("import sys, numpy as np; from metgan.gan.export import load_generator;"
+            "g = load_generator(sys.argv[1]); print(tuple(g(np.zeros((2, 16), np.float32)).shape))")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "t")], capture_output=True, text=True,
+                            env=dict(os.environ), check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "(2, 40, 32, 3)"
