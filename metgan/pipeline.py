@@ -53,7 +53,7 @@ def import_csv(source: str, *, settings: Settings | None = None) -> dict[str, An
     # imported here: the CSV reader is only needed by the runs that ask for a bootstrap
     from metgan.met.csv_import import import_csv as load_csv
 
-    return load_csv(source, settings=settings or get_settings())
+    return load_csv(source, settings=settings)
 
 
 def discover_targeted(subset_params: dict | None = None, *, batch_size: int = 1000,
@@ -67,7 +67,6 @@ def discover_targeted(subset_params: dict | None = None, *, batch_size: int = 10
     """
     from metgan.images.selection import SubsetParams, candidate_object_ids
 
-    settings = settings or get_settings()
     engine = get_engine(settings)
     # validated and canonical, so the run records exactly what was selected
     selection = SubsetParams.from_dict(subset_params).to_dict()
@@ -91,7 +90,6 @@ def discover(mode: str, *, query: str | None = None, department_ids: list[int] |
              settings: Settings | None = None) -> dict[str, Any]:
     """Start a scrape run of ``mode`` (the API's own modes, or ``targeted`` at the vase subset's
     candidates); returns ``{"run_id", "total", "batches"}``, each batch labelled "objects 1–1000"."""
-    settings = settings or get_settings()
     if mode == "targeted":
         return discover_targeted(batch_size=batch_size, settings=settings)
     if mode not in DISCOVERY_MODES:

@@ -23,6 +23,7 @@ Credentials and endpoints come the usual way for the backend (for S3: ``AWS_ACCE
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -74,6 +75,54 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1024 * 1024), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _timestamp(info: dict) -> float | None:
+    """An fsspec listing entry's modification time (s3fs: LastModified; local: mtime)."""
+    value = info.get("LastModified") or info.get("mtime") or info.get("updated")
+    if value is None:
+        return None
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _md5(info: dict) -> str | None:
+    """The content MD5 of a listing entry when the backend states it: an S3 ETag of one part
+    (32 hex digits; a multipart ETag ends in -N and is not an MD5), GCS's md5Hash is base64."""
+    etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+    return etag.lower() if len(etag) == 32 and all(c in "0123456789abcdefABCDEF" for c in etag) else None
+
+
+def file_md5(path: Path) -> str | None:
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1024 * 1024), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _local_versions(root: Path, prefix: str = "") -> dict[str, tuple[int, float]]:
+    """key -> (size, mtime) of every file under ``root/prefix`` (temp files left out)."""
+    start = root / check_key(prefix) if prefix else root
+    out = {}
+    for folder, _dirs, files in os.walk(start):
+        for name in files:
+            if name.endswith(".part"):
+                continue
+            path = Path(folder, name)
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            out[path.relative_to(root).as_posix()] = (stat.st_size, stat.st_mtime)
+    return out
 
 
 def mirror_for(url: str, kind: str, environ: dict[str, str] | None = None) -> Path:
@@ -269,12 +318,14 @@ class Store:
 
     def list(self, prefix: str = "") -> dict[str, int]:
         """Every stored file under ``prefix``: key (relative to the store) -> size in bytes."""
+        return {key: version[0] for key, version in self.versions(prefix).items()}
+
+    def versions(self, prefix: str = "") -> dict[str, tuple[int, float | None, str | None]]:
+        """Every stored file under ``prefix``: key -> (size, modification time as a POSIX
+        timestamp, content MD5 in hex), the last two None where the backend gives none (S3 gives
+        the MD5 as the ETag of an object put in one part). One listing call on a remote store."""
         if not self.is_remote:
-            root = self.mirror / check_key(prefix) if prefix else self.mirror
-            if not root.is_dir():
-                return {}
-            return {p.relative_to(self.mirror).as_posix(): p.stat().st_size
-                    for p in root.rglob("*") if p.is_file() and not p.name.endswith(".part")}
+            return {key: (size, modified, None) for key, (size, modified) in _local_versions(self.mirror, prefix).items()}
         base = self.location.rstrip("/")
         start = self._remote(prefix) if prefix else base
 
@@ -289,7 +340,7 @@ class Store:
             for name, info in found.items():
                 name = name.split("://", 1)[-1]
                 if info.get("type") == "file" and name.startswith(root):
-                    out[name[len(root):]] = int(info.get("size") or 0)
+                    out[name[len(root):]] = (int(info.get("size") or 0), _timestamp(info), _md5(info))
             return out
         return self._call("list", prefix or "/", find)
 
@@ -303,30 +354,71 @@ class Store:
             return 0
         local = Store.local(self.mirror).list(prefix)
         stored = self.list(prefix)
-        final = [check_key(k) for k in last]
-        todo = [k for k, size in sorted(local.items()) if k not in final and stored.get(k) != size]
-        todo += [k for k in final if k in local]
-        for key in todo:
-            self.publish(key)
+        todo = [k for k, size in local.items() if stored.get(k) != size]
+        self._publish_all(todo, last)
         if prune:
             for key in sorted(set(stored) - set(local)):
                 self.remove(key)
         return len(todo)
 
     def pull(self, prefix: str = "", *, exclude: Iterable[str] = ()) -> int:
-        """Download every stored file under ``prefix`` that the mirror lacks or holds at another
-        size, except keys containing one of the ``exclude`` parts (``"/checkpoints/"``). Returns
-        how many files were downloaded."""
+        """Bring the mirror up to date with the store under ``prefix``: download every file the
+        mirror lacks or holds in another version (size or modification time), except keys
+        containing one of the ``exclude`` parts (``"/checkpoints/"``); remove mirror files the
+        store no longer has (a local cache must not resurrect them). Returns how many files were
+        downloaded."""
         if not self.is_remote:
             return 0
         skip = tuple(exclude)
-        local = Store.local(self.mirror).list(prefix)
+        local = _local_versions(self.mirror, prefix)
+        stored = self.versions(prefix)
         count = 0
-        for key, size in sorted(self.list(prefix).items()):
-            if local.get(key) != size and not any(part in f"/{key}" for part in skip):
-                self.fetch(key, refresh=True)
+        for key, (size, modified, md5) in sorted(stored.items()):
+            if any(part in f"/{key}" for part in skip):
+                continue
+            have = local.get(key)
+            if have is None or have[0] != size:
+                stale = True
+            elif md5 is not None:  # S3's single-part ETag: the content itself decides
+                stale = file_md5(self.path(key)) != md5
+            else:
+                stale = modified is not None and have[1] != modified
+            if stale:
+                path = self.fetch(key, refresh=True)
+                if modified is not None:
+                    os.utime(path, (modified, modified))  # the version we hold, for the next pull
                 count += 1
+        for key in set(local) - set(stored):
+            if not any(part in f"/{key}" for part in skip):
+                self.path(key).unlink(missing_ok=True)
         return count
+
+    @contextlib.contextmanager
+    def synced(self, prefix: str, *, exclude: Iterable[str] = (), last: Iterable[str] = ()):
+        """Work on ``prefix`` in the mirror as on a local folder: pulled first, and what this
+        block wrote, changed or deleted there pushed back at the end, also when it raises (a
+        failed trial's record must reach the store too). The :class:`Sync` it yields pushes
+        in between as well (a trainer's checkpoints). Only files this block changed are pushed,
+        so two workers syncing different trial folders of one search never undo each other's
+        files. On a local store it does nothing."""
+        if not self.is_remote:
+            yield Sync(self, prefix, ())
+            return
+        self.pull(prefix, exclude=exclude)
+        sync = Sync(self, prefix, tuple(last))
+        try:
+            yield sync
+        finally:
+            sync.push()
+
+    def _publish_all(self, keys: Iterable[str], last: Iterable[str]) -> None:
+        final = [check_key(k) for k in last]
+        keys = set(keys)
+        for key in sorted(keys - set(final)):
+            self.publish(key)
+        for key in final:
+            if key in keys:
+                self.publish(key)
 
     def clear_mirror(self, prefix: str) -> None:
         """Forget the mirror's copy of ``prefix`` (a remote store only; a local one is the data)."""
@@ -345,3 +437,28 @@ class Store:
         except Exception as exc:  # noqa: BLE001 - each backend has its own (botocore, gcsfs, ...)
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise StorageError(f"storage {what} of {key!r} at {self.location} failed: {reason}") from exc
+
+
+class Sync:
+    """What one :meth:`Store.synced` block has pushed: the mirror's files as they were at the last
+    pull or push, so :meth:`push` sends only what changed since."""
+
+    def __init__(self, store: Store, prefix: str, last: tuple[str, ...]):
+        self.store = store
+        self.prefix = prefix
+        self.last = last
+        self.seen = _local_versions(store.mirror, prefix) if store.is_remote else {}
+
+    def push(self, *, last: Iterable[str] = ()) -> int:
+        """Upload the files written or changed since the last pull/push (``last`` and the
+        block's own ``last`` keys after the others) and delete from the store the files removed
+        from the mirror since. Returns how many files were uploaded."""
+        if not self.store.is_remote:
+            return 0
+        now = _local_versions(self.store.mirror, self.prefix)
+        changed = [key for key, version in now.items() if self.seen.get(key) != version]
+        self.store._publish_all(changed, (*last, *self.last))
+        for key in sorted(set(self.seen) - set(now)):
+            self.store.remove(key)
+        self.seen = now
+        return len(changed)

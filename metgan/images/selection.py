@@ -1,4 +1,7 @@
-"""Which objects and images go into a training subset: parameters and the named selection SQL.
+"""Which objects and images go into a training subset: the parameters, and the selection run.
+
+The rule itself is the named query ``metgan/sql/queries/subset_candidates.sql``, which
+:mod:`metgan.store.subsets` runs with the bound parameters :meth:`Selection.query_params` builds.
 
 Patterns are matched against the object name, case-insensitively and word-aware. By default a
 pattern is **plain words**: every character is literal (quotes, ``%``, ``.`` and the like are
@@ -33,35 +36,21 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError, ProgrammingError
 
-from metgan.errors import ConfigError, SubsetError
+from metgan.errors import ConfigError
 from metgan.images.resize import Shape, parse_mode, parse_size
+from metgan.store import subsets as repository
 
 log = logging.getLogger(__name__)
-
-QUERIES_DIR = Path(str(resources.files("metgan").joinpath("sql", "queries")))
 
 DEFAULT_INCLUDE = ("vase",)
 DEFAULT_EXCLUDE = ("fragment", "fragmentary", "sherd")
 DEFAULT_SIZE = "128x160"
 PARAM_KEYS = ("include", "exclude", "regex", "classifications", "public_domain", "primary_only",
               "size", "mode", "policy", "ratio", "tolerance")
-
-
-def load_query(name: str) -> str:
-    """The SQL of ``metgan/sql/queries/<name>.sql``, without its comment lines.
-
-    psycopg2 binds parameters into the text client-side, comments included; dropping comment
-    lines means no placeholder can ever sit where a value's newline would end a comment.
-    """
-    text = (QUERIES_DIR / f"{name}.sql").read_text(encoding="utf-8")
-    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
 
 
 def word_pattern(words: str) -> str:
@@ -115,7 +104,7 @@ class Selection:
                 word_pattern(pattern)
 
     def query_params(self) -> dict[str, Any]:
-        """The bound parameters of the selection queries in metgan/sql/queries/."""
+        """The bound parameters of the named selection query (run by metgan.store.subsets)."""
         compile_ = (lambda p: p) if self.regex else word_pattern
         return {
             "include": [compile_(p) for p in self.include],
@@ -174,26 +163,6 @@ class SubsetParams:
         }
 
 
-def images_query() -> str:
-    """subset_images.sql on top of the selection rule (subset_candidates.sql) as CTE "candidates".
-
-    The rule lives in subset_candidates.sql alone; composing here (rather than repeating it, or
-    keeping it in a schema function) is what lets both uses read the same text.
-    """
-    return f"WITH candidates AS (\n{load_query('subset_candidates')}\n)\n{load_query('subset_images')}"
-
-
-def _run(engine: Engine, sql: str, selection: Selection) -> list[tuple]:
-    try:
-        with engine.connect() as conn:
-            return list(conn.exec_driver_sql(sql, selection.query_params()).fetchall())
-    except (DataError, ProgrammingError) as exc:
-        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        if "regular expression" in first:
-            raise SubsetError(f"a pattern is not a valid PostgreSQL regular expression: {first}") from exc
-        raise
-
-
 def candidate_object_ids(params: Mapping[str, Any] | None = None, *, engine: Engine) -> list[int]:
     """Object ids the subset's metadata selects (no image needed), ascending.
 
@@ -201,7 +170,7 @@ def candidate_object_ids(params: Mapping[str, Any] | None = None, *, engine: Eng
     bootstrap uses this to ask the API only about objects that can end up in the subset.
     """
     selection = SubsetParams.from_dict(params).selection
-    return [row[0] for row in _run(engine, load_query("subset_candidates"), selection)]
+    return repository.candidate_object_ids(engine, selection.query_params())
 
 
 @dataclass(frozen=True)
@@ -219,7 +188,7 @@ def candidate_images(selection: Selection, *, engine: Engine) -> tuple[list[Sour
     seen: set[str] = set()
     images: list[SourceImage] = []
     duplicates = 0
-    for row in _run(engine, images_query(), selection):
+    for row in repository.candidate_image_rows(engine, selection.query_params()):
         image = SourceImage(*row)
         if image.sha256 in seen:
             duplicates += 1

@@ -28,17 +28,17 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from metgan import names
 from metgan.config import Settings, get_settings
-from metgan.errors import SubsetError
+from metgan.errors import StorageError, SubsetError
 from metgan.images.resize import convert_many
 from metgan.images.selection import (
     Selection,
@@ -48,14 +48,15 @@ from metgan.images.selection import (
     candidate_object_ids,
 )
 from metgan.progress import Progress
+from metgan.storage import Store
 from metgan.store import get_engine
+from metgan.store import subsets as repository
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "vases"
 MANIFEST_FIELDS = ("file", "sha256", "object_id", "image_seq", "width", "height", "mode",
                    "source_width", "source_height")
-_LOCK_CLASS = 0x5342  # "SB": subset builds
 _FLUSH_EVERY = 256
 # Skips worth retrying on the next build (the file may be there by then).
 _RETRY_REASONS = ("missing", "error")
@@ -72,59 +73,12 @@ def subset_dir(name: str, settings: Settings | None = None) -> Path:
     return settings.subsets_dir / check_name(name)
 
 
-@contextmanager
-def _build_lock(engine: Engine, name: str) -> Iterator[None]:
-    with engine.connect() as conn:
-        key = {"cls": _LOCK_CLASS, "name": name}
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:cls, hashtext(:name))"), key).scalar_one()
-        conn.commit()
-        if not got:
-            raise SubsetError(f"subset {name!r} is being built by another process; try again when it ends")
-        try:
-            yield
-        finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:cls, hashtext(:name))"), key)
-            conn.commit()
-
-
-def _stored_params(engine: Engine, name: str) -> dict | None:
-    with engine.connect() as conn:
-        return conn.execute(text("SELECT params FROM subsets WHERE name = :name"), {"name": name}).scalar()
-
-
-def _existing_rows(engine: Engine, name: str) -> dict[str, dict]:
-    with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT sha256, status, reason, params_hash FROM subset_images WHERE subset_name = :name"),
-            {"name": name}).mappings().all()
-    return {row["sha256"]: dict(row) for row in rows}
-
-
-def _is_done(row: dict | None, params_hash: str, output: Path) -> bool:
+def _is_done(row: dict | None, params_hash: str, output_stored: bool) -> bool:
     if row is None or row["params_hash"] != params_hash:
         return False
     if row["status"] == "ok":
-        return output.exists()
+        return output_stored
     return not (row["reason"] or "").startswith(_RETRY_REASONS)
-
-
-_UPSERT = text("""
-INSERT INTO subset_images (subset_name, sha256, object_id, image_seq, status, reason, path,
-                           params_hash, source_width, source_height)
-VALUES (:subset_name, :sha256, :object_id, :image_seq, :status, :reason, :path,
-        :params_hash, :source_width, :source_height)
-ON CONFLICT (subset_name, sha256) DO UPDATE SET
-    object_id = EXCLUDED.object_id, image_seq = EXCLUDED.image_seq, status = EXCLUDED.status,
-    reason = EXCLUDED.reason, path = EXCLUDED.path, params_hash = EXCLUDED.params_hash,
-    source_width = EXCLUDED.source_width, source_height = EXCLUDED.source_height, created_at = now()
-""")
-
-
-def _flush(engine: Engine, rows: list[dict]) -> None:
-    if rows:
-        with engine.begin() as conn:
-            conn.execute(_UPSERT, rows)
-        rows.clear()
 
 
 def _write_atomic(path: Path, content: str) -> None:
@@ -153,12 +107,50 @@ def _remove_stale(images_root: Path, params_hash: str, keep: set[str]) -> None:
             os.unlink(entry.path)
 
 
-def _selected_rows(engine: Engine, name: str, selected: set[str]) -> list[dict]:
-    with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT sha256, object_id, image_seq, status, reason, source_width, source_height "
-            "FROM subset_images WHERE subset_name = :name ORDER BY sha256"), {"name": name}).mappings().all()
-    return [dict(row) for row in rows if row["sha256"] in selected]
+# --- on an object store (METGAN_DATA_DIR=s3://...) -------------------------------------------
+# The build works in the worker's mirror of the store as on a local folder; around it, the source
+# images it converts are fetched into the mirror first, and afterwards the new generation's PNGs
+# are put, then subset.json, then manifest.csv (so a reader who finds the manifest finds every
+# file it lists), and then the store's stale files are removed. On a local folder these are no-ops.
+
+def _key(name: str, *parts: str) -> str:
+    return "/".join(("subsets", name, *parts))
+
+
+def _stored_outputs(store: Store, name: str, params_hash: str) -> set[str] | None:
+    """The file names of the generation's PNGs on the store (None on a local folder: look there)."""
+    if not store.is_remote:
+        return None
+    prefix = _key(name, _generation(params_hash))
+    return {key.rsplit("/", 1)[1] for key in store.list(prefix)}
+
+
+def _fetch_sources(store: Store, todo: list[SourceImage]) -> None:
+    """Bring the originals about to be converted into the mirror (missing ones stay missing: the
+    converter records them as skipped, to retry on the next build)."""
+    if not store.is_remote or not todo:
+        return
+
+    def fetch(image: SourceImage) -> None:
+        try:
+            store.fetch(f"images/{image.path}")
+        except StorageError as exc:
+            log.warning("subset source %s not fetched: %s", image.path, exc)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(fetch, todo))
+
+
+def _publish(store: Store, name: str, params_hash: str, built: set[str]) -> None:
+    if not store.is_remote:
+        return
+    generation = _key(name, _generation(params_hash))
+    store.push(generation)
+    store.publish(_key(name, "subset.json"))
+    store.publish(_key(name, "manifest.csv"))  # last: the switch, for readers of the store
+    keep = {f"{generation}/{sha}.png" for sha in built}
+    for key in store.list(_key(name, "images")):
+        if key not in keep:
+            store.remove(key)
 
 
 def _manifest(rows: list[dict], params: SubsetParams, params_hash: str) -> str:
@@ -208,9 +200,10 @@ def _convert(engine: Engine, name: str, todo: list[SourceImage], folder: Path, p
             "source_height": result.source_height or image.height,
         })
         if len(pending) >= _FLUSH_EVERY:
-            _flush(engine, pending)
+            repository.upsert_images(engine, pending)
+            pending = []
         progress.advance()
-    _flush(engine, pending)
+    repository.upsert_images(engine, pending)
     progress.finish()
     return processed
 
@@ -228,8 +221,8 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
     check_name(name)
     engine = get_engine(settings)
     started = time.monotonic()
-    with _build_lock(engine, name):
-        subset_params = SubsetParams.from_dict(params, base=_stored_params(engine, name))
+    with repository.build_lock(engine, name):
+        subset_params = SubsetParams.from_dict(params, base=repository.stored_params(engine, name))
         shape = subset_params.shape
         params_hash = shape.params_hash()
         objects = candidate_object_ids(subset_params.to_dict(), engine=engine)
@@ -239,26 +232,28 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
                      else "no object matches")
             raise SubsetError(f"subset {name!r}: {found} ({_describe(subset_params.selection)}); nothing to build")
         folder = subset_dir(name, settings)
-        with engine.begin() as conn:
-            # Only a new subset gets its parameters here; an existing one keeps those of its
-            # manifest until this build has produced images.
-            conn.execute(text(
-                "INSERT INTO subsets (name, params, path) VALUES (:name, CAST(:params AS jsonb), :path) "
-                "ON CONFLICT (name) DO NOTHING"),
-                {"name": name, "params": json.dumps(subset_params.to_dict()), "path": str(folder)})
-        existing = _existing_rows(engine, name)
+        store = settings.data_store
+        location = store.url(_key(name))
+        # Only a new subset gets its parameters here; an existing one keeps those of its
+        # manifest until this build has produced images.
+        repository.create_if_new(engine, name, subset_params.to_dict(), location)
+        existing = repository.image_rows(engine, name)
         selected = {image.sha256 for image in images}
         dropped = [sha for sha in existing if sha not in selected]
         generation_dir = folder / _generation(params_hash)
+        stored = _stored_outputs(store, name, params_hash)
         todo = [image for image in images
-                if not _is_done(existing.get(image.sha256), params_hash, generation_dir / f"{image.sha256}.png")]
+                if not _is_done(existing.get(image.sha256), params_hash,
+                                f"{image.sha256}.png" in stored if stored is not None
+                                else (generation_dir / f"{image.sha256}.png").exists())]
         log.info("subset %s: %d objects, %d distinct images (%d duplicates), %d to convert, %d up to date",
                  name, len(objects), len(images), duplicates, len(todo), len(images) - len(todo))
         progress = progress or Progress(f"subset {name}")
+        _fetch_sources(store, todo)
         processed = _convert(engine, name, todo, folder, subset_params, params_hash, settings, progress,
                              workers)
 
-        rows = _selected_rows(engine, name, selected)
+        rows = repository.manifest_rows(engine, name, selected)
         built = {row["sha256"] for row in rows if row["status"] == "ok"}
         skipped_by_reason = Counter(_reason_kind(row["reason"]) for row in rows if row["status"] == "skipped")
         if not built:
@@ -280,19 +275,13 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }, indent=2) + "\n")
         _write_atomic(folder / "manifest.csv", _manifest(rows, subset_params, params_hash))
-        with engine.begin() as conn:
-            if dropped:
-                conn.execute(text("DELETE FROM subset_images WHERE subset_name = :name AND sha256 = ANY(:shas)"),
-                             {"name": name, "shas": dropped})
-            conn.execute(text(
-                "UPDATE subsets SET params = CAST(:params AS jsonb), counts = CAST(:counts AS jsonb), "
-                "path = :path, updated_at = now() WHERE name = :name"),
-                {"name": name, "params": json.dumps(subset_params.to_dict()), "counts": json.dumps(counts),
-                 "path": str(folder)})
+        _publish(store, name, params_hash, built)
+        repository.finish_build(engine, name, params=subset_params.to_dict(), counts=counts, path=location,
+                                dropped=dropped)
         _remove_stale(folder / "images", params_hash, built)
         wall = time.monotonic() - started
         summary = {
-            "name": name, "path": str(folder), "params_hash": params_hash, **counts,
+            "name": name, "path": location, "params_hash": params_hash, **counts,
             "processed": sum(processed.values()), "built": processed["ok"],
             "newly_skipped": processed["skipped"], "up_to_date": len(images) - len(todo),
             "removed": len(dropped), "wall_s": round(wall, 3),
@@ -302,35 +291,29 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
     return summary
 
 
-def list_subsets(*, settings: Settings | None = None) -> list[dict]:
+def list_subsets(*, settings: Settings | None = None, engine: Engine | None = None) -> list[dict]:
     """Every subset with its parameters and counts, by name."""
-    settings = settings or get_settings()
-    with get_engine(settings).connect() as conn:
-        rows = conn.execute(text(
-            "SELECT name, params, counts, path, created_at, updated_at FROM subsets ORDER BY name")).mappings()
-        return [dict(row) for row in rows]
+    return repository.list_subsets(engine or get_engine(settings))
 
 
-def subset_info(name: str, *, settings: Settings | None = None) -> dict:
+def subset_info(name: str, *, settings: Settings | None = None, engine: Engine | None = None) -> dict:
     """One subset: its row, the source sizes of its images, and the bytes its images take."""
-    settings = settings or get_settings()
     check_name(name)
-    engine = get_engine(settings)
-    with engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT name, params, counts, path, created_at, updated_at FROM subsets WHERE name = :name"),
-            {"name": name}).mappings().first()
-        if row is None:
-            known = conn.execute(text("SELECT name FROM subsets ORDER BY name")).scalars().all()
-            raise SubsetError(f"no subset named {name!r}; known: {', '.join(known) or 'none (build one first)'}")
-        sources = conn.execute(text(
-            "SELECT status, reason, source_width, source_height FROM subset_images "
-            "WHERE subset_name = :name"), {"name": name}).mappings().all()
-    images_dir = Path(row["path"]) / "images"
-    disk_bytes = sum(path.stat().st_size for path in images_dir.rglob("*") if path.is_file())
+    engine = engine or get_engine(settings)
+    row = repository.get_subset(engine, name)
+    if row is None:
+        known = repository.subset_names(engine)
+        raise SubsetError(f"no subset named {name!r}; known: {', '.join(known) or 'none (build one first)'}")
+    sources = repository.image_sources(engine, name)
+    store = (settings or get_settings()).data_store
+    if store.is_remote:
+        disk_bytes = sum(store.list(_key(name, "images")).values())
+    else:
+        images_dir = Path(row["path"]) / "images"
+        disk_bytes = sum(path.stat().st_size for path in images_dir.rglob("*") if path.is_file())
     ratios = [(r["status"], r["source_height"] / r["source_width"]) for r in sources
               if r["source_width"] and r["source_height"]]
-    return {**dict(row), "disk_bytes": disk_bytes, "ratios": ratios}
+    return {**row, "disk_bytes": disk_bytes, "ratios": ratios}
 
 
 def ratio_histogram(ratios: list[tuple[str, float]], *, low: float = 0.5, high: float = 2.5,

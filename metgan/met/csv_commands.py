@@ -24,16 +24,14 @@ def import_csv(source: str, keep_absent: bool, chunk_rows: int, show_errors: int
     hosts that serve the Open Access CSV), and so must every redirect it leads to.
 
     Rows land in the same tables the API ingest fills; objects the API already returned keep
-    their API fields. Prints the counts of new, changed, unchanged and removed objects.
+    their API fields. Prints the counts of new, changed, unchanged and removed objects. The
+    database must be migrated (`metgan db migrate`).
     """
-    from sqlalchemy import text
-
     from metgan.met.csv_import import import_csv as run_import
-    from metgan.store import get_engine, migrate
+    from metgan.store import csv_imports, get_engine
 
     settings = get_settings()
     engine = get_engine(settings)
-    migrate(engine)
     progress = Progress(f"import {source.rsplit('/', 1)[-1]} (MB)", bar=True)
     result = run_import(source, mark_removed=not keep_absent, chunk_rows=chunk_rows,
                         settings=settings, engine=engine, progress=progress)
@@ -42,9 +40,5 @@ def import_csv(source: str, keep_absent: bool, chunk_rows: int, show_errors: int
     for key in ("new", "changed", "unchanged", "removed", "errors", "constituents", "tags"):
         click.echo(f"  {key:<13}{result[key]}")
     if result["errors"] and show_errors:
-        with engine.connect() as conn:
-            rows = conn.execute(text(
-                "SELECT line_number, reason FROM csv_import_errors WHERE import_id = :id "
-                "ORDER BY line_number LIMIT :n"), {"id": result["import_id"], "n": show_errors}).all()
-        for line_number, reason in rows:
+        for line_number, reason in csv_imports.import_errors(engine, result["import_id"], show_errors):
             click.echo(f"  line {line_number}: {reason}")

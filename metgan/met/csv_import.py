@@ -2,8 +2,8 @@
 
 The import reads the file (``metgan.met.csv_read``: the source, its lines and records, a checked
 row) and loads it a chunk at a time (``metgan.met.csv_load``: COPY lines, lookup, COPY and merge
-in a second thread); this module owns the import itself: its row in ``csv_imports``, its lock
-and its one transaction.
+in a second thread); this module runs the import itself: its row in ``csv_imports``, its lock
+and its one transaction (``metgan.store.csv_imports.CsvImport`` holds their statements).
 
 The whole import is one transaction: a failed one leaves nothing behind. It holds ``met_objects``
 in SHARE ROW EXCLUSIVE mode: readers go on, concurrent imports take turns, and an API ingest
@@ -30,17 +30,17 @@ Rules of the merge:
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError
-from metgan.met.csv_load import ABSENT_REASON, Loader, error_line
+from metgan.met.csv_load import Loader, error_line
 from metgan.met.csv_read import (
     CSV_HEADER,
     LFS_POINTER,
@@ -54,6 +54,8 @@ from metgan.met.csv_read import (
     records,
 )
 from metgan.progress import Progress
+from metgan.store.csv_imports import ABANDONED_MESSAGE, ABSENT_REASON, IMPORT_LOCK_CLASS, CsvImport
+from metgan.store.csv_imports import mark_abandoned_imports as _mark_abandoned_imports
 from metgan.urlpolicy import excerpt
 
 # tests/hostile/test_http.py reaches the source policy through this module
@@ -68,7 +70,7 @@ log = logging.getLogger(__name__)
 
 
 def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_rows: int = 5000,
-               settings: Settings | None = None, engine=None,
+               settings: Settings | None = None, engine: Engine | None = None,
                progress: Progress | None = None) -> dict[str, Any]:
     """Stream ``MetObjects.csv`` into the store; return the counts.
 
@@ -91,33 +93,17 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
     engine = engine or get_engine(settings)
     started = time.monotonic()
     opened = open_source(source, settings)
-    connection = engine.raw_connection()
-    lookup_connection = engine.raw_connection()  # reads stored hashes while `connection` merges
-    import_id = None
     try:
-        cursor = connection.cursor()
-        _mark_abandoned(cursor)
-        cursor.execute("INSERT INTO csv_imports (source) VALUES (%s) RETURNING import_id, started_at",
-                       (opened.name,))
-        import_id, import_started = cursor.fetchone()
-        # held by this session until the import ends (or its process dies): see _mark_abandoned
-        cursor.execute("SELECT pg_advisory_lock(%s, %s)", (IMPORT_LOCK_CLASS, import_id))
-        connection.commit()
-        try:
-            counts = _run(connection, cursor, lookup_connection, opened, import_id, import_started,
-                          mark_removed=mark_removed, chunk_rows=chunk_rows, progress=progress)
-        except BaseException as exc:
-            connection.rollback()
-            cursor.execute("UPDATE csv_imports SET status = 'failed', finished_at = now(), counts = %s "
-                           "WHERE import_id = %s", (json.dumps({"error": _public_message(exc)}), import_id))
-            connection.commit()
-            raise
+        with CsvImport(engine, opened.name) as session:
+            import_id = session.import_id
+            try:
+                counts = _run(session, opened, mark_removed=mark_removed, chunk_rows=chunk_rows,
+                              progress=progress)
+            except BaseException as exc:
+                session.fail(_public_message(exc))
+                raise
     finally:
         opened.close()
-        lookup_connection.close()
-        if import_id is not None:
-            _release_lock(connection, import_id)
-        connection.close()
     counts["seconds"] = round(time.monotonic() - started, 3)
     counts["rows_per_s"] = round(counts["rows"] / counts["seconds"], 1) if counts["seconds"] else None
     log.info("CSV import %d of %s: %d rows, %d new, %d changed, %d unchanged, %d removed, "
@@ -127,54 +113,14 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
     return {"import_id": import_id, "source": opened.name, **counts}
 
 
-# pg_advisory_lock(IMPORT_LOCK_CLASS, import_id): the lock a running CSV import holds ("mc")
-IMPORT_LOCK_CLASS = 0x6D63
-ABANDONED_MESSAGE = "abandoned: the importing process ended without finishing (killed?)"
-_MARK_ABANDONED_SQL = """
-UPDATE csv_imports SET status = 'failed', finished_at = now(), counts = counts || %(counts)s::jsonb
-WHERE import_id IN (
-    SELECT import_id FROM csv_imports
-    WHERE status = 'running' AND pg_try_advisory_xact_lock(%(class)s, import_id::integer)
-)
-"""
-
-
-def _mark_abandoned(cursor) -> int:
-    """Mark ``running`` imports whose session lock is free (their process died: a kill -9, an
-    OOM kill, a lost worker) as failed; returns how many. Runs in the caller's transaction."""
-    cursor.execute(_MARK_ABANDONED_SQL, {"class": IMPORT_LOCK_CLASS,
-                                         "counts": json.dumps({"error": ABANDONED_MESSAGE})})
-    if cursor.rowcount:
-        log.warning("marked %d abandoned CSV import(s) as failed", cursor.rowcount)
-    return cursor.rowcount
-
-
-def mark_abandoned_imports(engine=None, settings: Settings | None = None) -> int:
+def mark_abandoned_imports(engine: Engine | None = None, settings: Settings | None = None) -> int:
     """Mark CSV imports left ``running`` by a process that died as ``failed``; returns how many.
 
     Every import does this before it starts; call it before reading ``csv_imports`` statuses.
     """
     from metgan.store import get_engine
 
-    engine = engine or get_engine(settings or get_settings())
-    connection = engine.raw_connection()
-    try:
-        count = _mark_abandoned(connection.cursor())
-        connection.commit()
-        return count
-    finally:
-        connection.close()
-
-
-def _release_lock(connection, import_id: int) -> None:
-    # the connection goes back to a pool: a session lock left on it would outlive the import
-    try:
-        connection.rollback()
-        cursor = connection.cursor()
-        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", (IMPORT_LOCK_CLASS, import_id))
-        connection.commit()
-    except Exception:  # a dead connection holds no lock any more
-        log.debug("could not release the lock of CSV import %d", import_id, exc_info=True)
+    return _mark_abandoned_imports(engine or get_engine(settings))
 
 
 def _public_message(exc: BaseException) -> str:
@@ -184,8 +130,9 @@ def _public_message(exc: BaseException) -> str:
     return first if len(first) <= 300 and first.isprintable() else excerpt(first, 300)
 
 
-def _run(connection, cursor, lookup_connection, opened: Source, import_id: int, import_started: datetime, *,
-         mark_removed: bool, chunk_rows: int, progress: Progress | None) -> dict[str, Any]:
+def _run(session: CsvImport, opened: Source, *, mark_removed: bool, chunk_rows: int,
+         progress: Progress | None) -> dict[str, Any]:
+    import_id = session.import_id
     read_started = time.monotonic()
     counting = CountingReader(opened)
     head = counting.read()
@@ -205,7 +152,7 @@ def _run(connection, cursor, lookup_connection, opened: Source, import_id: int, 
     progress = progress or Progress(f"import {Path(opened.name).name} (MB)", logger=log)
     if opened.total_bytes:
         progress.start(max(1, round(opened.total_bytes / 1e6)))
-    loader = Loader(cursor, lookup_connection, import_id)
+    loader = Loader(session)
     error_ids: set[int] = set()  # objects of malformed rows: not counted as removed
     rows = reported = 0
     staged: list[tuple[int, ParsedRow]] = []
@@ -239,7 +186,7 @@ def _run(connection, cursor, lookup_connection, opened: Source, import_id: int, 
 
     removed = 0
     if mark_removed:
-        removed = loader.mark_removed(error_ids, f"{ABSENT_REASON} {import_started.date().isoformat()}")
+        removed = loader.mark_removed(error_ids, f"{ABSENT_REASON} {session.started_at.date().isoformat()}")
     counts: dict[str, Any] = {
         "rows": rows, "constituents": loader.counts.constituents, "tags": loader.counts.tags,
         "errors": loader.errors_written, "objects": len(loader.seen),
@@ -251,7 +198,5 @@ def _run(connection, cursor, lookup_connection, opened: Source, import_id: int, 
         "phases": loader.timings.as_dict(),
     }
     log.debug("CSV import %d merge phases (s): %s", import_id, counts["phases"])
-    cursor.execute("UPDATE csv_imports SET status = 'success', finished_at = now(), sha256 = %s, "
-                   "counts = %s WHERE import_id = %s", (counts["sha256"], json.dumps(counts), import_id))
-    connection.commit()
+    session.succeed(counts["sha256"], counts)
     return counts

@@ -13,16 +13,16 @@ Per chunk of rows (``Loader.add``):
    ``csv_chunk``, merged with one ``INSERT ... ON CONFLICT``; the changed objects' old lists are
    deleted and the constituents and tags ``COPY``d into ``met_constituents`` and ``met_tags``.
 
-Everything runs in the caller's transaction (``metgan.met.csv_import`` owns it). The loader
-takes ``met_objects`` in SHARE ROW EXCLUSIVE mode, so no object can appear between a chunk's
-lookup and its COPY, and keeps the line of every object id seen: at the end it gives the
-duplicates and, with one query, the objects absent from this file.
+Everything runs in the import's transaction (``metgan.met.csv_import`` owns it; the statements
+are ``metgan.store.csv_imports``'s). The loader takes ``met_objects`` in SHARE ROW EXCLUSIVE
+mode, so no object can appear between a chunk's lookup and its COPY, and keeps the line of every
+object id seen: at the end it gives the duplicates and, with one query, the objects absent from
+this file.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import itertools
 import logging
 import queue
@@ -36,11 +36,9 @@ from operator import itemgetter
 
 from metgan.met.csv_read import (
     ARTIST_COLUMNS,
-    BOOL_COLUMNS,
     BREAKS,
     CSV_HEADER,
     INT32,
-    INT_COLUMNS,
     INTEGER,
     PLAIN,
     SPECIAL,
@@ -49,10 +47,10 @@ from metgan.met.csv_read import (
     WHITESPACE,
     ParsedRow,
 )
+from metgan.store.csv_imports import CsvImport
 
 log = logging.getLogger(__name__)
 
-ABSENT_REASON = "absent from CSV"
 _RAW_LINE_LIMIT = 10_000
 
 # --- COPY lines (text format, "" is NULL) ------------------------------------------------------
@@ -132,13 +130,14 @@ def _escaped_raw(raw: bytes, escapes: int) -> bytes:
 
 
 def staged_object(parsed: ParsedRow, imported_at: bytes) -> bytes:
-    """The met_objects COPY line of a record (columns: OBJECT_COLUMNS), UTF-8: the record's
+    """The met_objects COPY line of a record (columns: store.csv_imports.OBJECT_COLUMNS), UTF-8: the record's
     bytes go in as read, only the typed columns are encoded."""
-    fields, escapes = parsed.fields, parsed.escapes
-    head = "\t".join([str(parsed.object_id), "csv", parsed.csv_hash, *parsed.typed,
+    # unpacked at once: one step, where each attribute of a NamedTuple is a type lookup and a call
+    object_id, csv_hash, typed, fields, raw, escapes = parsed
+    head = "\t".join([str(object_id), "csv", csv_hash, *typed,
                       _timestamp(fields[_METADATA_DATE_INDEX]), _tabbed(_TEXT_INDEXES(fields), escapes),
                       ""]).encode("utf-8")
-    return b"".join((head, _escaped_raw(parsed.raw, escapes), imported_at))
+    return b"".join((head, _escaped_raw(raw, escapes), imported_at))
 
 
 def _split_lists(values: tuple[str, ...]) -> tuple[int, list[list[str]]]:
@@ -152,7 +151,7 @@ def _split_lists(values: tuple[str, ...]) -> tuple[int, list[list[str]]]:
 def staged_constituents(parsed: ParsedRow) -> tuple[int, str]:
     """The met_constituents COPY lines of a record, as one block, and their number: the artist
     columns' pipe lists, position by position, each value trimmed."""
-    object_id, fields, escapes = parsed.object_id, parsed.fields, parsed.escapes
+    object_id, _, _, fields, _, escapes = parsed
     artists = _ARTIST_INDEXES(fields)
     if not "".join(artists).strip(_LIST_BLANK):
         return 0, ""
@@ -172,8 +171,8 @@ def staged_tags(parsed: ParsedRow) -> tuple[int, str]:
     """The met_tags COPY lines of a record, as one block, and their number: the three tag
     columns' pipe lists, position by position, trimmed; a position without a term is skipped
     (its seq is not reused)."""
-    object_id, escapes = parsed.object_id, parsed.escapes
-    tags = _TAG_INDEXES(parsed.fields)
+    object_id, _, _, fields, _, escapes = parsed
+    tags = _TAG_INDEXES(fields)
     if not tags[0]:
         return 0, ""
     if escapes == PLAIN and "|" not in "".join(tags):  # one tag
@@ -193,88 +192,6 @@ def error_line(import_id: int, line_number: int, reason: str, raw: bytes | None)
     """The csv_import_errors COPY line of a rejected record (its bytes cut to 10,000 characters)."""
     raw_line = None if raw is None else raw.decode("utf-8", "replace").replace("\x00", "")[:_RAW_LINE_LIMIT]
     return copy_line([str(import_id), str(line_number), reason, raw_line or ""])
-
-
-# --- SQL ---------------------------------------------------------------------------------------
-
-OBJECT_COLUMNS = ("object_id", "source", "csv_hash", *BOOL_COLUMNS.values(), *INT_COLUMNS.values(),
-                  "metadata_date", *TEXT_COLUMNS.values(), "csv_raw", "csv_imported_at")
-_STAGE_SQL = """
-CREATE TEMP TABLE csv_chunk (
-    object_id integer NOT NULL, source text NOT NULL, csv_hash text NOT NULL,
-    is_highlight boolean, is_timeline_work boolean, is_public_domain boolean,
-    object_begin_date integer, object_end_date integer, metadata_date timestamptz,
-    {text}, csv_raw text NOT NULL, csv_imported_at timestamptz NOT NULL
-) ON COMMIT DROP
-""".format(text=", ".join(f"{c} text" for c in TEXT_COLUMNS.values()))
-# COPY's text format with NULL '' (no column takes an empty string: text is trimmed to NULL)
-_COPY = {
-    "new": f"COPY met_objects ({', '.join(OBJECT_COLUMNS)}) FROM STDIN WITH (NULL '')",
-    "changed": f"COPY csv_chunk ({', '.join(OBJECT_COLUMNS)}) FROM STDIN WITH (NULL '')",
-    "constituents": "COPY met_constituents (object_id, seq, constituent_id, {}) FROM STDIN WITH (NULL '')"
-                    .format(", ".join(ARTIST_COLUMNS.values())),
-    "tags": "COPY met_tags (object_id, seq, {}) FROM STDIN WITH (NULL '')".format(
-        ", ".join(TAG_COLUMNS.values())),
-    "errors": "COPY csv_import_errors (import_id, line_number, reason, raw_line) FROM STDIN WITH (NULL '')",
-}
-
-# The stored state of a chunk's objects: csv_hash (NULL: no earlier CSV import) and whether the
-# API owns the typed columns (it returned a record).
-_EXISTING_SQL = """
-SELECT object_id, csv_hash, source = 'api' AND raw IS NOT NULL
-FROM met_objects WHERE object_id = ANY(%s)
-"""
-
-_MERGED = [c for c in OBJECT_COLUMNS if c not in ("object_id", "source", "csv_hash", "csv_raw", "csv_imported_at")]
-_API_OWNED = "(met_objects.source = 'api' AND met_objects.raw IS NOT NULL)"
-_CSV_ABSENT = "(met_objects.status = 'gone' AND met_objects.status_reason LIKE %(absent)s)"
-_KEEP_API_FIELDS = ",\n    ".join(
-    f"{c} = CASE WHEN {_API_OWNED} THEN met_objects.{c} ELSE EXCLUDED.{c} END" for c in _MERGED)
-_MERGE_OBJECTS_SQL = f"""
-INSERT INTO met_objects AS met_objects ({", ".join(OBJECT_COLUMNS)})
-SELECT {", ".join(OBJECT_COLUMNS)} FROM csv_chunk
-ON CONFLICT (object_id) DO UPDATE SET
-    {_KEEP_API_FIELDS},
-    source = CASE WHEN {_API_OWNED} THEN met_objects.source ELSE 'csv' END,
-    status = CASE WHEN {_CSV_ABSENT} THEN 'ok' ELSE met_objects.status END,
-    status_reason = CASE WHEN {_CSV_ABSENT} THEN NULL ELSE met_objects.status_reason END,
-    csv_raw = EXCLUDED.csv_raw,
-    csv_hash = EXCLUDED.csv_hash,
-    csv_imported_at = EXCLUDED.csv_imported_at,
-    updated_at = now()
-WHERE met_objects.csv_hash IS DISTINCT FROM EXCLUDED.csv_hash
-"""
-
-# Objects an earlier import saw (csv_hash set) that this import did not write: the unchanged
-# ones and those absent from this file (Python tells them apart).
-_NOT_WRITTEN_SQL = """
-SELECT object_id FROM met_objects
-WHERE csv_hash IS NOT NULL AND csv_imported_at IS DISTINCT FROM %(now)s
-"""
-_MARK_REMOVED_SQL = """
-UPDATE met_objects m SET
-    csv_hash = NULL,
-    status = CASE WHEN m.source = 'csv' AND m.status <> 'gone' THEN 'gone' ELSE m.status END,
-    status_reason = CASE WHEN m.source = 'csv' AND m.status <> 'gone' THEN %(reason)s
-                         ELSE m.status_reason END,
-    updated_at = now()
-WHERE m.object_id = ANY(%(ids)s)
-"""
-
-
-def _copy(cursor, kind: str, lines: list[str] | list[bytes]) -> None:
-    """COPY lines (or blocks of lines) already in the text format, as text or UTF-8."""
-    if not lines:
-        return
-    # joined at once and handed over in one read: psycopg2 needs the GIL for every read of the
-    # file, and the reading thread, busy building the next chunk, holds it for up to 5 ms a time
-    if isinstance(lines[0], bytes):
-        lines.append(b"")  # the last line's newline, without copying the joined data again
-        data = b"\n".join(lines)
-    else:
-        lines.append("")
-        data = "\n".join(lines).encode("utf-8")
-    cursor.copy_expert(_COPY[kind], io.BytesIO(data), size=len(data))
 
 
 # --- the loader --------------------------------------------------------------------------------
@@ -357,17 +274,15 @@ class _ChunkWriter:
 
 
 class Loader:
-    """Writes chunks of checked rows into the store, in the transaction of ``cursor``.
+    """Writes chunks of checked rows into the store, in the transaction of the import ``session``.
 
     Locks ``met_objects`` and creates the merge's TEMP table when made; ``add`` each chunk,
     then ``close`` (waits for the merging thread) and ``mark_removed``.
     """
 
-    def __init__(self, cursor, lookup_connection, import_id: int):
-        self._cursor = cursor
-        self._lookup_connection = lookup_connection
-        self._lookup = lookup_connection.cursor()
-        self._import_id = import_id
+    def __init__(self, session: CsvImport):
+        self._session = session
+        self._import_id = session.import_id
         self.counts = Counts()
         self.timings = Timings()
         # the line of every object id of this import so far (about 40 MB for the real file's
@@ -376,19 +291,10 @@ class Loader:
         self.seen: dict[int, int] = {}
         self._duplicates: list[tuple[int, int]] = []  # (object id, an earlier line of it)
         self.errors_written = 0
-        # Readers go on; another import, or an API ingest writing objects, waits for this one to
-        # commit, so the store cannot change between a chunk's lookup and its COPY.
-        cursor.execute("LOCK TABLE met_objects IN SHARE ROW EXCLUSIVE MODE")
-        # one commit at the very end: waiting for its WAL flush buys nothing (a crash before it
-        # loses the whole import either way, and the import is rerun)
-        cursor.execute("SET LOCAL synchronous_commit = off")
-        cursor.execute(_STAGE_SQL)
         # a first import into an empty store (the bootstrap) needs no lookups: every object is new
-        cursor.execute("SELECT NOT EXISTS (SELECT 1 FROM met_objects)")
-        self._store_was_empty = cursor.fetchone()[0]
+        self._store_was_empty = session.begin_load()
         self.imported_at = datetime.now(UTC)
         self._imported_at_column = ("\t" + self.imported_at.isoformat()).encode()  # last in a line
-        self._merge_params = {"absent": ABSENT_REASON + "%"}
         self._writer = _ChunkWriter(self._merge)
 
     def add(self, rows: list[tuple[int, ParsedRow]], errors: list[str]) -> None:
@@ -412,13 +318,11 @@ class Loader:
     def mark_removed(self, keep: set[int], reason: str) -> int:
         """Mark the objects an earlier import saw that this one neither wrote, saw unchanged nor
         found in ``keep`` (the ids of malformed rows) as removed; returns how many."""
-        self._cursor.execute(_NOT_WRITTEN_SQL, {"now": self.imported_at})
-        absent = [object_id for (object_id,) in self._cursor.fetchall()
+        absent = [object_id for object_id in self._session.not_written(self.imported_at)
                   if object_id not in self.seen and object_id not in keep]
         if not absent:
             return 0
-        self._cursor.execute(_MARK_REMOVED_SQL, {"ids": absent, "reason": reason})
-        return self._cursor.rowcount
+        return self._session.mark_removed(absent, reason)
 
     def _build(self, rows: list[tuple[int, ParsedRow]]) -> _Chunk:
         """(Reading thread.) Classify a chunk's rows against the store and build what is written."""
@@ -440,9 +344,7 @@ class Loader:
         # while the first one is busy merging the previous chunk
         stored: dict[int, tuple[str | None, bool]] = {}
         if not self._store_was_empty:
-            self._lookup.execute(_EXISTING_SQL, (list(last),))
-            stored = {object_id: (csv_hash, api_owned) for object_id, csv_hash, api_owned in self._lookup.fetchall()}
-            self._lookup_connection.rollback()
+            stored = self._session.stored_state(list(last))
         now = time.monotonic()
         self.timings.lookup += now - clock
         clock = now
@@ -481,21 +383,19 @@ class Loader:
 
     def _merge(self, chunk: _Chunk) -> None:
         """(Merging thread.) Load and merge one built chunk."""
-        cursor = self._cursor
-        _copy(cursor, "errors", chunk.errors)
+        session = self._session
+        session.copy("errors", chunk.errors)
         clock = time.monotonic()
-        _copy(cursor, "new", chunk.new)
+        session.copy("new", chunk.new)
         if chunk.changed:
-            _copy(cursor, "changed", chunk.changed)
-            cursor.execute(_MERGE_OBJECTS_SQL, self._merge_params)
-            cursor.execute("TRUNCATE csv_chunk")
+            session.copy("changed", chunk.changed)
+            session.merge_changed()
         now = time.monotonic()
         self.timings.objects += now - clock
         if chunk.replaced:
-            cursor.execute("DELETE FROM met_constituents WHERE object_id = ANY(%s)", (chunk.replaced,))
-            cursor.execute("DELETE FROM met_tags WHERE object_id = ANY(%s)", (chunk.replaced,))
-        _copy(cursor, "constituents", chunk.constituents)
-        _copy(cursor, "tags", chunk.tags)
+            session.delete_lists(chunk.replaced)
+        session.copy("constituents", chunk.constituents)
+        session.copy("tags", chunk.tags)
         self.counts.constituents += chunk.constituent_rows
         self.counts.tags += chunk.tag_rows
         self.timings.lists += time.monotonic() - now

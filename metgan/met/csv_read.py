@@ -28,7 +28,7 @@ from typing import IO, NamedTuple
 
 from metgan.config import Settings
 from metgan.errors import ConfigError, MetRetryableError
-from metgan.met.parse import csv_columns
+from metgan.met.parse import CSV_ARTIST_COLUMNS, CSV_TAG_COLUMNS, csv_columns
 from metgan.urlpolicy import excerpt
 
 log = logging.getLogger(__name__)
@@ -52,27 +52,9 @@ TEXT_COLUMNS: dict[str, str] = csv_columns("text")
 # Checked and converted in Python (a bad value rejects the row with its line number).
 BOOL_COLUMNS: dict[str, str] = csv_columns("bool")
 INT_COLUMNS: dict[str, str] = csv_columns("int")
-# Pipe-separated, position-aligned lists -> met_constituents / met_tags columns (the API sends
-# these as lists of objects: parse.py reads them by their own names).
-ARTIST_COLUMNS: dict[str, str] = {
-    "Artist Role": "role",
-    "Artist Prefix": "prefix",
-    "Artist Display Name": "name",
-    "Artist Display Bio": "display_bio",
-    "Artist Suffix": "suffix",
-    "Artist Alpha Sort": "alpha_sort",
-    "Artist Nationality": "nationality",
-    "Artist Begin Date": "begin_date",
-    "Artist End Date": "end_date",
-    "Artist Gender": "gender",
-    "Artist ULAN URL": "ulan_url",
-    "Artist Wikidata URL": "wikidata_url",
-}
-TAG_COLUMNS: dict[str, str] = {
-    "Tags": "term",
-    "Tags AAT URL": "aat_url",
-    "Tags Wikidata URL": "wikidata_url",
-}
+# Pipe-separated, position-aligned lists -> met_constituents / met_tags columns (parse.py's map).
+ARTIST_COLUMNS: dict[str, str] = CSV_ARTIST_COLUMNS
+TAG_COLUMNS: dict[str, str] = CSV_TAG_COLUMNS
 
 INT32 = 2**31 - 1
 INTEGER = re.compile(r"[-+]?[0-9]+")
@@ -108,6 +90,7 @@ PLAIN, BREAKS, SPECIAL = 0, 1, 2
 # A NamedTuple rather than a plain tuple, though one is built per row: with the field reads
 # the loader does, it costs 0.9% of the first import's Python instructions and 1.8% of an
 # unchanged re-import's (callgrind, 3,000 rows, PYTHONHASHSEED=0), within the noise of a run.
+# The loader unpacks it at once where it needs most fields (an attribute read is a type lookup).
 class ParsedRow(NamedTuple):
     """A checked record."""
 

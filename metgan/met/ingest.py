@@ -123,7 +123,6 @@ def find_unfinished_run(mode: str, *, query: str | None = None, department_ids: 
     Returns it in discover_object_ids' shape, so an interrupted ``metgan ingest`` continues
     where it stopped instead of listing and fetching everything again.
     """
-    settings = settings or get_settings()
     engine = get_engine(settings)
     request = _request(mode, query, department_ids, limit, batch_size, metadata_date)
     run_id = repository.latest_unfinished_run(engine, mode, request)
@@ -137,7 +136,6 @@ def find_unfinished_run(mode: str, *, query: str | None = None, department_ids: 
 def create_run(mode: str, object_ids: list[int], *, params: dict, batch_size: int = 1000,
                settings: Settings | None = None) -> dict:
     """Store a scrape run over ``object_ids`` (in their order) chunked into batches; return them."""
-    settings = settings or get_settings()
     if mode not in RUN_MODES:
         raise ConfigError(f"unknown run mode {mode!r}; valid modes: {', '.join(RUN_MODES)}")
     _check_batch_size(batch_size)
@@ -401,7 +399,6 @@ def finish_run(run_id: int, *, settings: Settings | None = None) -> dict:
     The counts are read from the database, which every batch wrote before it returned: records
     and images by status, and the requests this run's record fetches took.
     """
-    settings = settings or get_settings()
     engine = get_engine(settings)
     run = repository.get_run(engine, run_id)
     if run is None:
@@ -414,7 +411,6 @@ def finish_run(run_id: int, *, settings: Settings | None = None) -> dict:
 
 def fail_run(run_id: int, reason: str, *, settings: Settings | None = None) -> None:
     """Mark a run failed (it does not move the watermark)."""
-    settings = settings or get_settings()
     engine = get_engine(settings)
     counts = repository.run_counts(engine, run_id)
     counts["reason"] = reason

@@ -89,6 +89,29 @@ def csv_columns(kind: str) -> dict[str, str]:
     return {c.csv_column: c.column for c in SOURCE_COLUMNS if c.kind == kind and c.csv_column is not None}
 
 
+# The CSV's pipe-separated, position-aligned lists -> met_constituents / met_tags columns (the
+# API sends these as lists of objects, which parse_record reads by their own names).
+CSV_ARTIST_COLUMNS: dict[str, str] = {
+    "Artist Role": "role",
+    "Artist Prefix": "prefix",
+    "Artist Display Name": "name",
+    "Artist Display Bio": "display_bio",
+    "Artist Suffix": "suffix",
+    "Artist Alpha Sort": "alpha_sort",
+    "Artist Nationality": "nationality",
+    "Artist Begin Date": "begin_date",
+    "Artist End Date": "end_date",
+    "Artist Gender": "gender",
+    "Artist ULAN URL": "ulan_url",
+    "Artist Wikidata URL": "wikidata_url",
+}
+CSV_TAG_COLUMNS: dict[str, str] = {
+    "Tags": "term",
+    "Tags AAT URL": "aat_url",
+    "Tags Wikidata URL": "wikidata_url",
+}
+
+
 TEXT_FIELDS: dict[str, str] = api_fields("text")
 BOOL_FIELDS: dict[str, str] = api_fields("bool")
 INT_FIELDS: dict[str, str] = api_fields("int")

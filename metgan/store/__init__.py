@@ -1,5 +1,7 @@
-"""PostgreSQL storage: engine (embedded default), migrations runner, and the repositories per
-domain (met: runs, objects, images; searches: searches, trials, epochs), each on an injected engine."""
+"""PostgreSQL storage, the only code that runs SQL: engine (embedded default), migrations runner,
+and the repositories per domain (met: runs, objects, images; csv_imports: the CSV import's row,
+lock and load; subsets: subsets, their images, the selection query; searches: searches, trials,
+epochs), each on an injected engine."""
 
 from metgan.store.engine import database_url, get_engine
 from metgan.store.migrations import migrate

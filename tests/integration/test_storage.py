@@ -84,7 +84,7 @@ def test_push_uploads_changes_only_and_the_named_keys_last(s3, tmp_path, monkeyp
     assert store.push("vases", last=["vases/manifest.json"]) == 6
     assert order[-1] == "vases/manifest.json"
     order.clear()
-    assert store.push("vases", last=["vases/manifest.json"]) == 1  # only the manifest again
+    assert store.push("vases", last=["vases/manifest.json"]) == 0 and order == []  # nothing changed
     store.path("vases/3.png").write_bytes(b"changed size")
     assert store.push("vases") == 1 and order[-1] == "vases/3.png"
 
@@ -220,3 +220,37 @@ def test_push_can_prune_and_pull_can_leave_heavy_files_behind(s3, tmp_path):
     reader = remote(s3, tmp_path, "pr", prefix="prune")
     assert reader.pull("t", exclude=("/checkpoints/",)) == 1
     assert (tmp_path / "pr" / "t" / "trial.json").exists() and not (tmp_path / "pr" / "t" / "checkpoints").exists()
+
+
+def test_a_synced_block_pushes_only_what_it_changed(s3, tmp_path):
+    """Two workers sync different trial folders of one search; neither undoes the other's files."""
+    a = remote(s3, tmp_path, "sa", prefix="sync")
+    b = remote(s3, tmp_path, "sb", prefix="sync")
+    a.write_bytes("s/search.json", b'{"v": 1}')
+    with b.synced("s") as sync:
+        assert (tmp_path / "sb" / "s" / "search.json").read_bytes() == b'{"v": 1}'
+        b.path("s/t2/trial.json").parent.mkdir(parents=True)
+        b.path("s/t2/trial.json").write_bytes(b"b's trial")
+        assert sync.push() == 1  # in between, as a trainer does at a checkpoint
+        a.write_bytes("s/search.json", b'{"v": 2}')  # meanwhile another worker rewrites search.json
+        b.path("s/t2/samples.png").write_bytes(b"png")
+    stored = remote(s3, tmp_path, "sc", prefix="sync")
+    assert stored.read_bytes("s/search.json") == b'{"v": 2}', "b pushed back its stale copy"
+    assert stored.read_bytes("s/t2/samples.png") == b"png"
+    # a file rewritten with the same size is still seen as a new version by the next pull
+    a.write_bytes("s/search.json", b'{"v": 3}')
+    b.pull("s")
+    assert (tmp_path / "sb" / "s" / "search.json").read_bytes() == b'{"v": 3}'
+    # and a deletion in the block reaches the store
+    with b.synced("s"):
+        b.path("s/t2/samples.png").unlink()
+    assert not stored.exists("s/t2/samples.png")
+
+
+def test_a_synced_block_pushes_its_record_even_when_it_fails(s3, tmp_path):
+    store = remote(s3, tmp_path, "fail", prefix="syncfail")
+    with pytest.raises(RuntimeError), store.synced("t"):
+        store.path("t/trial.json").parent.mkdir(parents=True)
+        store.path("t/trial.json").write_bytes(b'{"status": "failed"}')
+        raise RuntimeError("training blew up")
+    assert remote(s3, tmp_path, "fail2", prefix="syncfail").read_bytes("t/trial.json") == b'{"status": "failed"}'

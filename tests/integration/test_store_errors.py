@@ -18,6 +18,8 @@ import pytest
 from sqlalchemy import text
 
 from metgan.errors import StoreError
+from metgan.met.csv_read import CSV_HEADER
+from metgan.store import engine
 from tests.conftest import REPO, create_database, drop_database, with_database
 
 PASSWORD = "s3cret-pw"  # the server trusts local connections; the password must never be printed
@@ -49,6 +51,9 @@ def assert_one_line(result: subprocess.CompletedProcess, *needles: str) -> str:
 
 @pytest.fixture
 def data_dir(tmp_path):
+    # a real file in the import folder, so `import-csv MetObjects.csv` gets as far as the database
+    (tmp_path / "data" / "imports").mkdir(parents=True)
+    (tmp_path / "data" / "imports" / "MetObjects.csv").write_text(",".join(CSV_HEADER) + "\n", encoding="utf-8")
     return tmp_path / "data"
 
 
@@ -67,11 +72,19 @@ def fresh_database(pg_admin_url):
     ("ingest", "--mode", "targeted"),
     ("subset", "list"),
     ("subset", "build", "vases"),
+    ("subset", "show", "vases"),
+    ("search", "status", "x"),
+    ("import-csv", "MetObjects.csv"),
 ])
 def test_unmigrated_database_says_run_migrate(fresh_database, data_dir, command):
     result = metgan(_with_password(fresh_database), *command, data_dir=data_dir)
     line = assert_one_line(result, "has no metgan schema", "run `metgan db migrate`", "127.0.0.1:5432")
     assert "UndefinedTable" not in line
+    # no command migrates on its own (import-csv used to): the database is left as it was
+    with engine.get_engine_for_url(fresh_database).connect() as conn:
+        tables = conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).scalar_one()
+    engine.dispose_all()
+    assert tables == 0
 
 
 def test_partly_migrated_database_names_the_pending_migrations(fresh_database, data_dir, tmp_path):

@@ -256,7 +256,7 @@ def test_cli_build_list_show(db, settings):
 
 
 def test_two_builds_of_one_subset_never_run_at_once(db, settings):
-    from metgan.images.subset import _LOCK_CLASS
+    from metgan.store.subsets import _LOCK_CLASS
 
     insert_objects(db, COLLECTION)
     add_image(db, settings, 1, portrait((200, 10, 10)))
@@ -391,6 +391,7 @@ def test_the_selection_rule_is_read_from_one_named_query_by_both_uses(db, tmp_pa
     """Editing subset_candidates.sql alone changes both the targeted scrape's ids and the images a
     subset is built from (no migration, no second copy of the rule)."""
     from metgan.images import selection
+    from metgan.store import subsets as subsets_store
 
     insert_objects(db, {1: ("Vase", "Vases", True, "ok"), 2: ("Bowl", "Bowls", True, "ok")})
     with db.begin() as conn:
@@ -402,9 +403,9 @@ def test_the_selection_rule_is_read_from_one_named_query_by_both_uses(db, tmp_pa
     assert [i.object_id for i in selection.candidate_images(selection.Selection(), engine=db)[0]] == [1]
 
     queries = tmp_path / "queries"
-    shutil.copytree(selection.QUERIES_DIR, queries)
+    shutil.copytree(subsets_store.QUERIES_DIR, queries)
     rule = queries / "subset_candidates.sql"
     rule.write_text(rule.read_text().replace("~* ANY (%(include)s::text[])", "!~* ANY (%(include)s::text[])"))
-    monkeypatch.setattr(selection, "QUERIES_DIR", queries)
+    monkeypatch.setattr(subsets_store, "QUERIES_DIR", queries)
     assert selection.candidate_object_ids(engine=db) == [2]
     assert [i.object_id for i in selection.candidate_images(selection.Selection(), engine=db)[0]] == [2]

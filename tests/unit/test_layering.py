@@ -108,3 +108,56 @@ def test_training_never_imports_the_presentation():
     # gan/ trains and records; viz/ renders and reports what gan/ wrote. Publishing a search needs
     # both, so it is a pipeline step (metgan.pipeline.publish_search), not a gan function.
     assert imports_from("gan", "metgan.viz") == []
+
+
+# What runs SQL: the driver's calls on a connection or cursor, and SQLAlchemy's text() (only
+# when imported from sqlalchemy: PIL's draw.text and a local text() are no SQL).
+_SQL_METHODS = {"execute", "executemany", "exec_driver_sql", "copy_expert", "copy_from", "raw_connection"}
+_SQL_FUNCTIONS = {"text", "execute_values", "execute_batch"}
+
+
+def sql_calls(path: Path) -> list[str]:
+    """``line name`` for each call in ``path`` that runs SQL or builds it with sqlalchemy's text()."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    from_driver = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                   and (node.module or "").split(".")[0] in ("sqlalchemy", "psycopg2")
+                   for alias in node.names if alias.name in _SQL_FUNCTIONS}
+    hits = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and (
+                func.attr in _SQL_METHODS
+                or func.attr in _SQL_FUNCTIONS and isinstance(func.value, ast.Name)
+                and func.value.id in ("sqlalchemy", "extras", "psycopg2")):
+            hits.append(f"{node.lineno} {func.attr}()")
+        elif isinstance(func, ast.Name) and func.id in from_driver:
+            hits.append(f"{node.lineno} {func.id}()")
+    return sorted(hits, key=lambda hit: int(hit.split()[0]))
+
+
+def test_the_sql_checker_sees_sqlalchemy_and_driver_calls(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("import sqlalchemy\nfrom psycopg2.extras import execute_values as ev\n"
+                     "from sqlalchemy import text\n\ndef f(engine, cursor, draw):\n"
+                     "    with engine.connect() as conn:\n        conn.execute(text('SELECT 1'))\n"
+                     "    cursor.execute('SELECT 1')\n    engine.raw_connection()\n"
+                     "    ev(cursor, 'INSERT', [])\n    sqlalchemy.text('SELECT 1')\n"
+                     "    draw.text((0, 0), 'label')\n")
+    assert [hit.split(" ", 1)[1] for hit in sql_calls(probe)] == [
+        "execute()", "text()", "execute()", "raw_connection()", "ev()", "text()"]
+    plain = tmp_path / "plain.py"
+    plain.write_text("def text(value):\n    return str(value)\n\ntext(1)\n")
+    assert sql_calls(plain) == []
+
+
+def test_only_the_store_runs_sql():
+    # One database access style: the repositories under metgan/store/ hold every statement and
+    # take an injected engine; the domains, the pipeline, the CLI, the DAGs and the plugin call them.
+    roots = [PACKAGE, PACKAGE.parent / "dags", PACKAGE.parent / "plugins"]
+    paths = [path for root in roots for path in sorted(root.rglob("*.py"))
+             if not path.is_relative_to(PACKAGE / "store")]
+    assert len(paths) > 30, "the SQL check would pass by looking at nothing"
+    hits = [f"{path.relative_to(PACKAGE.parent)}:{hit}" for path in paths for hit in sql_calls(path)]
+    assert hits == [], "SQL outside metgan/store/ (move it into a repository there):\n" + "\n".join(hits)
