@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# GPU check: train one trial of the default preset at 160x128 (HxW; the issue's "128x160") for a
-# fixed number of steps and print images/s with the mixed-precision and XLA state actually used.
+# GPU check: for each preset in PRESETS and each size in SIZES, train one trial for a fixed number of
+# steps and print images/s with the mixed-precision and XLA state actually used, and the mean GPU
+# utilisation (nvidia-smi sampled every 0.5 s during that trial).
 #
-#   bash bench/gpu_check.sh                                  # on a GPU machine: 400 steps, batch 64
-#   REQUIRE_GPU=0 SIZE=40x32 STEPS=4 bash bench/gpu_check.sh  # smoke test of the script on a CPU
+#   bash bench/gpu_check.sh                                  # on a GPU machine: default and fastgan
+#                                                            # at 160x128 and 320x256, 400 steps, batch 64
+#   REQUIRE_GPU=0 SIZES=40x32 STEPS=4 bash bench/gpu_check.sh  # smoke test of the script on a CPU
 #
-# Environment: STEPS (default 400), SIZE HxW (160x128), BATCH (64), MIXED and XLA (auto|on|off;
-# auto = on with a GPU), REQUIRE_GPU (1: exit 2 when TensorFlow sees no GPU), OUT (folder for the
-# trial; default a temp folder). Run from the repository root with the project's venv active or
-# at .venv/.
+# Environment: STEPS (default 400), SIZES HxW list ("160x128 320x256"; the issue's 128x160 and
+# 256x320), PRESETS ("default fastgan"), BATCH (64), MIXED and XLA (auto|on|off; auto = on with a
+# GPU), REQUIRE_GPU (1: exit 2 when TensorFlow sees no GPU), OUT (folder for the trials; default a
+# temp folder). fastgan's blocks grow with the size (seed grid 5x4 at 5:4 sizes); the DCGAN presets
+# keep theirs. Run from the repository root with the project's venv active or at .venv/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-export STEPS="${STEPS:-400}" SIZE="${SIZE:-160x128}" BATCH="${BATCH:-64}" MIXED="${MIXED:-auto}" XLA="${XLA:-auto}"
+export STEPS="${STEPS:-400}" SIZES="${SIZES:-${SIZE:-160x128 320x256}}" PRESETS="${PRESETS:-default fastgan}" BATCH="${BATCH:-64}" MIXED="${MIXED:-auto}" XLA="${XLA:-auto}"
 export REQUIRE_GPU="${REQUIRE_GPU:-1}"
 
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -42,32 +45,64 @@ from metgan.gan.config import GanConfig
 from metgan.gan.trial import run_trial
 from metgan.trialdir import read_metrics, read_trial_info
 
-height, width = (int(v) for v in os.environ["SIZE"].lower().split("x"))
-steps, batch = int(os.environ["STEPS"]), int(os.environ["BATCH"])
-steps_per_epoch = max(1, min(8, steps))
-epochs = max(2, math.ceil(steps / steps_per_epoch))
-config = GanConfig.from_dict({
-    "preset": "default", "height": height, "width": width, "batch_size": batch, "epochs": epochs,
-    "mixed_precision": os.environ["MIXED"], "xla": os.environ["XLA"], "swd_every": 10**6,
-    "swd_images": 256, "checkpoint_every": 10**6, "n_generated": 8, "n_samples": 16,
-    "collapse_patience": 10**6})
-images = vase_images(steps_per_epoch * batch, height, width, seed=3)
-out = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="metgan-gpu-check-")) / config.trial_id()
-started = time.perf_counter()
-summary = run_trial(out, config, out / "unused", images=images)
-wall = time.perf_counter() - started
-info = read_trial_info(out)
-lines = read_metrics(out)
-rates = [line["images_per_s"] for line in lines if line.get("images_per_s")]
-steady = statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
-print(json.dumps({"device": info["device"], "mixed_precision": info["mixed_precision"], "xla": info["xla"],
-                  "size": f"{height}x{width}", "batch": batch, "steps": epochs * steps_per_epoch,
-                  "status": summary["status"], "first_epoch_images_per_s": rates[0],
-                  "steady_images_per_s": steady, "final_swd": lines[-1]["swd"], "wall_s": round(wall, 1),
-                  "trial_dir": str(out)}, indent=2))
-print(f"images/s: {steady:.1f} (steady, median of epochs 2..{len(rates)}; first epoch with compilation "
-      f"{rates[0]:.1f}); mixed precision: {'on' if info['mixed_precision'] else 'off'}; "
-      f"XLA: {'on' if info['xla'] else 'off'}; device: {info['device']}")
-if summary["status"] != "completed":
+import shutil
+import subprocess
+
+
+def fastgan_blocks(height, width):
+    blocks = 3
+    while height % 2 ** (blocks + 1) == 0 and width % 2 ** (blocks + 1) == 0 and width // 2 ** (blocks + 1) >= 4:
+        blocks += 1
+    return blocks
+
+
+def check(preset, height, width):
+    steps, batch = int(os.environ["STEPS"]), int(os.environ["BATCH"])
+    steps_per_epoch = max(1, min(8, steps))
+    epochs = max(2, math.ceil(steps / steps_per_epoch))
+    blocks = {}
+    if GanConfig.from_dict({"preset": preset}).architecture == "fastgan":
+        blocks = {"g_blocks": fastgan_blocks(height, width), "d_blocks": fastgan_blocks(height, width)}
+    config = GanConfig.from_dict({
+        "preset": preset, "height": height, "width": width, "batch_size": batch, "epochs": epochs,
+        "mixed_precision": os.environ["MIXED"], "xla": os.environ["XLA"], "swd_every": 10**6,
+        "swd_images": 256, "checkpoint_every": 10**6, "n_generated": 8, "n_samples": 16,
+        "collapse_patience": 10**6, **blocks})
+    images = vase_images(steps_per_epoch * batch, height, width, seed=3)
+    out = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="metgan-gpu-check-")) / config.trial_id()
+    sampler = None
+    if shutil.which("nvidia-smi"):
+        sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                    "-lms", "500"], stdout=subprocess.PIPE, text=True)
+    started = time.perf_counter()
+    try:
+        summary = run_trial(out, config, out / "unused", images=images)
+    finally:
+        utilisation = None
+        if sampler is not None:
+            sampler.terminate()
+            samples = [float(v) for v in sampler.communicate()[0].split() if v.replace(".", "", 1).isdigit()]
+            utilisation = round(statistics.mean(samples), 1) if samples else None
+    wall = time.perf_counter() - started
+    info = read_trial_info(out)
+    lines = read_metrics(out)
+    rates = [line["images_per_s"] for line in lines if line.get("images_per_s")]
+    steady = statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
+    print(json.dumps({"preset": preset, "device": info["device"], "mixed_precision": info["mixed_precision"],
+                      "xla": info["xla"], "size": f"{height}x{width}", "batch": batch,
+                      "steps": epochs * steps_per_epoch, "status": summary["status"],
+                      "first_epoch_images_per_s": rates[0], "steady_images_per_s": steady,
+                      "gpu_utilisation_pct": utilisation, "final_swd": lines[-1]["swd"], "wall_s": round(wall, 1),
+                      "trial_dir": str(out)}, indent=2))
+    print(f"{preset} {height}x{width}: images/s {steady:.1f} (steady, median of epochs 2..{len(rates)}; first "
+          f"epoch with compilation {rates[0]:.1f}); mixed precision: {'on' if info['mixed_precision'] else 'off'}; "
+          f"XLA: {'on' if info['xla'] else 'off'}; GPU utilisation: "
+          f"{'n/a' if utilisation is None else f'{utilisation}%'}; device: {info['device']}", flush=True)
+    return summary["status"] == "completed"
+
+
+results = [check(preset, *(int(v) for v in size.lower().split("x")))
+           for preset in os.environ["PRESETS"].split() for size in os.environ["SIZES"].split()]
+if not all(results):
     sys.exit(1)
 PY

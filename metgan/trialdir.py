@@ -97,6 +97,9 @@ class TrialInfo(TypedDict, total=False):
     hostname: str | None
     mixed_precision: bool
     xla: bool
+    train_images: int  # images trained on (the subset less any holdout)
+    eval_images: int  # real images the scores compare against
+    eval_held_out: bool  # True: those were never trained on (config holdout > 0)
     rungs: list[RungResult]  # successive halving: one entry per rung the trial trained in
     rung: int | None  # the last rung it reached (where halving pruned it, for a pruned trial)
     pruned_score: float | None  # the objective it was pruned with
@@ -141,14 +144,18 @@ class MetricsLine(TypedDict, total=False):
     g_loss: float | None
     d_acc_real: float | None
     d_acc_fake: float | None
+    recon_loss: float | None  # fastgan's decoder MSE on real images; null for dcgan
     swd: float | None
     swd_real: float | None
     swd_levels: dict[str, float] | None
+    swd_count: int | None  # images on each side of swd and swd_real
     diversity: float | None
     diversity_real: float | None
     color: dict | None
     color_real: dict | None
     color_distance: float | None
+    chroma: float | None  # mean chroma of the samples' object pixels (metrics.object_chroma)
+    chroma_real: float | None
     fid: float | None
     within_std: float | None
     across_std: float | None

@@ -40,7 +40,7 @@ import keras  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-LOSS_KEYS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake")
+LOSS_KEYS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "recon_loss")  # recon_loss: fastgan only, else null
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -303,8 +303,8 @@ class QualityMetrics(keras.callbacks.Callback):
     weights file is configured.
     """
 
-    KEYS = ("swd", "swd_real", "swd_levels", "diversity", "diversity_real", "color", "color_real",
-            "color_distance", "fid")
+    KEYS = ("swd", "swd_real", "swd_levels", "swd_count", "diversity", "diversity_real", "color", "color_real",
+            "color_distance", "chroma", "chroma_real", "fid")
 
     def __init__(self, state: TrialState):
         super().__init__()
@@ -333,7 +333,9 @@ class QualityMetrics(keras.callbacks.Callback):
         color = metrics_lib.color_stats(fakes)
         return {**swd, "diversity": metrics_lib.ms_ssim_diversity(fakes, seed=config.seed),
                 "diversity_real": state.diversity_real, "color": color, "color_real": state.color_real,
-                "color_distance": metrics_lib.color_distance(color, state.color_real), "fid": self._fid(fakes)}
+                "color_distance": metrics_lib.color_distance(color, state.color_real),
+                "chroma": metrics_lib.object_chroma(fakes), "chroma_real": metrics_lib.object_chroma(state.reals),
+                "fid": self._fid(fakes)}
 
     def on_epoch_end(self, epoch, logs=None):
         state = self.state
@@ -372,7 +374,7 @@ class EpochRecord(keras.callbacks.Callback):
                                 "within_std": logs.get("within_std"), "across_std": logs.get("across_std"),
                                 "images_per_s": logs["epoch_images"] / seconds if seconds > 0 else None,
                                 "wall_s": round(state.wall_s, 3)}
-        line = {k: (finite(v) if isinstance(v, (int, float, np.floating)) and k != "epoch" else v)
+        line = {k: (finite(v) if isinstance(v, (int, float, np.floating)) and k not in ("epoch", "swd_count") else v)
                 for k, v in line.items()}
         trialdir.append_metrics(state.trial_dir, line)
         for key in self.BEST_KEYS:
@@ -418,7 +420,11 @@ def epoch_summary(line: dict) -> str:
     parts = [f"{key} {line[key]:.4g}" for key in ("d_loss", "g_loss") if line.get(key) is not None]
     if line.get("swd") is not None:
         real = f" (real {line['swd_real']:.4g})" if line.get("swd_real") is not None else ""
-        parts.append(f"swd {line['swd']:.4g}{real}")
+        count = f" [{line['swd_count']} img]" if line.get("swd_count") is not None else ""
+        parts.append(f"swd {line['swd']:.4g}{real}{count}")
+    if line.get("chroma") is not None:
+        real = f" (real {line['chroma_real']:.3g})" if line.get("chroma_real") is not None else ""
+        parts.append(f"chroma {line['chroma']:.3g}{real}")
     if line.get("images_per_s") is not None:
         parts.append(f"{line['images_per_s']:.1f} img/s")
     return " ".join(parts) or "no metrics measured"

@@ -33,6 +33,14 @@ def discriminator_loss(kind: str, real_logits, fake_logits):
     raise ValueError(f"unknown loss {kind!r}")
 
 
+def hinge_soft_real_loss(real_logits, fake_logits, rng):
+    """FastGAN's discriminator hinge: the real margin is drawn per logit from [0.8, 1.0], the fake one is 1."""
+    real_logits = tf.cast(real_logits, tf.float32)
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    margin = 0.8 + 0.2 * rng.uniform(tf.shape(real_logits))
+    return tf.reduce_mean(tf.nn.relu(margin - real_logits)) + tf.reduce_mean(tf.nn.relu(1.0 + fake_logits))
+
+
 def generator_loss(kind: str, fake_logits):
     fake_logits = tf.cast(fake_logits, tf.float32)
     if kind == "non-saturating":

@@ -8,6 +8,8 @@
 * :func:`ms_ssim_diversity`: 1 - mean MS-SSIM of image pairs, with the number of scales and the
   window size shrunk to fit small images.
 * :func:`color_stats`: per-channel mean and std, which SWD's normalisation hides.
+* :func:`object_chroma`: the mean chroma of the object's pixels (not the background's), which
+  sees grey samples that ``color_distance`` (dominated by the off-white background) misses.
 * :func:`frechet_inception_distance`: only with a local Inception weights file; else ``None``.
 
 All functions take uint8 NHWC arrays.
@@ -141,14 +143,17 @@ def swd_against_reals(fakes: np.ndarray, reals: np.ndarray, *, seed: int = 0,
                       real_baseline: float | None = None) -> dict:
     """SWD of fakes vs one half of the reals, and the real-vs-real baseline (the two halves).
 
-    Returns {"swd", "swd_real", "swd_levels"}; the fakes are trimmed to the half's size. The
-    baseline does not change during a trial: pass it back in as ``real_baseline`` to skip it.
+    Returns {"swd", "swd_real", "swd_levels", "swd_count"}; the fakes are trimmed to the half's
+    size, ``swd_count``, the images on each side of both scores (SWD falls as it grows, so a score
+    means little without it). The baseline does not change during a trial: pass it back in as
+    ``real_baseline`` to skip it.
     """
     real_a, real_b = split_reals(reals, seed)
     fake = sliced_wasserstein(fakes[: len(real_a)], real_a, seed=seed)
     if real_baseline is None:
         real_baseline = sliced_wasserstein(real_b, real_a, seed=seed)["avg"]
-    return {"swd": fake["avg"], "swd_real": real_baseline, "swd_levels": fake["levels"]}
+    return {"swd": fake["avg"], "swd_real": real_baseline, "swd_levels": fake["levels"],
+            "swd_count": int(min(len(real_a), len(fakes)))}
 
 
 # --- MS-SSIM ----------------------------------------------------------------------------------
@@ -236,6 +241,31 @@ def color_distance(fake: dict, real: dict) -> float:
     a = np.array(fake["mean"] + fake["std"])
     b = np.array(real["mean"] + real["std"])
     return float(np.sqrt(np.sum((a - b) ** 2)))
+
+
+BACKGROUND_TOLERANCE = 24.0
+
+
+def object_chroma(images: np.ndarray, tolerance: float = BACKGROUND_TOLERANCE) -> float | None:
+    """Mean chroma (max - min of R, G, B, on 0-255) of the object pixels of RGB images; None for grayscale.
+
+    Each image's background colour is the median of its one-pixel border; a pixel within
+    ``tolerance`` of it on every channel is background. Images with no object pixel are left out
+    (None when all are). A grey vase on off-white reads near 0 however close the mean colour is.
+    """
+    if images.shape[-1] != 3:
+        return None
+    values = images.astype(np.float32)
+    total, count = 0.0, 0
+    for image in values:
+        border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+        background = np.median(border, axis=0)
+        is_object = np.abs(image - background).max(axis=-1) > tolerance
+        if is_object.any():
+            pixels = image[is_object]
+            total += float((pixels.max(axis=-1) - pixels.min(axis=-1)).sum())
+            count += int(is_object.sum())
+    return round(total / count, 3) if count else None
 
 
 def spread(images: np.ndarray) -> tuple[float, float]:

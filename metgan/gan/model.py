@@ -6,12 +6,15 @@
 ``fit`` drives it and callbacks do every side effect; the step itself only computes.
 
 The discriminator always outputs a logit; the losses in :mod:`metgan.gan.losses` take logits.
+With ``architecture: fastgan`` the builders are :mod:`metgan.gan.fastgan`'s: its discriminator
+returns [patch logits, two feature maps] and a decoder model rebuilds real images from those
+features; the same ``GAN`` trains both kinds (the reconstruction loss only where a decoder exists).
 """
 
 from __future__ import annotations
 
 from metgan.gan import augment as augment_lib
-from metgan.gan import losses
+from metgan.gan import fastgan, losses
 from metgan.gan._tf import tensorflow
 from metgan.gan.config import GanConfig
 
@@ -92,10 +95,11 @@ class GAN(keras.Model):
     """
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, *, noise_dim: int,
-                 seed: int = 0, ema_decay: float = 0.0, **kwargs):
+                 seed: int = 0, ema_decay: float = 0.0, decoder: keras.Model | None = None, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
+        self.decoder = decoder
         self.noise_dim = noise_dim
         self.ema_decay = ema_decay
         self.rng = tf.random.Generator.from_seed(seed)
@@ -107,13 +111,14 @@ class GAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_acc_real_tracker = keras.metrics.Mean(name="d_acc_real")
         self.d_acc_fake_tracker = keras.metrics.Mean(name="d_acc_fake")
+        self.recon_loss_tracker = keras.metrics.Mean(name="recon_loss") if decoder is not None else None
         # The GAN has no weights of its own and its parts are built by their builders; marked
         # built, Keras saves and loads the whole of it (G, D, EMA G, both optimizers) by name.
         self.built = True
 
     def compile(self, d_optimizer, g_optimizer, *, loss: str = "non-saturating",
                 diffaugment: tuple[str, ...] = (), r1_weight: float = 0.0, gp_weight: float = 10.0,
-                d_steps: int = 1, g_batch_factor: int = 1, **kwargs):
+                d_steps: int = 1, g_batch_factor: int = 1, recon_weight: float = 1.0, **kwargs):
         super().compile(**kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
@@ -123,12 +128,25 @@ class GAN(keras.Model):
         self.gp_weight = float(gp_weight)
         self.d_steps = int(d_steps)
         self.g_batch_factor = int(g_batch_factor)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.recon_weight = float(recon_weight)
+        self.d_optimizer.build(self.d_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
 
     @property
     def metrics(self):
-        return [self.d_loss_tracker, self.g_loss_tracker, self.d_acc_real_tracker, self.d_acc_fake_tracker]
+        trackers = [self.d_loss_tracker, self.g_loss_tracker, self.d_acc_real_tracker, self.d_acc_fake_tracker]
+        return trackers + ([self.recon_loss_tracker] if self.recon_loss_tracker is not None else [])
+
+    @property
+    def d_variables(self):
+        """What the D optimizer trains: D, and the reconstruction decoder when there is one."""
+        extra = self.decoder.trainable_variables if self.decoder is not None else []
+        return self.discriminator.trainable_variables + extra
+
+    def logits(self, images, training: bool = True):
+        """D's logits alone (the FastGAN-style D also returns feature maps)."""
+        out = self.discriminator(images, training=training)
+        return out[0] if isinstance(out, (list, tuple)) else out
 
     @property
     def sample_generator(self) -> keras.Model:
@@ -153,6 +171,8 @@ class GAN(keras.Model):
         return optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
 
     def _d_step(self, real, fake):
+        if self.decoder is not None:
+            return self._d_step_self_supervised(real, fake)
         batch = tf.shape(real)[0]
         with tf.GradientTape() as tape:
             if self.discriminator_has_batch_norm:
@@ -165,18 +185,51 @@ class GAN(keras.Model):
                                             training=True)
                 real_logits, fake_logits = logits[:batch], logits[batch:]
             d_loss = losses.discriminator_loss(self.loss_kind, real_logits, fake_logits)
-            if self.loss_kind == "wgan-gp":
-                d_loss += self.gp_weight * losses.gradient_penalty(
-                    self.discriminator, real, fake, self.rng, self._augment if self.diffaugment else None)
-            if self.r1_weight > 0:
-                d_loss += 0.5 * self.r1_weight * losses.r1_penalty(
-                    self.discriminator, real, self._augment if self.diffaugment else None)
+            d_loss += self._penalties(real, fake)
             scaled_loss = self._scaled(self.d_optimizer, d_loss)  # inside the tape: it must be recorded
         grads = tape.gradient(scaled_loss, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables, strict=True))
-        acc_real = tf.reduce_mean(tf.cast(real_logits > 0, tf.float32))
-        acc_fake = tf.reduce_mean(tf.cast(fake_logits < 0, tf.float32))
-        return d_loss, acc_real, acc_fake
+        return d_loss, *self._accuracies(real_logits, fake_logits), None
+
+    def _penalties(self, real, fake):
+        penalty = tf.constant(0.0)
+        augment = self._augment if self.diffaugment else None
+        if self.loss_kind == "wgan-gp":
+            penalty += self.gp_weight * losses.gradient_penalty(self.discriminator, real, fake, self.rng, augment)
+        if self.r1_weight > 0:
+            penalty += 0.5 * self.r1_weight * losses.r1_penalty(self.logits, real, augment)
+        return penalty
+
+    @staticmethod
+    def _accuracies(real_logits, fake_logits):
+        return (tf.reduce_mean(tf.cast(real_logits > 0, tf.float32)),
+                tf.reduce_mean(tf.cast(fake_logits < 0, tf.float32)))
+
+    def _d_step_self_supervised(self, real, fake):
+        """FastGAN's D step: adversarial loss on both, plus the decoders' MSE on the real images only.
+
+        The real batch goes through D on its own (so its feature maps are the real images'
+        alone, and batch norm, if any, never mixes real and fake); the decoders rebuild the same
+        augmented real images D saw, whole and one random quarter (the same quarter for the batch).
+        """
+        real_seen = self._augment(real)
+        fake_seen = self._augment(tf.cast(fake, real.dtype))
+        index = self.rng.uniform_full_int([], dtype=tf.int32) % 4  # floor modulo: 0..3
+        variables = self.d_variables
+        with tf.GradientTape() as tape:
+            real_logits, whole_features, part_features = self.discriminator(real_seen, training=True)
+            fake_logits = self.logits(fake_seen)
+            if self.loss_kind == "hinge":
+                d_loss = losses.hinge_soft_real_loss(real_logits, fake_logits, self.rng)
+            else:
+                d_loss = losses.discriminator_loss(self.loss_kind, real_logits, fake_logits)
+            d_loss += self._penalties(real, fake)
+            recon = fastgan.reconstruction_loss(self.decoder, whole_features, part_features, real_seen, index)
+            total = d_loss + self.recon_weight * recon
+            scaled_loss = self._scaled(self.d_optimizer, total)
+        grads = tape.gradient(scaled_loss, variables)
+        self.d_optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return d_loss, *self._accuracies(real_logits, fake_logits), recon
 
     @property
     def discriminator_has_batch_norm(self) -> bool:
@@ -194,17 +247,15 @@ class GAN(keras.Model):
             with tf.GradientTape() as g_tape:
                 fake = self.generator(self._noise(batch), training=True)
                 with g_tape.stop_recording():
-                    d_loss, acc_real, acc_fake = self._d_step(real, tf.stop_gradient(fake))
-                g_loss = losses.generator_loss(
-                    self.loss_kind, self.discriminator(self._augment(fake), training=True))
+                    d_loss, acc_real, acc_fake, recon = self._d_step(real, tf.stop_gradient(fake))
+                g_loss = losses.generator_loss(self.loss_kind, self.logits(self._augment(fake)))
                 scaled_loss = self._scaled(self.g_optimizer, g_loss)
         else:
             fake = self.generator(self._noise(batch), training=True)
-            d_loss, acc_real, acc_fake = self._d_step(real, tf.stop_gradient(fake))
+            d_loss, acc_real, acc_fake, recon = self._d_step(real, tf.stop_gradient(fake))
             with tf.GradientTape() as g_tape:
                 fake = self.generator(self._noise(batch * self.g_batch_factor), training=True)
-                g_loss = losses.generator_loss(
-                    self.loss_kind, self.discriminator(self._augment(fake), training=True))
+                g_loss = losses.generator_loss(self.loss_kind, self.logits(self._augment(fake)))
                 scaled_loss = self._scaled(self.g_optimizer, g_loss)
         grads = g_tape.gradient(scaled_loss, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables, strict=True))
@@ -214,6 +265,8 @@ class GAN(keras.Model):
         self.g_loss_tracker.update_state(g_loss)
         self.d_acc_real_tracker.update_state(acc_real)
         self.d_acc_fake_tracker.update_state(acc_fake)
+        if recon is not None:
+            self.recon_loss_tracker.update_state(recon)
         return {m.name: m.result() for m in self.metrics}
 
     def _update_ema(self):
@@ -243,15 +296,21 @@ def build_gan(config: GanConfig, *, mixed_precision: bool = False, jit_compile: 
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
     try:
-        generator = build_generator(config)
-        discriminator = build_discriminator(config)
+        decoder = None
+        if config.architecture == "fastgan":
+            generator = fastgan.build_generator(config)
+            discriminator = fastgan.build_discriminator(config)
+            decoder = fastgan.build_decoder(config)
+        else:
+            generator = build_generator(config)
+            discriminator = build_discriminator(config)
         gan = GAN(generator, discriminator, noise_dim=config.noise_dim, seed=config.seed,
-                  ema_decay=config.ema_decay, name="gan")
+                  ema_decay=config.ema_decay, decoder=decoder, name="gan")
     finally:
         keras.config.set_dtype_policy(previous_policy)
     d_opt, g_opt = make_optimizers(config, mixed_precision)
     gan.compile(d_optimizer=d_opt, g_optimizer=g_opt, loss=config.loss, diffaugment=config.diffaugment,
                 r1_weight=config.r1_weight, gp_weight=config.gp_weight, d_steps=config.d_steps,
-                g_batch_factor=config.g_batch_factor, jit_compile=jit_compile,
+                g_batch_factor=config.g_batch_factor, recon_weight=config.recon_weight, jit_compile=jit_compile,
                 steps_per_execution=config.steps_per_execution)
     return gan

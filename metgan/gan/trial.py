@@ -90,12 +90,25 @@ def summary_from_files(trial_dir: Path, objective: str = "swd") -> dict:
 def final_metrics(lines: list[dict]) -> dict:
     """The last metrics line, with the periodic metrics taken from the last epoch that had them."""
     final = dict(lines[-1]) if lines else {}
-    for key in ("swd", "swd_real", "swd_levels", "diversity", "diversity_real", "color", "color_real",
-                "color_distance", "fid"):
+    for key in ("swd", "swd_real", "swd_levels", "swd_count", "diversity", "diversity_real", "color", "color_real",
+                "color_distance", "chroma", "chroma_real", "fid"):
         if final.get(key) is None:
             values = [line[key] for line in lines if line.get(key) is not None]
             final[key] = values[-1] if values else None
     return final
+
+
+def split_holdout(reals: np.ndarray, config: GanConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(training images, evaluation images): with ``holdout`` > 0 the evaluation images (at most
+    ``swd_images``) come from a random ``holdout`` share that is never trained on; with 0 they are
+    drawn from the training images (memorisation then cannot show in the scores)."""
+    order = np.random.default_rng(config.seed + 11).permutation(len(reals))
+    if config.holdout > 0:
+        held = max(4, round(config.holdout * len(reals)))
+        if held >= len(reals):
+            raise TrainingError(f"holdout {config.holdout} of {len(reals)} images leaves none to train on")
+        return reals[np.sort(order[held:])], reals[np.sort(order[:held][: config.swd_images])]
+    return reals, reals[np.sort(order[: config.swd_images])]
 
 
 def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, *, search_name: str | None = None,
@@ -180,8 +193,8 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
     if reals.shape[1:] != (config.height, config.width, config.channels):
         raise TrainingError(f"training images are {reals.shape[1:]}, the config wants "
                             f"{(config.height, config.width, config.channels)}")
-    order = np.random.default_rng(config.seed + 11).permutation(len(reals))[: config.swd_images]
-    eval_reals = reals[np.sort(order)]
+    reals, eval_reals = split_holdout(reals, config)
+    info.update(train_images=len(reals), eval_images=len(eval_reals), eval_held_out=config.holdout > 0)
 
     keras.utils.set_random_seed(config.seed)
     gan = build_gan(config, mixed_precision=mixed, jit_compile=xla)

@@ -326,3 +326,91 @@ def test_the_fid_network_is_built_once_per_trial_not_per_evaluation(tmp_path, ca
     run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(32))
     assert [line["fid"] for line in trialdir.read_metrics(tmp_path / "t")] == [None, None, None]
     assert caplog.text.count("no Inception weights file") == 1
+
+
+FASTGAN_TINY = {**TINY, "preset": "fastgan", "g_blocks": 3, "d_blocks": 3, "g_filters": 16, "g_seed_filters": 16,
+                "d_filters": 8}
+
+
+@pytest.mark.parametrize("base", [TINY, FASTGAN_TINY], ids=["dcgan", "fastgan"])
+def test_the_collapse_breaker_lets_a_healthy_run_of_either_architecture_finish(tmp_path, base):
+    from metgan.gan.callbacks import collapse_warmup
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import run_trial
+    from tests.gan_support import vase_images
+
+    # Patience 1 and three epochs past the warm-up: a single epoch read as collapsed would stop it.
+    epochs = collapse_warmup(8) + 3
+    config = GanConfig.from_dict({**base, "epochs": epochs, "swd_every": epochs, "collapse_patience": 1})
+    summary = run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(64))
+    lines = _lines(tmp_path / "t")
+    assert (summary["status"], summary["stop_reason"], summary["epochs"]) == ("completed", None, epochs), lines[-1]
+    assert all(line["within_std"] >= config.collapse_within_std for line in lines[-3:])
+
+
+def test_a_killed_fastgan_trial_resumes_at_the_next_epoch_with_the_full_folder(db, settings, subset):
+    from metgan.gan.config import GanConfig
+
+    config = {**FASTGAN_TINY, "epochs": 3, "swd_every": 3}
+    [item] = search.plan_trials("fast", {}, subset=subset, base=config, settings=settings)
+    trial_dir = settings.results_dir / "fast" / item["trial_id"]
+    code = f"from metgan.gan.search import train_trial; train_trial('fast', '{item['trial_id']}')"
+    process = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not trialdir.checkpoint_epochs(trial_dir):
+            assert process.poll() is None, "the trial process ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    checkpoint = max(trialdir.checkpoint_epochs(trial_dir))
+    assert 1 <= checkpoint < 3
+    kept_lines = _lines(trial_dir)[:checkpoint]
+    result = search.train_trial("fast", item["trial_id"], settings=settings)
+    assert result["status"] == "completed" and result["epochs"] == 3
+    lines = _lines(trial_dir)
+    assert [line["epoch"] for line in lines] == [1, 2, 3] and lines[:checkpoint] == kept_lines
+    assert all(LINE_KEYS | {"recon_loss", "swd_count", "chroma", "chroma_real"} <= set(line) for line in lines)
+    assert lines[-1]["swd_count"] == 32 and lines[-1]["recon_loss"] > 0  # 64 images: halves of 32
+    info = json.loads((trial_dir / "trial.json").read_text())
+    assert TRIAL_KEYS <= set(info) and info["label"].startswith("fastgan")
+    for name in ("config.json", "final_grid.png", "latents.npy", "samples/epoch_0003.png"):
+        assert (trial_dir / name).exists(), name
+    assert len(list((trial_dir / "generated").glob("*.png"))) == FASTGAN_TINY["n_generated"]
+    exported = json.loads((trial_dir / "config.json").read_text())
+    assert GanConfig.from_dict(exported).trial_id() == item["trial_id"]
+
+
+def test_a_holdout_scores_against_images_never_trained_on(tmp_path):
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import run_trial, split_holdout
+    from tests.gan_support import vase_images
+
+    images = vase_images(80)
+    config = GanConfig.from_dict({**TINY, "epochs": 1, "holdout": 0.25})
+    train, held = split_holdout(images, config)
+    assert (len(train), len(held)) == (60, 20)
+    trained = {image.tobytes() for image in train}
+    assert not any(image.tobytes() in trained for image in held)
+    run_trial(tmp_path / "t", config, tmp_path / "unused", images=images)
+    info = json.loads((tmp_path / "t" / "trial.json").read_text())
+    assert (info["train_images"], info["eval_images"], info["eval_held_out"]) == (60, 20, True)
+    assert _lines(tmp_path / "t")[-1]["swd_count"] == 10
+
+
+def test_a_fastgan_trials_best_snapshot_loads_in_a_fresh_process(tmp_path):
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import run_trial
+    from tests.gan_support import vase_images
+
+    config = GanConfig.from_dict({**FASTGAN_TINY, "epochs": 1})
+    run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(32))
+    code = ("import sys, numpy as np; from metgan.gan.export import load_generator;"
+            "g = load_generator(sys.argv[1]); print(tuple(g(np.zeros((2, 16), np.float32)).shape))")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "t")], capture_output=True, text=True,
+                            env=dict(os.environ), check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "(2, 40, 32, 3)"

@@ -30,6 +30,8 @@ BAD_VALUES = [
     ("time_budget_s", -1.0, "time_budget_s"), ("collapse_within_std", -1.0, "collapse_within_std"),
     ("collapse_across_std", -2.0, "collapse_across_std"), ("collapse_patience", 0, "collapse_patience"),
     ("n_samples", 0, "n_samples"), ("n_generated", 5000, "n_generated"),
+    ("architecture", "stylegan", "architecture"), ("recon_weight", -1.0, "recon_weight"),
+    ("holdout", 0.6, "holdout"),
 ]
 
 
@@ -56,6 +58,11 @@ def test_unknown_key_is_rejected_listing_valid_keys():
     ({"loss": "wgan-gp", "d_norm": "none", "r1_weight": 1.0}, "'r1_weight'"),
     ({"height": 40, "g_blocks": 4}, "height"),
     ({"g_filters": 4, "g_blocks": 4}, "g_filters"),
+    ({"preset": "fastgan", "loss": "wgan-gp"}, "'architecture'='fastgan' and 'loss'='wgan-gp'"),
+    ({"preset": "fastgan", "d_blocks": 2}, "'d_blocks'=2"),
+    ({"preset": "fastgan", "g_dense": 1}, "'g_dense'"),
+    ({"preset": "fastgan", "d_dropout": 0.3}, "'d_dropout'"),
+    ({"preset": "fastgan", "height": 320, "width": 256, "g_blocks": 2}, "'g_blocks'=2"),
 ])
 def test_impossible_combinations_are_rejected(combo, words):
     with pytest.raises(GanConfigError, match=words.replace("(", r"\(")):
@@ -77,7 +84,7 @@ def test_origin_preset_reproduces_the_origin_settings():
     assert origin.g_batch_factor == 2 and origin.g_lr == origin.d_lr == 2e-4
     assert origin.diffaugment == () and origin.ema_decay == 0.0
     assert origin.label() == "origin"
-    assert set(PRESETS) == {"default", "origin"}
+    assert set(PRESETS) == {"default", "origin", "fastgan"}
 
 
 def test_trial_id_is_a_stable_hash_of_the_resolved_config():
@@ -116,3 +123,14 @@ def test_config_and_search_planning_import_no_tensorflow():
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_fastgan_preset_is_the_papers_recipe_and_round_trips_through_json():
+    config = preset("fastgan")
+    assert (config.architecture, config.loss, config.d_norm, config.g_kernel) == ("fastgan", "hinge", "spectral", 3)
+    assert (config.g_lr, config.g_beta1, config.g_beta2, config.ema_decay) == (2e-4, 0.5, 0.999, 0.999)
+    assert config.diffaugment == ("color", "translation")
+    again = GanConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and again.trial_id() == config.trial_id()
+    assert config.label() == "fastgan"
+    assert preset("default").architecture == "dcgan"

@@ -189,3 +189,109 @@ def test_the_breaker_hands_its_measurements_to_the_one_writer_through_keras_logs
     with pytest.raises(RuntimeError, match=r"within_std \(from CollapseBreaker\)"):
         writer.on_epoch_end(1, {k: v for k, v in logs.items() if k not in ("within_std", "across_std")})
     assert len(trialdir.read_metrics(tmp_path)) == 1
+
+
+# --- the FastGAN-style architecture -------------------------------------------------------------
+
+FASTGAN_SIZES = [(40, 32, 3), (80, 64, 4), (160, 128, 5), (320, 256, 6)]  # (height, width, blocks)
+
+
+@pytest.mark.parametrize(("height", "width", "blocks"), FASTGAN_SIZES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fastgan_builders_output_shapes_for_every_subset_size(height, width, blocks, channels):
+    from metgan.gan import fastgan
+
+    config = GanConfig.from_dict({"preset": "fastgan", "height": height, "width": width, "channels": channels,
+                                  "g_blocks": blocks, "d_blocks": blocks, "g_filters": 16, "g_seed_filters": 16,
+                                  "d_filters": 4})
+    generator = fastgan.build_generator(config)
+    discriminator = fastgan.build_discriminator(config)
+    decoder = fastgan.build_decoder(config)
+    images = generator(np.zeros((2, config.noise_dim), np.float32), training=False)
+    assert images.shape == (2, height, width, channels)
+    logits, whole, part = discriminator(images, training=False)
+    final_h, final_w = height // 2 ** blocks, width // 2 ** blocks
+    assert logits.shape == (2, 2 * final_h * final_w)  # the patch logits of both scales
+    assert whole.shape[1:3] == (2 * final_h, 2 * final_w) and part.shape[1:3] == (4 * final_h, 4 * final_w)
+    whole_rec, part_rec = decoder([whole, fastgan.quarter(part, 3)], training=False)
+    (whole_size, part_size) = fastgan.reconstruction_sizes(config)
+    assert whole_rec.shape == (2, *whole_size, channels) and part_rec.shape == (2, *part_size, channels)
+    assert height % whole_size[0] == 0 and (height // 2) % part_size[0] == 0  # targets shrink evenly
+    names = [layer.name for layer in generator.layers]
+    assert any(name.startswith("sle_") for name in names) and any(name.endswith("_noise") for name in names)
+    assert all(isinstance(layer, __import__("keras").layers.SpectralNormalization)
+               for layer in discriminator.layers if "conv" in layer.name or layer.name.startswith("down_")
+               if not layer.name.endswith(("_lrelu", "_bn")))
+
+
+def _fastgan_tiny(**changes):
+    return GanConfig.from_dict({**TINY, "preset": "fastgan", "d_blocks": 3, "g_blocks": 3, "g_filters": 16,
+                                "g_seed_filters": 16, "d_filters": 8, **changes})
+
+
+@pytest.mark.parametrize("mixed", [False, True])  # True: the GPU path (float16, loss scaling) on a CPU
+def test_fastgan_train_step_trains_generator_discriminator_and_decoders(mixed):
+    from metgan.gan.data import training_dataset
+    from metgan.gan.model import build_gan
+    from tests.gan_support import vase_images
+
+    gan = build_gan(_fastgan_tiny(), mixed_precision=mixed)
+    # float16's loss scaling skips the steps whose scaled gradients overflow, halving the scale each
+    # time: give it enough steps to settle before asking that every part has learned something.
+    count = 128 if mixed else 32
+    dataset, steps = training_dataset(vase_images(count), batch_size=16, seed=0, first_epoch=0, epochs=1,
+                                      x_flip=True)
+    before = {name: [w.copy() for w in model.get_weights()]
+              for name, model in (("g", gan.generator), ("d", gan.discriminator), ("dec", gan.decoder))}
+    history = gan.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0).history
+    assert set(history) == {"d_loss", "g_loss", "d_acc_real", "d_acc_fake", "recon_loss"}
+    assert all(np.isfinite(values[0]) for values in history.values()) and history["recon_loss"][0] > 0
+    for name, model in (("g", gan.generator), ("d", gan.discriminator), ("dec", gan.decoder)):
+        assert any(not np.array_equal(a, b) for a, b in zip(before[name], model.get_weights(), strict=True)), name
+
+
+def test_fastgan_decoders_are_trained_on_real_images_only():
+    """The reconstruction loss depends on the real batch and not at all on the fake one."""
+    import tensorflow as tf
+
+    from metgan.gan.model import build_gan
+    from tests.gan_support import vase_images
+
+    gan = build_gan(_fastgan_tiny(diffaugment=[]))
+    real = tf.constant(vase_images(8).astype(np.float32) / 127.5 - 1.0)
+    fake = tf.Variable(tf.random.uniform(real.shape, -1, 1))
+    real_var = tf.Variable(real)
+    seen = []
+    original = gan.decoder.call
+
+    def spy(inputs, *args, **kwargs):
+        seen.append(inputs)
+        return original(inputs, *args, **kwargs)
+
+    gan.decoder.call = spy
+    with tf.GradientTape(persistent=True) as tape:
+        _, _, _, recon = gan._d_step_self_supervised(real_var, fake)
+    assert seen, "the decoders did not run"
+    assert tape.gradient(recon, fake) is None
+    real_grad = tape.gradient(recon, real_var)
+    assert real_grad is not None and float(tf.reduce_sum(tf.abs(real_grad))) > 0
+    # the features the decoders got are D's features of the real batch (batch 8), not of real + fake
+    assert all(tensor.shape[0] == 8 for tensor in seen[0])
+
+
+def test_object_chroma_sees_a_grey_vase_that_color_distance_misses():
+    from metgan.gan.metrics import color_distance, color_stats, object_chroma
+    from tests.gan_support import vase_images
+
+    coloured = vase_images(16)
+    grey = coloured.mean(axis=-1, keepdims=True).repeat(3, axis=-1).astype(np.uint8)
+    assert object_chroma(coloured) > 10 and object_chroma(grey) < 2
+    assert object_chroma(grey[..., :1]) is None
+    assert color_distance(color_stats(grey), color_stats(coloured)) < 60  # the background dominates it
+
+
+def test_epoch_summary_prints_the_image_count_beside_the_swd_and_the_object_chroma():
+    from metgan.gan.callbacks import epoch_summary
+
+    text = epoch_summary({"swd": 81.2, "swd_real": 23.1, "swd_count": 64, "chroma": 20.0, "chroma_real": 42.0})
+    assert "swd 81.2 (real 23.1) [64 img]" in text and "chroma 20 (real 42)" in text

@@ -1,0 +1,158 @@
+"""Benchmark: picture quality at equal wall-clock time, presets origin, default and fastgan (issue #15).
+
+Each preset trains as a real trial (the code path a search takes) for the same ``--budget-s`` on the
+same generated vase subset (the fake Met's vase drawer, ``metgan.testing.vases``), at 80x64 (HxW;
+the issue's "64x80") by default. A ``--holdout`` share of the images is never trained on: the SWD
+(x1e3) and its real-vs-real floor are measured on those images only, every ``--swd-every``
+epochs and at the end, with the image count per side printed beside them. The collapse breaker
+is off (a stopped preset would leave the comparison); everything else is the preset's own.
+
+Printed per preset: the final SWD / floor ratio, the time to reach 3x the floor (or "not
+reached"), epochs and images trained. A side-by-side PNG of real images and each preset's final
+samples goes to ``--out``. The last line is ``speedup: Nx`` = the default preset's time to reach
+its own final SWD divided by fastgan's time to reach that same SWD ("not reached" when it never
+did). Wall-clock time includes the periodic scoring, which each preset pays per scored epoch.
+
+    python bench/quality.py                       # 600 s per preset, 1280 vases, 80x64
+    python bench/quality.py --budget-s 60         # a short check that the script runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from metgan.testing.vases import vase_images  # noqa: E402
+
+PRESETS = ("origin", "default", "fastgan")
+TARGET_RATIO = 3.0
+
+
+def train_preset(preset: str, images: np.ndarray, args, out: Path) -> dict:
+    from metgan import trialdir
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import run_trial
+
+    config = GanConfig.from_dict({
+        "preset": preset, "height": args.height, "width": args.width, "epochs": 10**5,
+        "time_budget_s": args.budget_s, "swd_every": args.swd_every, "swd_images": args.swd_images,
+        "holdout": args.holdout, "checkpoint_every": 10**5, "collapse_patience": 10**5, "n_generated": 0,
+        "n_samples": 16, "seed": args.seed})
+    trial_dir = out / preset
+    summary = run_trial(trial_dir, config, out / "unused", images=images)
+    info = trialdir.read_trial_info(trial_dir)
+    scored = [(line["wall_s"], line["swd"], line["swd_real"], line["swd_count"])
+              for line in trialdir.read_metrics(trial_dir) if line.get("swd") is not None]
+    return {"preset": preset, "curve": scored, "epochs": summary["epochs"], "images": info["images_seen"],
+            "wall_s": info["wall_s"], "grid": trial_dir / trialdir.FINAL_GRID,
+            "chroma": trialdir.read_metrics(trial_dir)[-1].get("chroma")}
+
+
+def time_to_reach(curve: list[tuple], threshold: float) -> float | None:
+    """Wall seconds at the first scored epoch whose SWD is at or below ``threshold``."""
+    for wall, swd, _, _ in curve:
+        if swd <= threshold:
+            return wall
+    return None
+
+
+def side_by_side(reals: np.ndarray, runs: list[dict], path: Path) -> None:
+    from metgan.gan.callbacks import image_grid
+
+    panels = [("real (held out)", Image.fromarray(np.squeeze(image_grid(reals[:64], columns=8))))]
+    panels += [(run["preset"], Image.open(run["grid"]).convert("RGB")) for run in runs]
+    label_h, gap = 16, 8
+    width = sum(panel.width for _, panel in panels) + gap * (len(panels) - 1)
+    height = max(panel.height for _, panel in panels) + label_h
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for label, panel in panels:
+        draw.text((x + 2, 2), label, fill="black")
+        canvas.paste(panel.convert("RGB"), (x, label_h))
+        x += panel.width + gap
+    canvas.save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budget-s", type=float, default=600.0, help="training seconds per preset")
+    parser.add_argument("--images", type=int, default=1280, help="vases in the subset (>= 1000 for the issue)")
+    parser.add_argument("--height", type=int, default=80)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--holdout", type=float, default=0.2, help="share never trained on, scored against")
+    parser.add_argument("--swd-every", type=int, default=2, help="epochs between SWD scores")
+    parser.add_argument("--swd-images", type=int, default=512, help="held-out images scored (both halves)")
+    parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets to compare")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="folder for trials and the PNG (default: a new temp folder)")
+    args = parser.parse_args()
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import split_holdout
+
+    presets = [name.strip() for name in args.presets.split(",") if name.strip()]
+    images = vase_images(args.images, args.height, args.width, seed=2)
+    args.out = args.out or Path(tempfile.mkdtemp(prefix="metgan-quality-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for preset in presets:
+        if (args.out / preset).exists():
+            sys.exit(f"{args.out / preset} exists: remove it or pick another --out (a finished trial is not retrained)")
+        print(f"training {preset} for {args.budget_s:.0f} s ...", flush=True)
+        runs.append(train_preset(preset, images, args, args.out))
+
+    print(f"\n{args.height}x{args.width}, {args.images} vases, {args.holdout:.0%} held out, "
+          f"{args.budget_s:.0f} s per preset; SWD x1e3 on held-out images")
+    header = ("preset", "final SWD", "floor", "images/side", "SWD/floor", f"time to {TARGET_RATIO:g}x floor",
+              "epochs", "images trained", "object chroma")
+    rows = [header]
+    for run in runs:
+        wall, swd, floor, count = run["curve"][-1]
+        reach = time_to_reach(run["curve"], TARGET_RATIO * floor)
+        rows.append((run["preset"], f"{swd:.1f}", f"{floor:.1f}", str(count), f"{swd / floor:.2f}",
+                     f"{reach:.0f} s" if reach is not None else "not reached", str(run["epochs"]),
+                     str(run["images"]), "-" if run["chroma"] is None else f"{run['chroma']:.1f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for index, row in enumerate(rows):
+        print("| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |")
+        if index == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+    reals = split_holdout(images, GanConfig.from_dict({"preset": "default", "height": args.height,
+                                                       "width": args.width, "holdout": args.holdout,
+                                                       "swd_images": args.swd_images, "seed": args.seed}))[1]
+    side_by_side(reals, runs, args.out / "side_by_side.png")
+    print(f"side-by-side: {args.out / 'side_by_side.png'}")
+    print(json.dumps({run["preset"]: {"curve": run["curve"], "epochs": run["epochs"], "images": run["images"]}
+                      for run in runs}))
+
+    by_name = {run["preset"]: run for run in runs}
+    if "default" in by_name and "fastgan" in by_name:
+        default_final = by_name["default"]["curve"][-1][1]
+        default_time = time_to_reach(by_name["default"]["curve"], default_final)
+        fast_time = time_to_reach(by_name["fastgan"]["curve"], default_final)
+        fast_final = by_name["fastgan"]["curve"][-1][1]
+        print(f"fastgan final SWD {100 * (1 - fast_final / default_final):.0f}% lower than default's "
+              f"(target >= 40%)")
+        if fast_time is None:
+            print(f"speedup: not reached (fastgan never reached default's final SWD {default_final:.1f})")
+        else:
+            print(f"speedup: {default_time / fast_time:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
