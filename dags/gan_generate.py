@@ -61,8 +61,11 @@ def gan_generate():
             else:  # by hand with the form's defaults: the newest search that has a model
                 from metgan.config import get_settings
                 from metgan.gan.best import newest_search_with_model
+                from metgan.gan.search import HEAVY_PARTS
 
-                search_name = newest_search_with_model(get_settings().results_dir)
+                settings = get_settings()
+                settings.results_store.pull("", exclude=HEAVY_PARTS)  # an object store: the searches' records
+                search_name = newest_search_with_model(settings.results_dir)
                 if search_name is None:
                     raise ConfigError("no search has a model yet: run gan_search first, or name a search")
         seeds = parse_seeds(params["seeds"]) if params.get("seeds") else seed_range(0, int(params["n"]))

@@ -147,10 +147,12 @@ def gan_search():
     @task(map_index_template="{{ task.op_kwargs['trial']['label'] }}", trigger_rule=TriggerRule.ALL_DONE)
     def render_gifs(trial: dict) -> dict:
         from metgan.config import get_settings
+        from metgan.gan.search import results_synced
         from metgan.viz.render import render_trial
 
-        trial_dir = get_settings().results_dir / trial["search_name"] / trial["trial_id"]
-        written = render_trial(trial_dir)
+        settings = get_settings()
+        with results_synced(trial["search_name"], trial["trial_id"], settings=settings):
+            written = render_trial(settings.results_dir / trial["search_name"] / trial["trial_id"])
         return {"trial_id": trial["trial_id"], "files": sorted(str(p) for p in written.values())}
 
     # Once every rendering is done and at least one succeeded, so a failed or stopped trial is

@@ -164,11 +164,18 @@ def publish_search(search_name: str, trial_ids: list[str] | None = None, *,
     this, fails with the first error instead of ending the run green.
     Returns publish_report's paths and counts plus ``"statuses"`` (status -> count).
     """
+    from metgan.gan.search import results_synced
+
+    settings = settings or get_settings()
+    with results_synced(search_name, settings=settings):  # on an object store: pulled, then pushed
+        return _publish_search(search_name, trial_ids, settings)
+
+
+def _publish_search(search_name: str, trial_ids: list[str] | None, settings: Settings) -> dict:
     from metgan.gan.search import _planned_search, _readable_info, search_dir
     from metgan.gan.trial import FINISHED
     from metgan.viz.report import publish_report
 
-    settings = settings or get_settings()
     folder = search_dir(search_name, settings)
     search = _planned_search(search_name, folder)
     written = publish_report(folder, settings=settings)

@@ -53,6 +53,26 @@ def results_dir() -> Path:
     return get_settings().results_dir
 
 
+def _refresh_from_store(path: str = "") -> None:
+    """On an object store (METGAN_RESULTS_DIR=s3://...), bring this server's mirror of the results
+    up to date before reading it: one file (``path``) or every search's records and pictures (no
+    checkpoints, and the gallery's own thumbnails stay). On a local folder: nothing to do."""
+    from metgan.config import get_settings
+    from metgan.errors import MetganError
+    from metgan.gan.search import HEAVY_PARTS
+
+    store = get_settings().results_store
+    if not store.is_remote:
+        return
+    try:
+        if path:
+            store.fetch(path, refresh=True)
+        else:
+            store.pull("", exclude=(*HEAVY_PARTS, f"/{THUMBS_DIR}/"))
+    except MetganError as exc:  # a missing file is a 404 below; an unreachable store is logged
+        log.warning("gallery: %s", exc)
+
+
 @app.middleware("http")
 async def nosniff(request: Request, call_next):
     response = await call_next(request)
@@ -99,6 +119,8 @@ def _target(path: str, allowed: set[str] | dict) -> Path:
     root = results_dir().resolve()
     try:
         target = (root / path).resolve()
+        if target.is_relative_to(root) and not target.is_file() and THUMBS_DIR not in Path(path).parts:
+            _refresh_from_store(target.relative_to(root).as_posix())
         if not target.is_relative_to(root) or not target.is_file():
             raise HTTPException(status_code=404, detail="not found")
     except (OSError, ValueError):
@@ -357,6 +379,7 @@ PAGE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-
 async def index(request: Request, user=Depends(require_user)) -> HTMLResponse:
     # the app is mounted at <ui root>/metgan: the Airflow UI's own routes start at <ui root>
     ui_root = request.scope.get("root_path", "").removesuffix("/metgan")
+    _refresh_from_store()
     page = _template().render(searches=searches(results_dir(), ui_root))
     return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
 

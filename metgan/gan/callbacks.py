@@ -104,6 +104,8 @@ class TrialState:
     search_name: str | None = None
     trial_id: str | None = None
     subset: str | None = None
+    # a metgan.storage.Sync of the trial folder when the results live on an object store
+    sync: Any = None
     _started: float = field(default_factory=time.monotonic)
 
     @property
@@ -501,6 +503,25 @@ def load_latest_checkpoint(trial_dir: Path, gan) -> trialdir.CheckpointMeta | No
     return meta
 
 
+class StoreSync(keras.callbacks.Callback):
+    """After an epoch that wrote a checkpoint, push the trial folder's changes to the results store
+    (the checkpoint's JSON record last, so a reader who finds it finds its weights); nothing to do
+    when the results are a local folder."""
+
+    def __init__(self, state: TrialState):
+        super().__init__()
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        sync = self.state.sync
+        if sync is None or not sync.store.is_remote:
+            return
+        epochs = trialdir.checkpoint_epochs(self.state.trial_dir)
+        if epochs and epochs[-1] == epoch + 1:
+            _, meta = trialdir.checkpoint_paths(self.state.trial_dir, epoch + 1)
+            sync.push(last=[f"{sync.prefix}/{meta.relative_to(self.state.trial_dir).as_posix()}"])
+
+
 def trial_callbacks(state: TrialState) -> list[keras.callbacks.Callback]:
     config = state.config
     return [
@@ -516,4 +537,5 @@ def trial_callbacks(state: TrialState) -> list[keras.callbacks.Callback]:
         BestSnapshot(state),
         SampleGrid(state),
         Checkpointer(state, config.checkpoint_every, config.keep_checkpoints),
+        StoreSync(state),
     ]

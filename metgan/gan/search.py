@@ -14,6 +14,7 @@ the DAG and plans cheaply; ``train_trial`` imports it when it trains.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -24,7 +25,15 @@ from typing import Any
 
 from metgan import names, trialdir
 from metgan.config import Settings, get_settings
-from metgan.errors import ConfigError, GanConfigError, MetganError, TrainingError, TrialFolderError
+from metgan.errors import (
+    ConfigError,
+    GanConfigError,
+    MetganError,
+    StorageError,
+    SubsetError,
+    TrainingError,
+    TrialFolderError,
+)
 from metgan.gan.config import GanConfig
 from metgan.gan.strategy import (
     STRATEGY_KEYS,
@@ -214,6 +223,29 @@ def grid_labels(combos: list[dict]) -> list[str]:
 
 # --- folders ----------------------------------------------------------------------------------
 
+# On an object store (METGAN_RESULTS_DIR=s3://...), each step works on the worker's mirror of the
+# folder it touches and syncs it around the work (metgan.storage.Store.synced): a search step
+# pulls the search folder without the checkpoints, a training step pulls its trial folder with
+# them. On a local folder this is a no-op.
+HEAVY_PARTS = ("/checkpoints/",)
+
+
+@contextlib.contextmanager
+def results_synced(search_name: str, trial_id: str | None = None, *, settings: Settings,
+                   weights: bool = False):
+    """Sync a search folder (or one trial's, ``trial_id``) with the results store around a block;
+    yields the :class:`~metgan.storage.Sync` (a trainer pushes its checkpoints through it)."""
+    store = settings.results_store
+    key = _checked(search_name, "search name")
+    if trial_id is not None:
+        key = f"{key}/{_checked(trial_id, 'trial id')}"
+        if store.is_remote:  # the trial's step reads the plan too
+            with contextlib.suppress(StorageError):
+                store.fetch(f"{search_name}/{trialdir.SEARCH}", refresh=True)
+    with store.synced(key, exclude=() if weights else HEAVY_PARTS) as sync:
+        yield sync
+
+
 def search_dir(search_name: str, settings: Settings | None = None) -> Path:
     settings = settings or get_settings()
     return settings.results_dir / _checked(search_name, "search name")
@@ -229,14 +261,29 @@ def _checked(name: object, kind: str) -> str:
 
 
 def subset_folder(subset: str, settings: Settings | None = None) -> Path:
-    """``<data_dir>/subsets/<subset>`` for a valid subset name (never a path outside that folder)."""
+    """``<data_dir>/subsets/<subset>`` for a valid subset name (never a path outside that folder);
+    on an object store, the worker's staged copy of it (:mod:`metgan.images.staging`)."""
     settings = settings or get_settings()
-    return settings.subsets_dir / _checked(subset, "subset name")
+    name = _checked(subset, "subset name")
+    if settings.data_store.is_remote:
+        from metgan.images.staging import stage_subset
+
+        try:
+            return stage_subset(name, settings)
+        except SubsetError as exc:
+            if "no manifest.csv" in str(exc):
+                return settings.subsets_dir / name  # not built: check_subset says which ones exist
+            raise GanConfigError(str(exc)) from None
+    return settings.subsets_dir / name
 
 
 def existing_subsets(settings: Settings | None = None) -> list[str]:
-    """The names of the subset folders under ``<data_dir>/subsets`` that hold a manifest or images."""
+    """The names of the subset folders under ``<data_dir>/subsets`` that hold a manifest or images
+    (on an object store: the subsets whose manifest is there)."""
     settings = settings or get_settings()
+    if settings.data_store.is_remote:
+        keys = settings.data_store.list("subsets")
+        return sorted({key.split("/")[1] for key in keys if key.count("/") == 2 and key.endswith("/manifest.csv")})
     if not settings.subsets_dir.is_dir():
         return []
     found = []
@@ -284,6 +331,18 @@ def plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str,
                 objective: str = "swd", direction: str = "min", settings: Settings | None = None,
                 dry_run: bool = False, airflow_dag_id: str | None = None,
                 airflow_run_id: str | None = None, strategy: dict | Strategy | None = None) -> dict:
+    """:func:`_plan_search` on the search folder, synced with the results store around it."""
+    settings = settings or get_settings()
+    with results_synced(search_name, settings=settings):
+        return _plan_search(search_name, grid, subset=subset, base=base, objective=objective,
+                            direction=direction, settings=settings, dry_run=dry_run, airflow_dag_id=airflow_dag_id,
+                            airflow_run_id=airflow_run_id, strategy=strategy)
+
+
+def _plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str, base: dict | None = None,
+                 objective: str = "swd", direction: str = "min", settings: Settings | None = None,
+                 dry_run: bool = False, airflow_dag_id: str | None = None,
+                 airflow_run_id: str | None = None, strategy: dict | Strategy | None = None) -> dict:
     """Validate the whole grid and the subset, then write the search folder, trial folders and DB rows.
 
     The subset must exist and hold images; the trials train at its image size: when neither
@@ -401,8 +460,16 @@ def _db_plan(search_name: str, record: dict, folder: Path, resolved, settings: S
 
 # --- training ---------------------------------------------------------------------------------
 
-def train_trial(search_name: str, trial_id: str, *, settings: Settings | None = None,
-                images=None, rung: int | None = None, until_epoch: int | None = None) -> dict:
+def train_trial(search_name: str, trial_id: str, *, settings: Settings | None = None, **options) -> dict:
+    """:func:`_train_trial` on the trial's folder, synced with the results store: pulled (with its
+    checkpoints, so a retry on another worker resumes) and pushed back, also when it fails."""
+    settings = settings or get_settings()
+    with results_synced(search_name, trial_id, settings=settings, weights=True) as sync:
+        return _train_trial(search_name, trial_id, settings=settings, sync=sync, **options)
+
+
+def _train_trial(search_name: str, trial_id: str, *, settings: Settings | None = None,
+                 images=None, rung: int | None = None, until_epoch: int | None = None, sync=None) -> dict:
     """Train one planned trial (resuming; skipping it if finished); never raises for a failed trial.
 
     ``rung``/``until_epoch`` (successive halving) train it only up to the rung's epochs and record
@@ -431,8 +498,8 @@ def train_trial(search_name: str, trial_id: str, *, settings: Settings | None = 
     try:
         summary = run_trial(trial_dir, config, subset_dir, search_name=search_name, trial_id=trial_id,
                             recorder=recorder, images=images, objective=search.get("objective", "swd"),
-                            until_epoch=until_epoch,
-                            direction=search.get("direction", "min"))
+                            until_epoch=until_epoch, direction=search.get("direction", "min"),
+                            subset_name=search.get("subset"), sync=sync)
     except Exception as exc:  # recorded by run_trial; the search goes on
         log.error("trial %s of search %s failed: %s", trial_id, search_name, exc,
                   exc_info=not isinstance(exc, MetganError))
@@ -515,6 +582,13 @@ def rung_members(search_name: str, rung: int, *, settings: Settings | None = Non
 
 
 def promote(search_name: str, rung: int, *, settings: Settings | None = None) -> list[dict]:
+    """:func:`_promote`, synced with the results store (it rewrites the rung's trial records)."""
+    settings = settings or get_settings()
+    with results_synced(search_name, settings=settings):
+        return _promote(search_name, rung, settings=settings)
+
+
+def _promote(search_name: str, rung: int, *, settings: Settings | None = None) -> list[dict]:
     """Successive halving's decision before ``rung``: keep the best of rung ``rung - 1``, prune the rest.
 
     The survivors get "promoted" in their rung history; the others that finished the rung get
@@ -606,7 +680,9 @@ def train_planned(search_name: str, plan: list[dict], *, settings: Settings | No
 def search_summary(search_name: str, *, settings: Settings | None = None) -> dict:
     """The search's strategy, its planned rungs and the training images its trials spent, beside
     what training every candidate to the end (the full grid) would have spent."""
-    folder = search_dir(search_name, settings or get_settings())
+    settings = settings or get_settings()
+    with results_synced(search_name, settings=settings):
+        folder = search_dir(search_name, settings)
     search = _planned_search(search_name, folder)
     trial_ids = list(search.get("candidates") or search.get("trials") or [])
     spent = sum(int((_readable_info(folder / t) or {}).get("images_seen") or 0) for t in trial_ids)

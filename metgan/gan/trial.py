@@ -113,7 +113,8 @@ def split_holdout(reals: np.ndarray, config: GanConfig) -> tuple[np.ndarray, np.
 
 def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, *, search_name: str | None = None,
               trial_id: str | None = None, recorder: Any = None, images: np.ndarray | None = None,
-              objective: str = "swd", until_epoch: int | None = None, direction: str = "min") -> dict:
+              objective: str = "swd", until_epoch: int | None = None, direction: str = "min",
+              subset_name: str | None = None, sync: Any = None) -> dict:
     """Train (or resume, or skip) the trial in ``trial_dir``; return its summary.
 
     ``until_epoch`` (successive halving's rung) trains only up to that epoch: the trial is then
@@ -125,7 +126,10 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
     ``images`` (uint8 NHWC) replaces reading ``subset_dir``; ``objective`` names the metric
     reported as the trial's objective and ``direction`` ("min" or "max") which way is better: the
     generator of the best epoch by it is kept as ``best/generator.keras`` and its value is the
-    trial's objective (the last measured value when no epoch measured it).
+    trial's objective (the last measured value when no epoch measured it). ``subset_name`` names
+    the subset in the exported model's record (default: ``subset_dir``'s folder name); ``sync``
+    (a :class:`metgan.storage.Sync` of the trial folder) pushes it to the results store at every
+    checkpoint, so a retry on another worker resumes from there.
     """
     trial_dir = Path(trial_dir)
     trial_id = trial_id or config.trial_id()
@@ -154,7 +158,8 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
     info.setdefault("wall_s", 0.0)
     info.setdefault("images_per_s", None)
     try:
-        return _train(trial_dir, config, subset_dir, info, recorder, images, objective, target, direction)
+        return _train(trial_dir, config, subset_dir, info, recorder, images, objective, target, direction,
+                      subset_name=subset_name, sync=sync)
     except Exception as exc:
         info.update(status="failed", error="".join(traceback.format_exception(exc)),
                     error_summary=error_summary(exc), finished_at=trialdir.utc_now())
@@ -165,7 +170,7 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
 
 
 def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder, images, objective_key: str,
-           target: int, direction: str) -> dict:
+           target: int, direction: str, *, subset_name: str | None = None, sync: Any = None) -> dict:
     from metgan.gan import callbacks as cb
     from metgan.gan import data
     from metgan.gan._tf import tensorflow
@@ -203,7 +208,8 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
     state = cb.TrialState(trial_dir=trial_dir, config=config, latents=latents, reals=eval_reals,
                           steps_per_epoch=dataset_probe_steps, recorder=recorder, until_epoch=target,
                           objective=objective_key, direction=direction, search_name=info.get("search_name"),
-                          trial_id=info["trial_id"], subset=Path(subset_dir).name if subset_dir else None)
+                          trial_id=info["trial_id"],
+                          subset=subset_name or (Path(subset_dir).name if subset_dir else None), sync=sync)
     first_epoch = 0
     meta = cb.load_latest_checkpoint(trial_dir, gan)
     if meta is not None:

@@ -45,8 +45,11 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def s3_server(bucket: str = "metgan") -> Iterator[S3Server]:
     """A running moto S3 server on 127.0.0.1 with ``bucket`` created; stopped on exit."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -112,3 +112,45 @@ def test_a_subset_built_on_one_worker_is_trained_from_another(s3_env, db, fake_m
 
     from metgan.gan.data import subset_images
     assert subset_images(folder) == (len(rows), 40, 32)
+
+
+def test_a_search_on_the_store_resumes_a_trial_on_another_worker_and_publishes(
+        s3_env, db, fake_met, monkeypatch, tmp_path):
+    import json
+
+    from metgan.gan import search
+    from metgan.images.subset import build_subset
+    from tests.gan_support import TINY
+
+    pipeline.run_ingest("full", batch_size=10, tries=3, new_run=True)
+    build_subset("vases", {"size": "32x40"}, settings=get_settings(), workers=1)
+
+    # worker B plans the search and trains its trial to epoch 2 of 3 (as if killed after that checkpoint)
+    monkeypatch.setenv("METGAN_CACHE_DIR", str(tmp_path / "worker-b"))
+    base = {**TINY, "epochs": 3, "swd_every": 1, "checkpoint_every": 1, "n_generated": 2, "batch_size": 4}
+    [trial] = search.plan_trials("s3-search", {"loss": ["hinge"]}, subset="vases", base=base,
+                                 settings=get_settings())
+    first = search.train_trial("s3-search", trial["trial_id"], settings=get_settings(), until_epoch=2)
+    assert first["epochs"] == 2
+    store = get_settings().results_store
+    key = f"s3-search/{trial['trial_id']}"
+    assert store.exists(f"{key}/checkpoints/ckpt_0002.json")
+    lines_b = store.read_bytes(f"{key}/metrics.jsonl").decode().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines_b] == [1, 2]
+
+    # worker C (an empty cache) resumes it from the synced checkpoint: epoch 3 only
+    monkeypatch.setenv("METGAN_CACHE_DIR", str(tmp_path / "worker-c"))
+    result = search.train_trial("s3-search", trial["trial_id"], settings=get_settings())
+    assert result["status"] == "completed" and result["epochs"] == 3
+    lines_c = get_settings().results_store.read_bytes(f"{key}/metrics.jsonl").decode().splitlines()
+    assert lines_c[:2] == lines_b and json.loads(lines_c[2])["epoch"] == 3, "epochs 1-2 were trained again"
+    info = json.loads(get_settings().results_store.read_bytes(f"{key}/trial.json"))
+    assert info["status"] == "completed" and info["images_seen"] > 0
+    assert get_settings().results_store.exists(f"{key}/best/generator.keras")
+
+    # worker D publishes the report from the store
+    monkeypatch.setenv("METGAN_CACHE_DIR", str(tmp_path / "worker-d"))
+    written = pipeline.publish_search("s3-search", settings=get_settings())
+    assert written["statuses"] == {"completed": 1}
+    report = get_settings().results_store.read_bytes("s3-search/report.html").decode()
+    assert trial["trial_id"] in report
