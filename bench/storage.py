@@ -27,7 +27,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,31 +34,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TRAIN = {"batch_size": 16, "swd_every": 5, "checkpoint_every": 5, "n_generated": 8}
-
-
-def scratch_database(admin: str) -> str:
-    import psycopg2
-    from sqlalchemy.engine import make_url
-
-    name = f"metgan_bench_storage_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(admin)
-    conn.autocommit = True
-    conn.cursor().execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return make_url(admin).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(admin: str, url: str) -> None:
-    import psycopg2
-    from sqlalchemy.engine import make_url
-
-    from metgan.store.engine import dispose_all
-
-    dispose_all()
-    conn = psycopg2.connect(admin)
-    conn.autocommit = True
-    conn.cursor().execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
-    conn.close()
 
 
 def run(kind: str, env: dict, objects: int, epochs: int) -> dict:
@@ -114,6 +88,7 @@ def main() -> None:
     objects = args.objects or (120 if args.quick else 400)
     epochs = args.epochs or (3 if args.quick else 20)
 
+    from bench.ingest import create_database, drop_database  # the scratch database helpers
     from metgan.testing.fakemet import run_in_thread
     from metgan.testing.s3server import s3_server
 
@@ -127,7 +102,7 @@ def main() -> None:
                       "METGAN_MET_RATE": "1000", "METGAN_MET_WORKERS": "1", "METGAN_MET_CONCURRENCY": "16"}
             warm_up(Path(tmp))
             for kind in ("local", "s3"):
-                url = scratch_database(admin)
+                url = create_database(admin)
                 where = ({"METGAN_DATA_DIR": f"{tmp}/local/data", "METGAN_RESULTS_DIR": f"{tmp}/local/results"}
                          if kind == "local" else s3.env(f"{kind}/data", f"{kind}/results"))
                 env = {**common, **where, "METGAN_DATABASE_URL": url, "METGAN_CACHE_DIR": f"{tmp}/{kind}-cache"}
