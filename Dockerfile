@@ -11,7 +11,7 @@ USER root
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libjpeg62-turbo fonts-dejavu-core \
  && apt-get autoremove -yqq --purge && apt-get clean && rm -rf /var/lib/apt/lists/* \
- && mkdir -p /opt/metgan/data /opt/metgan/results && chown -R airflow:root /opt/metgan
+ && mkdir -p /opt/metgan/data /opt/metgan/results /opt/metgan/cache && chown -R airflow:root /opt/metgan
 
 USER airflow
 WORKDIR /opt/metgan

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "walk": ("metgan.viz.commands:walk", "Render a looping latent walk of a trial's best snapshot (GIF/MP4)."),
     "render": ("metgan.viz.commands:render", "Render a trial's progress GIFs, grid and score plot."),
     "report": ("metgan.viz.commands:report", "Write a search's HTML report and gallery."),
+    "storage": ("metgan.storage_commands:storage", "Check that this host can use the data and results stores."),
 }
 
 

@@ -29,6 +29,7 @@ from PIL import Image
 
 from metgan.errors import ImageError, MetRetryableError
 from metgan.met.client import Attempts, MetClient
+from metgan.storage import file_sha256
 from metgan.urlpolicy import UrlPolicy, encode_url
 
 __all__ = ["BadContent", "Downloaded", "ImageGone", "check_host", "download_image", "encode_url",
@@ -70,14 +71,6 @@ def image_key(path: str) -> str:
     return f"images/{path}"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def stored_intact(images_dir: Path, path: str | None, sha256: str | None, size: int | None) -> bool:
     """True when the file a row points at exists with the recorded size and sha256."""
     if not path or not sha256:
@@ -86,7 +79,7 @@ def stored_intact(images_dir: Path, path: str | None, sha256: str | None, size: 
     try:
         if size is not None and file.stat().st_size != size:
             return False
-        return sha256_of(file) == sha256
+        return file_sha256(file) == sha256
     except OSError:
         return False
 

@@ -88,9 +88,11 @@ class Deployment:
             raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         return result.stdout
 
-    def start(self, name: str, *args: str, env: dict | None = None) -> None:
+    def start(self, name: str, *args: str, env: dict | None = None, wrap: list[str] | None = None) -> None:
+        """Start ``airflow *args`` as component ``name``; ``wrap`` is a command line it runs under
+        (``unshare ...``: a host of its own)."""
         log = open(self.home / f"{name}.log", "w")
-        process = subprocess.Popen([str(BIN / "airflow"), *args], env={**self.env, **(env or {})},
+        process = subprocess.Popen([*(wrap or []), str(BIN / "airflow"), *args], env={**self.env, **(env or {})},
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                    cwd=str(REPO))
         self.processes.append((name, process))
@@ -118,6 +120,15 @@ class Deployment:
 
     def stop(self) -> None:
         stop_process_groups([process for _, process in self.processes])
+
+    def kill(self, name: str) -> None:
+        """SIGKILL component ``name`` and everything it started (a host that dies)."""
+        import signal
+
+        for found, process in self.processes:
+            if found == name and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
 
     def admin_password(self) -> str:
         generated = self.home / "simple_auth_manager_passwords.json.generated"

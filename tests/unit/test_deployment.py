@@ -70,15 +70,27 @@ def test_pools_and_queues_match_the_dags(compose, dagbag):
     assert reservation["driver"] == "nvidia" and "gpu" in reservation["capabilities"]
 
 
-def test_volumes_hold_the_data_and_results_dirs(compose):
+def test_files_live_on_the_object_store_and_each_container_keeps_only_a_cache(compose):
+    import json
+
+    from metgan.config import Settings
+
+    minio = compose["services"]["minio"]
+    assert "healthcheck" in minio and minio["command"].startswith("server /data")
+    assert "metgan storage check --create-bucket" in _command(compose["services"]["airflow-init"])
     for name in AIRFLOW_SERVICES:
         service = compose["services"][name]
         mounts = dict(v.split(":", 1)[::-1] for v in service["volumes"])
         env = service["environment"]
-        assert mounts[env["METGAN_DATA_DIR"]] == "metgan-data"
-        assert mounts[env["METGAN_RESULTS_DIR"]] == "metgan-results"
+        settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("METGAN_") and "${" not in v})
+        assert settings.data_store.is_remote and settings.results_store.is_remote, name
+        assert settings.data_location.startswith("s3://metgan/") and settings.results_location.startswith("s3://metgan/")
+        assert json.loads(env["METGAN_STORAGE_OPTIONS"])["endpoint_url"] == "http://minio:9000"
+        assert env["AWS_ACCESS_KEY_ID"] == "${MINIO_ROOT_USER}" and env["AWS_SECRET_ACCESS_KEY"] == "${MINIO_ROOT_PASSWORD}"
+        assert mounts[env["METGAN_CACHE_DIR"]] == "metgan-cache"
         assert mounts["/opt/airflow/dags"] == "./dags" and mounts["/opt/airflow/plugins"] == "./plugins"
-    assert {"metgan-data", "metgan-results", "postgres-db"} <= set(compose["volumes"])
+        assert service["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert {"metgan-cache", "minio-data", "postgres-db"} <= set(compose["volumes"])
 
 
 def test_every_interpolated_secret_is_in_env_example_without_a_real_value(compose):
@@ -87,7 +99,8 @@ def test_every_interpolated_secret_is_in_env_example_without_a_real_value(compos
     example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
                    if line and not line.startswith("#"))
     assert required <= set(example), required - set(example)
-    for secret in ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY"):
+    for secret in ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY",
+                   "MINIO_ROOT_PASSWORD"):
         assert example[secret] == "change-me"
 
 
