@@ -24,6 +24,13 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+def _namespace_of(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -119,16 +126,33 @@ class Deployment:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
+        # a component in a mount namespace of its own ("a host") goes with everything in it: a
+        # Celery worker renames itself and its task runners leave its process group
+        for name, process in self.processes:
+            if process.poll() is None and _namespace_of(process.pid) != _namespace_of(os.getpid()):
+                self.kill(name)
         stop_process_groups([process for _, process in self.processes])
 
     def kill(self, name: str) -> None:
-        """SIGKILL component ``name`` and everything it started (a host that dies)."""
+        """SIGKILL component ``name`` and everything it started (a host that dies): its process
+        group, and when it runs in a mount namespace of its own, every process in that namespace
+        (Airflow's task runner leaves the worker's process group, so a group kill alone would
+        leave the task training on)."""
         import signal
 
         for found, process in self.processes:
-            if found == name and process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
+            if found != name or process.poll() is not None:
+                continue
+            namespace = os.readlink(f"/proc/{process.pid}/ns/mnt")
+            members = [int(pid) for pid in os.listdir("/proc") if pid.isdigit()
+                       and _namespace_of(int(pid)) == namespace] if namespace != _namespace_of(os.getpid()) else []
+            os.killpg(process.pid, signal.SIGKILL)
+            for pid in members:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            process.wait(timeout=30)
 
     def admin_password(self) -> str:
         generated = self.home / "simple_auth_manager_passwords.json.generated"
