@@ -174,8 +174,12 @@ class Store:
             import fsspec
 
             protocol = urlsplit(self.location).scheme
+            # No listings cache: another host changes the store between two calls, and a cached
+            # listing of a folder makes s3fs answer "not there" for a file put since.
+            options = {"use_listings_cache": False, **self.options} if protocol in ("s3", "s3a", "gs", "gcs") \
+                else dict(self.options)
             try:
-                self._fs = fsspec.filesystem(protocol, **self.options)
+                self._fs = fsspec.filesystem(protocol, **options)
             except (ImportError, ValueError) as exc:
                 raise StorageError(f"cannot open storage protocol {protocol!r}: {exc}") from None
         return self._fs

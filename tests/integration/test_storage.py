@@ -293,3 +293,15 @@ def test_storage_check_names_bad_credentials_without_printing_them(s3, tmp_path)
     result = _cli(env, "storage", "check")
     # moto accepts any secret unless told otherwise; what matters is that a secret never shows
     assert "WRONG-SECRET-VALUE" not in result.stdout + result.stderr
+
+
+def test_a_file_put_by_another_host_after_a_listing_is_seen(s3, tmp_path):
+    """No cached listing: a store that listed a folder still sees a file another host put there."""
+    reader = remote(s3, tmp_path, "lister", prefix="listing")
+    writer = remote(s3, tmp_path, "putter", prefix="listing")
+    writer.write_bytes("s/a.txt", b"a")
+    assert set(reader.list("s")) == {"s/a.txt"}
+    # another host: its own S3 client (fsspec would otherwise hand both stores one cached instance)
+    Store(reader.location, tmp_path / "other", {**s3.options, "skip_instance_cache": True}).write_bytes(
+        "s/b.txt", b"b")
+    assert reader.exists("s/b.txt") and set(reader.list("s")) == {"s/a.txt", "s/b.txt"}
