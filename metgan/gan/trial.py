@@ -279,7 +279,7 @@ def _write_final_images(trial_dir: Path, gan, config: GanConfig) -> None:
     latents = rng.standard_normal((count, config.noise_dim)).astype(np.float32)
     images = cb.generate_uint8(gan.sample_generator, latents)
     cb.save_png_atomic(trial_dir / trialdir.FINAL_GRID, cb.image_grid(images[:FINAL_GRID_IMAGES], columns=8))
-    if trialdir.has_best_snapshot(trial_dir):
+    if trialdir.has_best_snapshot(trial_dir) and config.n_generated:  # n_generated 0: no gallery images
         images = cb.generate_uint8(export.load_generator(trial_dir), latents[: config.n_generated])
     (trial_dir / trialdir.GENERATED).mkdir(exist_ok=True)
     for index, image in enumerate(images[: config.n_generated]):

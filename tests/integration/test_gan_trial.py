@@ -414,3 +414,18 @@ def test_a_fastgan_trials_best_snapshot_loads_in_a_fresh_process(tmp_path):
                             env=dict(os.environ), check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "(2, 40, 32, 3)"
+
+
+def test_a_trial_asked_for_no_gallery_images_completes_with_its_best_snapshot(tmp_path):
+    """n_generated 0 (bench/quality.py asks for none): the trial ends, keeps its snapshot, writes no
+    generated/ image (it used to crash generating an empty batch after the whole training)."""
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import run_trial
+    from tests.gan_support import vase_images
+
+    config = GanConfig.from_dict({**TINY, "epochs": 1, "n_generated": 0})
+    summary = run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(32))
+    assert summary["status"] == "completed"
+    assert trialdir.has_best_snapshot(tmp_path / "t")
+    assert (tmp_path / "t" / trialdir.FINAL_GRID).is_file()
+    assert not list((tmp_path / "t" / trialdir.GENERATED).glob("*.png"))
