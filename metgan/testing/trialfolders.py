@@ -83,6 +83,10 @@ def _metrics_line(epoch: int, epochs: int, rng: np.random.Generator, swd_every: 
         diversity_real=0.45 if scored else None,
         color=None, color_real=None,
         color_distance=round(float(20 * (1 - progress) + 3), 3) if scored else None,
+        swd_count=64 if scored else None,
+        chroma=round(float(25 + 15 * progress), 2) if scored else None,
+        chroma_real=42.0 if scored else None,
+        recon_loss=None,  # the fastgan decoders' loss; a DCGAN trial has none
         fid=None,
         within_std=round(float(2.0 if collapsed else 30 + 10 * progress), 3),
         across_std=round(float(1.0 if collapsed else 25 + 5 * progress), 3),
@@ -114,7 +118,8 @@ def make_trial(trial_dir: str | Path, *, epochs: int = 10, epochs_done: int | No
     info.update(status=status, stop_reason=stop_reason, error=error, epochs_done=done,
                 started_at="2026-11-28T18:00:00+00:00", finished_at="2026-11-28T18:30:00+00:00",
                 wall_s=2.0 * done, device="CPU (2 cores)", hostname="test", images_per_s=120.0,
-                images_seen=done * 64, mixed_precision=False, xla=False)
+                images_seen=done * 64, mixed_precision=False, xla=False,
+                train_images=64, eval_images=64, eval_held_out=config.holdout > 0)
     trialdir.write_trial_info(trial_dir, info)
     rng = np.random.default_rng(seed)
     trialdir.write_metrics(trial_dir, [_metrics_line(epoch, epochs, rng, swd_every, collapse_from)
