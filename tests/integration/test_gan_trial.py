@@ -123,12 +123,10 @@ def test_grid_with_an_invalid_combination_fails_before_anything_is_written(db, s
     assert missing.exit_code != 0 and "no search named 'dry'" in missing.output
 
 
-def test_killed_trial_resumes_from_its_checkpoint_not_from_zero(db, settings, subset, caplog):
-    config = {**TINY, "epochs": 3, "swd_every": 3}
-    [item] = search.plan_trials("resume", {}, subset=subset, base=config, settings=settings)
-    trial_dir = settings.results_dir / "resume" / item["trial_id"]
-    code = ("import logging, sys; from metgan.gan.search import train_trial;"
-            f"train_trial('resume', '{item['trial_id']}')")
+def kill_at_first_checkpoint(search_name: str, trial_id: str, trial_dir) -> int:
+    """Train the trial in a child process, SIGKILL it once a checkpoint is written; the newest
+    checkpoint's epoch."""
+    code = f"from metgan.gan.search import train_trial; train_trial({search_name!r}, {trial_id!r})"
     process = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
@@ -140,7 +138,14 @@ def test_killed_trial_resumes_from_its_checkpoint_not_from_zero(db, settings, su
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait()
-    checkpoint = max(trialdir.checkpoint_epochs(trial_dir))
+    return max(trialdir.checkpoint_epochs(trial_dir))
+
+
+def test_killed_trial_resumes_from_its_checkpoint_not_from_zero(db, settings, subset, caplog):
+    config = {**TINY, "epochs": 3, "swd_every": 3}
+    [item] = search.plan_trials("resume", {}, subset=subset, base=config, settings=settings)
+    trial_dir = settings.results_dir / "resume" / item["trial_id"]
+    checkpoint = kill_at_first_checkpoint("resume", item["trial_id"], trial_dir)
     assert 1 <= checkpoint < 3
     kept_lines = _lines(trial_dir)[:checkpoint]
     kept_sample = (trial_dir / "samples" / f"epoch_{checkpoint:04d}.png").read_bytes()
@@ -354,19 +359,7 @@ def test_a_killed_fastgan_trial_resumes_at_the_next_epoch_with_the_full_folder(d
     config = {**FASTGAN_TINY, "epochs": 3, "swd_every": 3}
     [item] = search.plan_trials("fast", {}, subset=subset, base=config, settings=settings)
     trial_dir = settings.results_dir / "fast" / item["trial_id"]
-    code = f"from metgan.gan.search import train_trial; train_trial('fast', '{item['trial_id']}')"
-    process = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 240
-        while not trialdir.checkpoint_epochs(trial_dir):
-            assert process.poll() is None, "the trial process ended before its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 240 s"
-            time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
-    checkpoint = max(trialdir.checkpoint_epochs(trial_dir))
+    checkpoint = kill_at_first_checkpoint("fast", item["trial_id"], trial_dir)
     assert 1 <= checkpoint < 3
     kept_lines = _lines(trial_dir)[:checkpoint]
     result = search.train_trial("fast", item["trial_id"], settings=settings)
