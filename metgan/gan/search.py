@@ -10,6 +10,11 @@ grid never shifts results into the wrong folder (the origin's resume index did).
 
 Planning (``plan_trials``, ``expand_grid``, ``load_grid``) imports no TensorFlow: Airflow parses
 the DAG and plans cheaply; ``train_trial`` imports it when it trains.
+
+Why it is over 600 lines: it is the one owner of the search's sequence (grid parsing, planning,
+training a planned trial, halving's promotions, the leaderboard, the object-store sync around each
+step); the strategies' arithmetic is already apart (:mod:`metgan.gan.strategy`). The next split,
+if it grows, is the grid file's parsing (``load_grid`` .. ``grid_labels``) into a module of its own.
 """
 
 from __future__ import annotations
