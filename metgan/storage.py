@@ -202,7 +202,7 @@ class Store:
         """The store rooted at ``prefix`` (a subset, a search, a trial)."""
         prefix = check_key(prefix)
         if self.is_remote:
-            return Store(self._remote(prefix), self.mirror / prefix, self.options, )
+            return Store(self._remote(prefix), self.mirror / prefix, self.options)
         return Store.local(self.mirror / prefix)
 
     # --- single files -----------------------------------------------------------------------

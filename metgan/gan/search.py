@@ -270,16 +270,15 @@ def subset_folder(subset: str, settings: Settings | None = None) -> Path:
     on an object store, the worker's staged copy of it (:mod:`metgan.images.staging`)."""
     settings = settings or get_settings()
     name = _checked(subset, "subset name")
-    if settings.data_store.is_remote:
+    store = settings.data_store
+    if store.is_remote and store.exists(f"subsets/{name}/manifest.csv"):
         from metgan.images.staging import stage_subset
 
         try:
             return stage_subset(name, settings)
         except SubsetError as exc:
-            if "no manifest.csv" in str(exc):
-                return settings.subsets_dir / name  # not built: check_subset says which ones exist
             raise GanConfigError(str(exc)) from None
-    return settings.subsets_dir / name
+    return settings.subsets_dir / name  # on a store without the subset: check_subset says which exist
 
 
 def existing_subsets(settings: Settings | None = None) -> list[str]:
