@@ -48,7 +48,7 @@ from metgan.images.selection import (
     candidate_object_ids,
 )
 from metgan.progress import Progress
-from metgan.storage import Store
+from metgan.storage import STORE_CONCURRENCY, Store
 from metgan.store import get_engine
 from metgan.store import subsets as repository
 
@@ -136,7 +136,7 @@ def _fetch_sources(store: Store, todo: list[SourceImage]) -> None:
             store.fetch(f"images/{image.path}")
         except StorageError as exc:
             log.warning("subset source %s not fetched: %s", image.path, exc)
-    with ThreadPoolExecutor(16) as pool:
+    with ThreadPoolExecutor(STORE_CONCURRENCY) as pool:
         list(pool.map(fetch, todo))
 
 
@@ -148,9 +148,7 @@ def _publish(store: Store, name: str, params_hash: str, built: set[str]) -> None
     store.publish(_key(name, "subset.json"))
     store.publish(_key(name, "manifest.csv"))  # last: the switch, for readers of the store
     keep = {f"{generation}/{sha}.png" for sha in built}
-    for key in store.list(_key(name, "images")):
-        if key not in keep:
-            store.remove(key)
+    store.remove_all(sorted(key for key in store.list(_key(name, "images")) if key not in keep))
 
 
 def _manifest(rows: list[dict], params: SubsetParams, params_hash: str) -> str:
@@ -189,23 +187,32 @@ def _convert(engine: Engine, name: str, todo: list[SourceImage], folder: Path, p
     generation = _generation(params_hash)
     pairs = [(settings.images_dir / image.path, folder / generation / f"{image.sha256}.png") for image in todo]
     results = convert_many(pairs, params.shape, workers=workers, max_pixels=settings.max_image_pixels)
-    for image, result in zip(todo, results, strict=True):
-        processed[result.status] += 1
-        pending.append({
-            "subset_name": name, "sha256": image.sha256, "object_id": image.object_id,
-            "image_seq": image.seq, "status": result.status, "reason": result.reason,
-            "path": f"{generation}/{image.sha256}.png" if result.status == "ok" else None,
-            "params_hash": params_hash,
-            "source_width": result.source_width or image.width,
-            "source_height": result.source_height or image.height,
-        })
-        if len(pending) >= _FLUSH_EVERY:
-            repository.upsert_images(engine, pending)
-            pending = []
-        progress.advance()
+    with settings.data_store.uploads() as uploads:
+        for image, result in zip(todo, results, strict=True):
+            if result.status == "ok":
+                uploads.add(_key(name, generation, f"{image.sha256}.png"))
+            _record(pending, processed, name, image, result, generation, params_hash, engine)
+            progress.advance()
     repository.upsert_images(engine, pending)
     progress.finish()
     return processed
+
+
+def _record(pending: list[dict], processed: Counter, name: str, image: SourceImage, result, generation: str,
+            params_hash: str, engine: Engine) -> None:
+    """Count one conversion result and queue its row, storing the queue every _FLUSH_EVERY rows."""
+    processed[result.status] += 1
+    pending.append({
+        "subset_name": name, "sha256": image.sha256, "object_id": image.object_id,
+        "image_seq": image.seq, "status": result.status, "reason": result.reason,
+        "path": f"{generation}/{image.sha256}.png" if result.status == "ok" else None,
+        "params_hash": params_hash,
+        "source_width": result.source_width or image.width,
+        "source_height": result.source_height or image.height,
+    })
+    if len(pending) >= _FLUSH_EVERY:
+        repository.upsert_images(engine, pending)
+        pending.clear()
 
 
 def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = None, *,

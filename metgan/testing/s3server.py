@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,22 +47,57 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def s3_server(bucket: str = "metgan") -> Iterator[S3Server]:
-    """A running moto S3 server on 127.0.0.1 with ``bucket`` created; stopped on exit."""
-    import logging
+def s3_server(bucket: str = "metgan", *, own_process: bool = False,
+              check_credentials: bool = False) -> Iterator[S3Server]:
+    """A running moto S3 server on 127.0.0.1 with ``bucket`` created; stopped on exit.
 
-    from moto.server import ThreadedMotoServer
+    By default the server runs in threads of this process (cheap to start, enough for tests).
+    ``own_process`` runs it as a separate process instead, as a real object store is: a
+    benchmark must not make its S3 requests share this process's interpreter lock with the
+    server that answers them.
+
+    ``check_credentials`` (implies ``own_process``) makes the server refuse every request whose
+    access key it does not know, as a real store does; moto knows none, so every request is
+    refused and no bucket is created: for tests of what a refused client prints."""
+    own_process = own_process or check_credentials
+    import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    found = S3Server(endpoint_url=f"http://127.0.0.1:{port}", bucket=bucket)
+    if own_process:
+        env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"} if check_credentials else None
+        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        stop = server.terminate
+        _wait_for_port(port, server)
+    else:
+        from moto.server import ThreadedMotoServer
+
+        threaded = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        threaded.start()
+        stop = threaded.stop
     try:
-        found = S3Server(endpoint_url=f"http://127.0.0.1:{port}", bucket=bucket)
+        if check_credentials:
+            yield found
+            return
         import boto3
 
         boto3.client("s3", endpoint_url=found.endpoint_url, aws_access_key_id=ACCESS_KEY,
                      aws_secret_access_key=SECRET_KEY, region_name=REGION).create_bucket(Bucket=bucket)
         yield found
     finally:
-        server.stop()
+        stop()
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the moto server exited with status {process.returncode} before listening")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    process.terminate()
+    raise RuntimeError(f"the moto server did not listen on port {port} within {timeout:.0f} s")

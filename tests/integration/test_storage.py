@@ -89,6 +89,72 @@ def test_push_uploads_changes_only_and_the_named_keys_last(s3, tmp_path, monkeyp
     assert store.push("vases") == 1 and order[-1] == "vases/3.png"
 
 
+def test_a_refused_upload_stops_the_named_keys_last_but_not_the_others(s3, tmp_path, monkeypatch):
+    """Concurrent puts: every other file is still tried, the error names the refused one, and the
+    manifest (the reader's switch) is not published over a folder that lacks a file."""
+    store = remote(s3, tmp_path, "w", prefix="refused")
+    for i in range(40):
+        store.path(f"vases/{i:02d}.png").parent.mkdir(parents=True, exist_ok=True)
+        store.path(f"vases/{i:02d}.png").write_bytes(b"png %d" % i)
+    store.path("vases/manifest.csv").write_text("path\n")
+    publish = Store.publish
+
+    def flaky(self, key):
+        if key == "vases/07.png":
+            raise StorageError("storage upload of 'vases/07.png' failed: refused")
+        publish(self, key)
+    monkeypatch.setattr(Store, "publish", flaky)
+    with pytest.raises(StorageError, match="07.png"):
+        store.push("vases", last=["vases/manifest.csv"])
+    stored = store.list("vases")
+    assert "vases/manifest.csv" not in stored and "vases/07.png" not in stored
+    assert len(stored) == 39
+    monkeypatch.setattr(Store, "publish", publish)
+    assert store.push("vases", last=["vases/manifest.csv"]) == 2  # the refused file and the manifest
+    assert len(store.list("vases")) == 41
+
+
+def test_the_named_keys_are_put_only_after_every_other_put_finished(s3, tmp_path, monkeypatch):
+    import time
+
+    store = remote(s3, tmp_path, "w", prefix="ordered")
+    for i in range(32):
+        store.path(f"v/{i}.png").parent.mkdir(parents=True, exist_ok=True)
+        store.path(f"v/{i}.png").write_bytes(b"x" * (i + 1))
+    store.path("v/manifest.csv").write_text("m")
+    events: list[tuple[str, str, float]] = []
+    publish = Store.publish
+
+    def timed(self, key):
+        events.append(("start", key, time.monotonic()))
+        publish(self, key)
+        events.append(("end", key, time.monotonic()))
+    monkeypatch.setattr(Store, "publish", timed)
+    store.push("v", last=["v/manifest.csv"])
+    manifest_start = next(t for kind, key, t in events if kind == "start" and key == "v/manifest.csv")
+    others_end = max(t for kind, key, t in events if kind == "end" and key != "v/manifest.csv")
+    assert others_end <= manifest_start
+    starts = [t for kind, key, t in events if kind == "start" and key != "v/manifest.csv"]
+    ends = sorted(t for kind, key, t in events if kind == "end" and key != "v/manifest.csv")
+    assert sum(1 for t in starts if t < ends[0]) > 1, "the puts ran one after the other"
+
+
+def test_uploads_started_while_producing_all_land_and_a_failure_is_raised_at_the_end(s3, tmp_path, monkeypatch):
+    store = remote(s3, tmp_path, "w", prefix="streamed")
+    publish = Store.publish
+    monkeypatch.setattr(Store, "publish", lambda self, key: (_ for _ in ()).throw(
+        StorageError(f"refused {key}")) if key.endswith("3.png") else publish(self, key))
+    with pytest.raises(StorageError, match="refused out/3.png"):
+        with store.uploads() as uploads:
+            for i in range(8):
+                store.path(f"out/{i}.png").parent.mkdir(parents=True, exist_ok=True)
+                store.path(f"out/{i}.png").write_bytes(b"%d" % i)
+                uploads.add(f"out/{i}.png")
+    assert sorted(store.list("out")) == [f"out/{i}.png" for i in range(8) if i != 3]
+    with Store.local(tmp_path / "plain").uploads() as uploads:  # a local folder: nothing to put
+        uploads.add("anything.png")
+
+
 def test_pull_mirrors_a_prefix_into_a_fresh_worker(s3, tmp_path):
     writer = remote(s3, tmp_path, "writer", prefix="results")
     for key in ("s/t/trial.json", "s/t/samples/e1.png", "s/u/trial.json"):
@@ -284,14 +350,18 @@ def test_storage_check_from_a_fresh_shell_creates_the_bucket_and_round_trips(s3,
     assert leftovers == {}, "the probe object was left behind"
 
 
-def test_storage_check_names_bad_credentials_without_printing_them(s3, tmp_path):
+def test_storage_check_names_bad_credentials_without_printing_them(tmp_path):
     import json
 
-    options = {**s3.options, "secret": "WRONG-SECRET-VALUE"}
-    env = {"METGAN_DATA_DIR": f"s3://{s3.bucket}/data", "METGAN_RESULTS_DIR": str(tmp_path / "r"),
-           "METGAN_STORAGE_OPTIONS": json.dumps(options), "METGAN_CACHE_DIR": str(tmp_path / "cache")}
-    result = _cli(env, "storage", "check")
-    # moto accepts any secret unless told otherwise; what matters is that a secret never shows
+    with s3_server(check_credentials=True) as strict:  # refuses every key it does not know
+        options = {**strict.options, "key": "AKIA-UNKNOWN-KEY", "secret": "WRONG-SECRET-VALUE"}
+        env = {"METGAN_DATA_DIR": f"s3://{strict.bucket}/data", "METGAN_RESULTS_DIR": str(tmp_path / "r"),
+               "METGAN_STORAGE_OPTIONS": json.dumps(options), "METGAN_CACHE_DIR": str(tmp_path / "cache")}
+        result = _cli(env, "storage", "check")
+    assert result.returncode != 0, result.stdout
+    error = result.stderr.strip()
+    assert error.count("\n") == 0, error  # one line, no traceback
+    assert f"s3://{strict.bucket}/data" in error and "access key" in error.lower(), error
     assert "WRONG-SECRET-VALUE" not in result.stdout + result.stderr
 
 
