@@ -20,6 +20,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any, TypeVar
 
@@ -37,7 +38,7 @@ from metgan.met.client import Attempts, MetClient, run_sync
 from metgan.met.download import ImageGone, download_image, image_key, stored_intact, sweep_temp_files
 from metgan.met.parse import parse_record
 from metgan.progress import Progress
-from metgan.storage import Store
+from metgan.storage import STORE_CONCURRENCY, Store
 from metgan.store import get_engine
 from metgan.store import met as repository
 from metgan.store.met import FetchOutcome, ImageOutcome
@@ -294,8 +295,14 @@ def download_images(batch: dict, *, additional_images: bool = False, settings: S
     for folder in {images_dir / str(row.object_id) for row in rows}:
         counts["temp_removed"] += sweep_temp_files(folder)
     store = settings.data_store
+    stored_ok = [row for row in rows if row.status == "ok"]
+    with ThreadPoolExecutor(STORE_CONCURRENCY) as pool:
+        # on an object store each check is a round trip (the object's metadata): ask them together
+        check = pool.map if store.is_remote else map
+        intact = {id(row): ok for row, ok in zip(stored_ok, check(lambda row: _intact(store, images_dir, row),
+                                                                  stored_ok), strict=True)}
     for row in rows:
-        if row.status == "ok" and _intact(store, images_dir, row):
+        if row.status == "ok" and intact[id(row)]:
             counts["already"] += 1
         elif row.status in ("rejected", "gone"):
             counts[f"{row.status}_before"] += 1
