@@ -148,6 +148,9 @@ def main() -> None:
           f"({ratio:.2f}x; target >= 0.95x)")
     print(f"the S3 server itself (moto, on these same 2 cores): {puts:.0f} PUT/s, {gets:.0f} GET/s "
           f"with bare s3fs calls, 16 in flight")
+    floor = local["subset"] + remote["vases"] / puts
+    print(f"subset on S3 at this server's pace (local build + {remote['vases']} bare PUTs): {floor:.2f} s; "
+          f"ours {remote['subset']:.2f} s ({remote['subset'] / floor:.2f}x of that floor)")
     print(f"speedup: {ratio:.2f}x")
 
 
