@@ -126,6 +126,26 @@ def _md5(info: dict) -> str | None:
     return etag.lower() if len(etag) == 32 and all(c in "0123456789abcdefABCDEF" for c in etag) else None
 
 
+# The MD5 of a mirror file by (path, size, mtime in ns): a long-lived reader (the gallery pulls on
+# every page load) hashes a file again only when it changed. Not the version a pull compares on
+# its own: S3 gives modification times to the second, too coarse to tell two puts apart.
+_MD5_BY_VERSION: dict[tuple[str, int, int], str | None] = {}
+_MD5_CACHE_SIZE = 200_000
+
+
+def _mirror_md5(path: Path) -> str | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    version = (str(path), stat.st_size, stat.st_mtime_ns)
+    if version not in _MD5_BY_VERSION:
+        if len(_MD5_BY_VERSION) >= _MD5_CACHE_SIZE:
+            _MD5_BY_VERSION.clear()
+        _MD5_BY_VERSION[version] = file_md5(path)
+    return _MD5_BY_VERSION[version]
+
+
 def file_md5(path: Path) -> str | None:
     digest = hashlib.md5(usedforsecurity=False)
     try:
@@ -412,7 +432,7 @@ class Store:
             if have is None or have[0] != size:
                 stale.append(key)
             elif md5 is not None:  # S3's single-part ETag: the content itself decides
-                if file_md5(self.path(key)) != md5:
+                if _mirror_md5(self.path(key)) != md5:
                     stale.append(key)
             elif modified is not None and have[1] != modified:
                 stale.append(key)

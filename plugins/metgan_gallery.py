@@ -47,21 +47,35 @@ MAX_PATH_LENGTH = 1024
 THUMBS_DIR = ".thumbs"  # the gallery's own cache under the results folder; nothing else reads it
 
 
-def results_dir() -> Path:
+def results_store():
+    """The results as this server reads them. On an object store (METGAN_RESULTS_DIR=s3://...)
+    the gallery keeps a mirror of its own under the cache (``<cache>/gallery/...``), not the
+    workers': in compose every container on a host shares one cache volume, and a pull into the
+    mirror a training worker writes in would replace its files written since its last checkpoint
+    push with the older stored copies. The gallery only reads, so its mirror is never pushed."""
     from metgan.config import get_settings
+    from metgan.storage import Store, mirror_for
 
-    return get_settings().results_dir
+    settings = get_settings()
+    store = settings.results_store
+    if not store.is_remote:
+        return store
+    mirror = mirror_for(store.location, "gallery", {"METGAN_CACHE_DIR": str(settings.cache_dir)})
+    return Store(store.location, mirror, store.options)
+
+
+def results_dir() -> Path:
+    return results_store().mirror
 
 
 def _refresh_from_store(path: str = "") -> None:
-    """On an object store (METGAN_RESULTS_DIR=s3://...), bring this server's mirror of the results
-    up to date before reading it: one file (``path``) or every search's records and pictures (no
-    checkpoints, and the gallery's own thumbnails stay). On a local folder: nothing to do."""
-    from metgan.config import get_settings
+    """On an object store, bring the gallery's mirror of the results up to date before reading
+    it: one file (``path``) or every search's records and pictures (no checkpoints, and the
+    gallery's own thumbnails stay). On a local folder: nothing to do."""
     from metgan.errors import MetganError
     from metgan.gan.search import HEAVY_PARTS
 
-    store = get_settings().results_store
+    store = results_store()
     if not store.is_remote:
         return
     try:

@@ -7,6 +7,7 @@ worker wrote is only visible to the other through the server, as on two hosts.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -375,3 +376,49 @@ def test_a_file_put_by_another_host_after_a_listing_is_seen(s3, tmp_path):
     Store(reader.location, tmp_path / "other", {**s3.options, "skip_instance_cache": True}).write_bytes(
         "s/b.txt", b"b")
     assert reader.exists("s/b.txt") and set(reader.list("s")) == {"s/a.txt", "s/b.txt"}
+
+
+def test_a_second_pull_of_an_unchanged_prefix_hashes_nothing(s3, tmp_path, monkeypatch):
+    """A pull hashes a mirror file once per local version (then compares the remembered MD5 with
+    the ETag), so the gallery's pull on every page load does not re-read every picture, and a new
+    version put by another host within the same second is still seen."""
+    import metgan.storage as storage
+
+    writer = remote(s3, tmp_path, "writer", prefix="hashed")
+    for i in range(5):
+        writer.write_bytes(f"s/{i}.png", b"%d" % i)
+    hashed: list = []
+    real_md5 = storage.file_md5
+    monkeypatch.setattr(storage, "file_md5", lambda path: (hashed.append(path), real_md5(path))[1])
+    monkeypatch.setattr(storage, "_MD5_BY_VERSION", {})
+    assert writer.pull("s") == 0 and len(hashed) == 5  # the writer's own files: the same bytes
+    hashed.clear()
+    assert writer.pull("s") == 0 and hashed == []
+    other = remote(s3, tmp_path, "other", prefix="hashed")
+    other.write_bytes("s/2.png", b"X")  # another host: a new version, same size
+    assert writer.pull("s") == 1 and writer.path("s/2.png").read_bytes() == b"X"
+
+
+def test_the_gallery_reads_a_mirror_of_its_own_and_leaves_a_workers_unpushed_files_alone(
+        s3, tmp_path, monkeypatch):
+    """In compose every container of a host shares one cache: a page load must not replace a
+    training worker's files written since its last push with the older stored copies."""
+    import json
+
+    from metgan.config import get_settings
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "plugins"))
+    import metgan_gallery
+
+    for name, value in {**s3.env("data", "gallery-results"), "METGAN_CACHE_DIR": str(tmp_path / "cache"),
+                        "METGAN_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/unused"}.items():
+        monkeypatch.setenv(name, value)
+    worker = get_settings().results_store
+    worker.write_bytes("s/t/metrics.jsonl", b'{"epoch": 1}\n')  # pushed at a checkpoint
+    worker.path("s/t/metrics.jsonl").write_bytes(b'{"epoch": 1}\n{"epoch": 2}\n')  # not pushed yet
+    metgan_gallery._refresh_from_store()
+    assert worker.path("s/t/metrics.jsonl").read_bytes() == b'{"epoch": 1}\n{"epoch": 2}\n'
+    gallery = metgan_gallery.results_dir()
+    assert gallery != worker.mirror and gallery.is_relative_to(tmp_path / "cache" / "gallery")
+    assert (gallery / "s/t/metrics.jsonl").read_bytes() == b'{"epoch": 1}\n'
+    assert json.loads((gallery / "s/t/metrics.jsonl").read_text().splitlines()[0]) == {"epoch": 1}
