@@ -9,12 +9,15 @@ is off (a stopped preset would leave the comparison); everything else is the pre
 
 Printed per preset: the final SWD / floor ratio, the time to reach 3x the floor (or "not
 reached"), epochs and images trained. A side-by-side PNG of real images and each preset's final
-samples goes to ``--out``. The last line is ``speedup: Nx`` = the default preset's time to reach
-its own final SWD divided by fastgan's time to reach that same SWD ("not reached" when it never
-did). Wall-clock time includes the periodic scoring, which each preset pays per scored epoch.
+samples goes to ``--out``. The last line is ``speedup: Nx`` = the ``--baseline`` variant's time
+(default: preset default) to reach its own final SWD divided by the ``--candidate``'s (default:
+fastgan) time to reach that same SWD ("not reached" when it never did). A variant is a preset with
+overrides, ``default+mixed_precision=on`` (bf16 on a CPU). Wall-clock time includes the periodic scoring, which each preset pays per scored epoch.
 
     python bench/quality.py                       # 600 s per preset, 1280 vases, 80x64
     python bench/quality.py --budget-s 60         # a short check that the script runs
+    python bench/quality.py --budget-s 300 --presets default,default+mixed_precision=on \
+        --candidate default+mixed_precision=on   # float32 against bf16 at equal time
 """
 
 from __future__ import annotations
@@ -38,22 +41,39 @@ PRESETS = ("origin", "default", "fastgan")
 TARGET_RATIO = 3.0
 
 
-def train_preset(preset: str, images: np.ndarray, args, out: Path) -> dict:
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``preset`` or ``preset+key=value+...`` (values as JSON where they parse, else strings):
+    ``default+mixed_precision=on`` is the default preset trained in bf16 on a CPU."""
+    preset, *changes = text.split("+")
+    overrides = {}
+    for change in changes:
+        key, sep, value = change.partition("=")
+        if not sep or not key:
+            sys.exit(f"variant {text!r}: {change!r} is not key=value")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return preset, overrides
+
+
+def train_preset(variant: str, images: np.ndarray, args, out: Path) -> dict:
     from metgan import trialdir
     from metgan.gan.config import GanConfig
     from metgan.gan.trial import run_trial
 
+    preset, overrides = parse_variant(variant)
     config = GanConfig.from_dict({
-        "preset": preset, "height": args.height, "width": args.width, "epochs": 10**5,
+        **overrides, "preset": preset, "height": args.height, "width": args.width, "epochs": 10**5,
         "time_budget_s": args.budget_s, "swd_every": args.swd_every, "swd_images": args.swd_images,
         "holdout": args.holdout, "checkpoint_every": 10**5, "collapse_patience": 10**5, "n_generated": 0,
         "n_samples": 16, "seed": args.seed})
-    trial_dir = out / preset
+    trial_dir = out / variant.replace("=", "-")
     summary = run_trial(trial_dir, config, out / "unused", images=images)
     info = trialdir.read_trial_info(trial_dir)
     scored = [(line["wall_s"], line["swd"], line["swd_real"], line["swd_count"])
               for line in trialdir.read_metrics(trial_dir) if line.get("swd") is not None]
-    return {"preset": preset, "curve": scored, "epochs": summary["epochs"], "images": info["images_seen"],
+    return {"preset": variant, "precision": info.get("precision"), "curve": scored, "epochs": summary["epochs"], "images": info["images_seen"],
             "wall_s": info["wall_s"], "grid": trial_dir / trialdir.FINAL_GRID,
             "chroma": trialdir.read_metrics(trial_dir)[-1].get("chroma")}
 
@@ -93,7 +113,11 @@ def main() -> None:
     parser.add_argument("--holdout", type=float, default=0.2, help="share never trained on, scored against")
     parser.add_argument("--swd-every", type=int, default=2, help="epochs between SWD scores")
     parser.add_argument("--swd-images", type=int, default=512, help="held-out images scored (both halves)")
-    parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets to compare")
+    parser.add_argument("--presets", default=",".join(PRESETS),
+                        help="comma-separated presets to compare; a preset may carry overrides, "
+                             "preset+key=value+... (e.g. default+mixed_precision=on)")
+    parser.add_argument("--baseline", default="default", help="the variant speedup is measured against")
+    parser.add_argument("--candidate", default="fastgan", help="the variant whose speedup is printed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for trials and the PNG (default: a new temp folder)")
     args = parser.parse_args()
@@ -110,20 +134,22 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     runs = []
     for preset in presets:
-        if (args.out / preset).exists():
+        parse_variant(preset)  # a malformed variant fails before any training
+    for preset in presets:
+        if (args.out / preset.replace("=", "-")).exists():
             sys.exit(f"{args.out / preset} exists: remove it or pick another --out (a finished trial is not retrained)")
         print(f"training {preset} for {args.budget_s:.0f} s ...", flush=True)
         runs.append(train_preset(preset, images, args, args.out))
 
     print(f"\n{args.height}x{args.width}, {args.images} vases, {args.holdout:.0%} held out, "
           f"{args.budget_s:.0f} s per preset; SWD x1e3 on held-out images")
-    header = ("preset", "final SWD", "floor", "images/side", "SWD/floor", f"time to {TARGET_RATIO:g}x floor",
+    header = ("preset", "precision", "final SWD", "floor", "images/side", "SWD/floor", f"time to {TARGET_RATIO:g}x floor",
               "epochs", "images trained", "object chroma")
     rows = [header]
     for run in runs:
         wall, swd, floor, count = run["curve"][-1]
         reach = time_to_reach(run["curve"], TARGET_RATIO * floor)
-        rows.append((run["preset"], f"{swd:.1f}", f"{floor:.1f}", str(count), f"{swd / floor:.2f}",
+        rows.append((run["preset"], str(run["precision"]), f"{swd:.1f}", f"{floor:.1f}", str(count), f"{swd / floor:.2f}",
                      f"{reach:.0f} s" if reach is not None else "not reached", str(run["epochs"]),
                      str(run["images"]), "-" if run["chroma"] is None else f"{run['chroma']:.1f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -141,17 +167,18 @@ def main() -> None:
                       for run in runs}))
 
     by_name = {run["preset"]: run for run in runs}
-    if "default" in by_name and "fastgan" in by_name:
-        default_final = by_name["default"]["curve"][-1][1]
-        default_time = time_to_reach(by_name["default"]["curve"], default_final)
-        fast_time = time_to_reach(by_name["fastgan"]["curve"], default_final)
-        fast_final = by_name["fastgan"]["curve"][-1][1]
-        print(f"fastgan final SWD {100 * (1 - fast_final / default_final):.0f}% lower than default's "
+    base, candidate = args.baseline, args.candidate
+    if base in by_name and candidate in by_name:
+        base_final = by_name[base]["curve"][-1][1]
+        base_time = time_to_reach(by_name[base]["curve"], base_final)
+        cand_time = time_to_reach(by_name[candidate]["curve"], base_final)
+        cand_final = by_name[candidate]["curve"][-1][1]
+        print(f"{candidate} final SWD {100 * (1 - cand_final / base_final):.0f}% lower than {base}'s "
               f"(target >= 40%)")
-        if fast_time is None:
-            print(f"speedup: not reached (fastgan never reached default's final SWD {default_final:.1f})")
+        if cand_time is None:
+            print(f"speedup: not reached ({candidate} never reached {base}'s final SWD {base_final:.1f})")
         else:
-            print(f"speedup: {default_time / fast_time:.2f}x")
+            print(f"speedup: {base_time / cand_time:.2f}x")
 
 
 if __name__ == "__main__":

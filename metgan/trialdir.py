@@ -96,6 +96,7 @@ class TrialInfo(TypedDict, total=False):
     device: str | None
     hostname: str | None
     mixed_precision: bool
+    precision: str  # the Keras dtype policy: float32 | mixed_float16 | mixed_bfloat16
     xla: bool
     train_images: int  # images trained on (the subset less any holdout)
     eval_images: int  # real images the scores compare against

@@ -278,23 +278,31 @@ class GAN(keras.Model):
             ema_weight.assign(decay * ema_weight + (1.0 - decay) * tf.cast(weight, ema_weight.dtype))
 
 
-def make_optimizers(config: GanConfig, mixed_precision: bool):
+# The Keras dtype policies a trial may train under: float32, float16 compute with loss scaling
+# (GPUs), bfloat16 compute (CPUs with native bf16, TPUs; its float32 exponent needs no scaling).
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def make_optimizers(config: GanConfig, precision: str = "float32"):
     d_opt = keras.optimizers.Adam(config.d_lr, beta_1=config.d_beta1, beta_2=config.d_beta2, name="d_adam")
     g_opt = keras.optimizers.Adam(config.g_lr, beta_1=config.g_beta1, beta_2=config.g_beta2, name="g_adam")
-    if mixed_precision:
+    if precision == "mixed_float16":
         d_opt = keras.optimizers.LossScaleOptimizer(d_opt, name="d_loss_scale")
         g_opt = keras.optimizers.LossScaleOptimizer(g_opt, name="g_loss_scale")
     return d_opt, g_opt
 
 
-def build_gan(config: GanConfig, *, mixed_precision: bool = False, jit_compile: bool = False) -> GAN:
+def build_gan(config: GanConfig, *, precision: str = "float32", jit_compile: bool = False) -> GAN:
     """Builders + optimizers + compile: a GAN ready for ``fit``.
 
-    With ``mixed_precision`` the layers compute in float16 (variables, the tanh output and the
-    logit stay float32) and both optimizers scale the loss dynamically.
+    ``precision`` is one of PRECISIONS: under a mixed policy the layers compute in float16 or
+    bfloat16 while the variables, the tanh output and the logit stay float32; float16 adds
+    dynamic loss scaling to both optimizers.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
+    keras.config.set_dtype_policy(precision)
     try:
         decoder = None
         if config.architecture == "fastgan":
@@ -308,7 +316,7 @@ def build_gan(config: GanConfig, *, mixed_precision: bool = False, jit_compile: 
                   ema_decay=config.ema_decay, decoder=decoder, name="gan")
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    d_opt, g_opt = make_optimizers(config, mixed_precision)
+    d_opt, g_opt = make_optimizers(config, precision)
     gan.compile(d_optimizer=d_opt, g_optimizer=g_opt, loss=config.loss, diffaugment=config.diffaugment,
                 r1_weight=config.r1_weight, gp_weight=config.gp_weight, d_steps=config.d_steps,
                 g_batch_factor=config.g_batch_factor, recon_weight=config.recon_weight, jit_compile=jit_compile,

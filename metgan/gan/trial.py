@@ -29,6 +29,8 @@ FINISHED = ("completed", "stopped")
 # Reached the epochs a halving rung asked for: trained no further until a later rung asks.
 AT_RUNG = ("paused", "pruned")
 FINAL_GRID_IMAGES = 64
+# The architectures that ``mixed_precision: auto`` trains in bfloat16 on a CPU with native bf16.
+CPU_BF16_ARCHITECTURES: tuple[str, ...] = ()
 
 
 def error_summary(exc: BaseException, limit: int = 500) -> str:
@@ -59,12 +61,38 @@ def device_info() -> tuple[str, bool]:
     return f"CPU ({os.cpu_count()} cores)", False
 
 
-def resolve_switches(config: GanConfig, has_gpu: bool) -> tuple[bool, bool]:
-    """(mixed precision, XLA) after resolving "auto": on only with a GPU (XLA was no win on our CPU)."""
-    def resolve(value: str) -> bool:
-        return has_gpu if value == "auto" else value == "on"
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 natively (x86's AVX-512 BF16 or AMX; elsewhere TF
+    emulates it, slower than float32)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[-1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
-    return resolve(config.mixed_precision), resolve(config.xla)
+
+def resolve_switches(config: GanConfig, has_gpu: bool, *, bf16: bool | None = None) -> tuple[str, bool]:
+    """(the Keras dtype policy, XLA) after resolving "auto".
+
+    ``mixed_precision: on`` means float16 on a GPU and bfloat16 on a CPU (a CPU has no fast
+    float16); ``auto`` turns it on with a GPU, and on a CPU with native bf16 (``bf16``, read from
+    /proc/cpuinfo when not given) for the DCGAN family only, where bench/quality.py measured it
+    the better at equal time (README, "bf16 on CPU"). XLA: ``auto`` means on with a GPU only (no
+    win on our CPU)."""
+    if bf16 is None:
+        bf16 = cpu_has_bf16()
+    mode = config.mixed_precision
+    if mode == "auto":
+        on = has_gpu or (bf16 and config.architecture in CPU_BF16_ARCHITECTURES)
+    else:
+        on = mode == "on"
+    precision = "float32" if not on else "mixed_float16" if has_gpu else "mixed_bfloat16"
+    return precision, (has_gpu if config.xla == "auto" else config.xla == "on")
 
 
 def _objective(lines: list[dict], key: str = "swd", trial_dir: Path | None = None) -> float | None:
@@ -181,8 +209,8 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
     from metgan.gan.model import build_gan
 
     device, has_gpu = device_info()
-    mixed, xla = resolve_switches(config, has_gpu)
-    info.update(device=device, mixed_precision=mixed, xla=xla)
+    precision, xla = resolve_switches(config, has_gpu)
+    info.update(device=device, mixed_precision=precision != "float32", precision=precision, xla=xla)
     (trial_dir / trialdir.SAMPLES).mkdir(exist_ok=True)
 
     latents_path = trial_dir / trialdir.LATENTS
@@ -202,7 +230,7 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
     info.update(train_images=len(reals), eval_images=len(eval_reals), eval_held_out=config.holdout > 0)
 
     keras.utils.set_random_seed(config.seed)
-    gan = build_gan(config, mixed_precision=mixed, jit_compile=xla)
+    gan = build_gan(config, precision=precision, jit_compile=xla)
 
     dataset_probe_steps = len(reals) // config.batch_size
     state = cb.TrialState(trial_dir=trial_dir, config=config, latents=latents, reals=eval_reals,
@@ -235,9 +263,9 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
     if first_epoch < target:
         dataset, steps = data.training_dataset(reals, batch_size=config.batch_size, seed=config.seed,
                                                first_epoch=first_epoch, epochs=target, x_flip=config.x_flip)
-        log.info("trial %s (%s): %d images, %d steps/epoch, epochs %d..%d of %d on %s (mixed precision %s, XLA %s)",
+        log.info("trial %s (%s): %d images, %d steps/epoch, epochs %d..%d of %d on %s (%s, XLA %s)",
                  info["trial_id"], info["label"], len(reals), steps, first_epoch + 1, target, config.epochs,
-                 device, "on" if mixed else "off", "on" if xla else "off")
+                 device, precision, "on" if xla else "off")
         gan.fit(dataset, epochs=target, initial_epoch=first_epoch, steps_per_epoch=steps,
                 callbacks=cb.trial_callbacks(state), verbose=0)
 

@@ -394,19 +394,28 @@ def test_a_holdout_scores_against_images_never_trained_on(tmp_path):
     assert _lines(tmp_path / "t")[-1]["swd_count"] == 10
 
 
-def test_a_fastgan_trials_best_snapshot_loads_in_a_fresh_process(tmp_path):
+@pytest.mark.parametrize(("base", "precision"), [(FASTGAN_TINY, "off"), (TINY, "on"), (FASTGAN_TINY, "on")],
+                         ids=["fastgan", "dcgan-bf16", "fastgan-bf16"])
+def test_a_trials_best_snapshot_loads_in_a_fresh_process(tmp_path, base, precision):
+    """fastgan's custom layers, and a generator trained in bfloat16 (mixed_precision: on, on a
+    CPU), load in a process that has never built them, and give float32 images."""
     from metgan.gan.config import GanConfig
     from metgan.gan.trial import run_trial
     from tests.gan_support import vase_images
 
-    config = GanConfig.from_dict({**FASTGAN_TINY, "epochs": 1})
+    config = GanConfig.from_dict({**base, "epochs": 2, "mixed_precision": precision})
     run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(32))
+    info = trialdir.read_trial_info(tmp_path / "t")
+    assert info["status"] == "completed"
+    assert info["precision"] == ("mixed_bfloat16" if precision == "on" else "float32")
+    assert all(line["swd"] is None or np.isfinite(line["swd"]) for line in trialdir.read_metrics(tmp_path / "t"))
     code = ("import sys, numpy as np; from metgan.gan.export import load_generator;"
-            "g = load_generator(sys.argv[1]); print(tuple(g(np.zeros((2, 16), np.float32)).shape))")
+            "g = load_generator(sys.argv[1]); x = np.asarray(g(np.zeros((2, 16), np.float32)));"
+            "print(x.dtype, tuple(x.shape))")
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "t")], capture_output=True, text=True,
                             env=dict(os.environ), check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "(2, 40, 32, 3)"
+    assert result.stdout.strip().splitlines()[-1] == "float32 (2, 40, 32, 3)"
 
 
 def test_a_trial_asked_for_no_gallery_images_completes_with_its_best_snapshot(tmp_path):

@@ -34,12 +34,13 @@ def test_grayscale_and_spectral_norm_and_dense_layers_build():
 
 
 @pytest.mark.parametrize(("changes", "mixed"), [
-    ({}, False),
+    ({}, "float32"),
     ({"loss": "hinge", "d_norm": "spectral", "r1_weight": 1.0, "diffaugment": ["color", "translation", "cutout"]},
-     False),
-    ({"loss": "wgan-gp", "ema_decay": 0.0}, False),
-    ({"loss": "least-squares", "d_steps": 2, "preset": "origin"}, False),
-    ({}, True),  # the GPU path (float16 compute, loss scaling) also runs on a CPU
+     "float32"),
+    ({"loss": "wgan-gp", "ema_decay": 0.0}, "float32"),
+    ({"loss": "least-squares", "d_steps": 2, "preset": "origin"}, "float32"),
+    ({}, "mixed_float16"),  # the GPU path (float16 compute, loss scaling) also runs on a CPU
+    ({}, "mixed_bfloat16"),  # the CPU path of mixed_precision: on
 ])
 def test_train_step_runs_and_reports_losses_and_accuracies(changes, mixed):
     from metgan.gan.data import training_dataset
@@ -47,9 +48,8 @@ def test_train_step_runs_and_reports_losses_and_accuracies(changes, mixed):
     from tests.gan_support import vase_images
 
     config = GanConfig.from_dict({**TINY, **changes})
-    gan = build_gan(config, mixed_precision=mixed)
-    if mixed:
-        assert gan.generator.get_layer("up_0").dtype_policy.name == "mixed_float16"
+    gan = build_gan(config, precision=mixed)
+    assert gan.generator.get_layer("up_0").dtype_policy.name == mixed
     dataset, steps = training_dataset(vase_images(32), batch_size=16, seed=0, first_epoch=0, epochs=1, x_flip=True)
     before = [w.copy() for w in gan.generator.get_weights()]
     history = gan.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0).history
@@ -248,16 +248,16 @@ def _fastgan_tiny(**changes):
                                 "g_seed_filters": 16, "d_filters": 8, **changes})
 
 
-@pytest.mark.parametrize("mixed", [False, True])  # True: the GPU path (float16, loss scaling) on a CPU
+@pytest.mark.parametrize("mixed", ["float32", "mixed_float16", "mixed_bfloat16"])  # float16: the GPU path
 def test_fastgan_train_step_trains_generator_discriminator_and_decoders(mixed):
     from metgan.gan.data import training_dataset
     from metgan.gan.model import build_gan
     from tests.gan_support import vase_images
 
-    gan = build_gan(_fastgan_tiny(), mixed_precision=mixed)
+    gan = build_gan(_fastgan_tiny(), precision=mixed)
     # float16's loss scaling skips the steps whose scaled gradients overflow, halving the scale each
     # time: give it enough steps to settle before asking that every part has learned something.
-    count = 128 if mixed else 32
+    count = 128 if mixed == "mixed_float16" else 32
     dataset, steps = training_dataset(vase_images(count), batch_size=16, seed=0, first_epoch=0, epochs=1,
                                       x_flip=True)
     before = {name: [w.copy() for w in model.get_weights()]
