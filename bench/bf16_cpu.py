@@ -4,8 +4,9 @@ For each preset (default = DCGAN, fastgan) at 80x64 (HxW), builds the GAN once i
 once under Keras' ``mixed_bfloat16`` policy (bf16 compute, float32 variables; bf16 needs no loss
 scaling), warms both up, then times them in interleaved rounds so machine load hits both alike.
 Prints images/s per policy and the median per-round ratio, and ends with ``speedup: Nx``, the
-default preset's bf16 over float32 ratio. ``mixed_precision: auto`` stays off on a CPU until bf16
-is also shown to keep SWD at equal time (not yet measured).
+default preset's bf16 over float32 ratio. These are bare train steps; whole trials at equal time
+(bench/quality.py with ``+mixed_precision=on`` variants) are what decided ``mixed_precision: auto``:
+there bf16 trained fewer images than float32 and ended no better, so auto stays float32 on a CPU.
 
     python bench/bf16_cpu.py                 # 4 rounds of 4 steps, batch 32
     python bench/bf16_cpu.py --quick         # 40x32, 1 round: checks the script runs

@@ -40,8 +40,7 @@ POOLS = {"met_api": ("METGAN_MET_WORKERS", 4, "Met API: slots x (METGAN_MET_RATE
 # chroma ~26 against the data's ~41); a batch-norm D sees batch colour statistics, and the samples
 # keep the data's colour (chroma ~44; SWD 74.7 against a floor of 26.4 at 120 epochs, measured on
 # a loaded machine). 100 epochs take a little under two minutes per trial on 2 CPU cores.
-DEMO_GAN_BASE = {"height": 40, "width": 32, "swd_every": 10, "d_norm": "batch", "d_dropout": 0.0,
-                 "diffaugment": ["translation"]}
+DEMO_GAN_BASE = {"height": 40, "width": 32, "swd_every": 10}
 DEMO_GRID = {"loss": ["non-saturating", "hinge"]}
 
 # Unpausing starts no run for these: vase_subset waits for the images asset, gan_search has no

@@ -4,9 +4,12 @@ Pure Python on purpose (no TensorFlow import), so that planning a grid search, o
 Airflow DAG, stays cheap. Three presets exist:
 
 * ``default``: our best known small-data setup (DCGAN 4x4 stride-2 convolutions, batch norm in
-  G, LeakyReLU(0.2) + dropout in D, non-saturating loss, Adam(2e-4, 0.5), an EMA of G,
-  DiffAugment colour + translation, x-flips; G's batch-norm statistics follow at momentum 0.9,
-  PyTorch's DCGAN default, so samples drawn in inference mode are right after a few steps).
+  G and in D, LeakyReLU(0.2) in D, non-saturating loss, Adam(2e-4, 0.5), an EMA of G,
+  DiffAugment translation, x-flips; G's batch-norm statistics follow at momentum 0.9, PyTorch's
+  DCGAN default, so samples drawn in inference mode are right after a few steps). Until
+  2026-12-01 D had dropout 0.3 and no norm, and DiffAugment added colour: at equal time that
+  drew grey, look-alike vases (bench/quality.py, README "Quality at equal time"). With
+  ``loss: wgan-gp`` set ``d_norm: none`` too (the gradient penalty is per sample).
   It is sized for CPUs (G 128 filters halving over 3 blocks, D 32 doubling, batch 32): on our
   2-core machine that many more, smaller steps beat a wider model in the same time (bench/train.py).
   On a GPU, widen it in the grid (e.g. g_filters 256-512, d_filters 64, batch 64).
@@ -79,15 +82,15 @@ class GanConfig:
     d_kernel: int = 4
     d_dense: int = 0
     d_dense_units: int = 256
-    d_norm: str = "none"
-    d_dropout: float = 0.3
+    d_norm: str = "batch"
+    d_dropout: float = 0.0
     d_leak: float = 0.2
     # training
     loss: str = "non-saturating"
     gp_weight: float = 10.0
     r1_weight: float = 0.0
     recon_weight: float = 1.0
-    diffaugment: tuple[str, ...] = ("color", "translation")
+    diffaugment: tuple[str, ...] = ("translation",)
     ema_decay: float = 0.999
     g_lr: float = 2e-4
     g_beta1: float = 0.5
@@ -310,7 +313,8 @@ def _validate(c: GanConfig) -> None:
         raise GanConfigError(f"GAN config key 'diffaugment' repeats a policy: {list(c.diffaugment)}")
     if c.loss == "wgan-gp" and c.d_norm == "batch":
         raise GanConfigError("GAN config keys 'loss'='wgan-gp' and 'd_norm'='batch' cannot be combined: "
-                             "the gradient penalty is per sample, batch norm mixes samples")
+                             "the gradient penalty is per sample, batch norm mixes samples "
+                             "(set d_norm: none or spectral with wgan-gp)")
     if c.loss == "wgan-gp" and c.r1_weight > 0:
         raise GanConfigError("GAN config keys 'loss'='wgan-gp' and 'r1_weight' > 0 cannot be combined: "
                              "choose one gradient penalty")

@@ -37,7 +37,7 @@ def test_grayscale_and_spectral_norm_and_dense_layers_build():
     ({}, "float32"),
     ({"loss": "hinge", "d_norm": "spectral", "r1_weight": 1.0, "diffaugment": ["color", "translation", "cutout"]},
      "float32"),
-    ({"loss": "wgan-gp", "ema_decay": 0.0}, "float32"),
+    ({"loss": "wgan-gp", "d_norm": "none", "ema_decay": 0.0}, "float32"),
     ({"loss": "least-squares", "d_steps": 2, "preset": "origin"}, "float32"),
     ({}, "mixed_float16"),  # the GPU path (float16 compute, loss scaling) also runs on a CPU
     ({}, "mixed_bfloat16"),  # the CPU path of mixed_precision: on
