@@ -187,13 +187,17 @@ def _convert(engine: Engine, name: str, todo: list[SourceImage], folder: Path, p
     generation = _generation(params_hash)
     pairs = [(settings.images_dir / image.path, folder / generation / f"{image.sha256}.png") for image in todo]
     results = convert_many(pairs, params.shape, workers=workers, max_pixels=settings.max_image_pixels)
-    with settings.data_store.uploads() as uploads:
-        for image, result in zip(todo, results, strict=True):
-            if result.status == "ok":
-                uploads.add(_key(name, generation, f"{image.sha256}.png"))
-            _record(pending, processed, name, image, result, generation, params_hash, engine)
-            progress.advance()
-    repository.upsert_images(engine, pending)
+    try:
+        with settings.data_store.uploads() as uploads:
+            for image, result in zip(todo, results, strict=True):
+                if result.status == "ok":
+                    uploads.add(_key(name, generation, f"{image.sha256}.png"))
+                _record(pending, processed, name, image, result, generation, params_hash, engine)
+                progress.advance()
+    finally:
+        # also when an upload failed: the rows keep the conversions; the next build puts what the
+        # store lacks (it checks the store's listing, not these rows)
+        repository.upsert_images(engine, pending)
     progress.finish()
     return processed
 

@@ -154,3 +154,32 @@ def test_a_search_on_the_store_resumes_a_trial_on_another_worker_and_publishes(
     assert written["statuses"] == {"completed": 1}
     report = get_settings().results_store.read_bytes("s3-search/report.html").decode()
     assert trial["trial_id"] in report
+
+
+def test_a_refused_png_upload_fails_the_build_without_a_manifest_and_the_rerun_puts_only_it(
+        s3_env, db, fake_met, monkeypatch):
+    from metgan.errors import StorageError
+    from metgan.images.subset import build_subset
+    from metgan.storage import Store
+
+    pipeline.run_ingest("full", batch_size=10, tries=3, new_run=True)
+    publish = Store.publish
+    refused: list[str] = []
+
+    def flaky(self, key, **kwargs):
+        if key.endswith(".png") and not refused:
+            refused.append(key)
+            raise StorageError(f"storage upload of {key!r} failed: refused")
+        publish(self, key, **kwargs)
+    monkeypatch.setattr(Store, "publish", flaky)
+    with pytest.raises(StorageError, match="refused"):
+        build_subset("vases", {"size": "32x40"}, settings=get_settings(), workers=1)
+    store = get_settings().data_store
+    assert not store.exists("subsets/vases/manifest.csv")  # no reader sees a subset missing a file
+    assert refused[0] not in store.list("subsets/vases/images")
+
+    monkeypatch.setattr(Store, "publish", publish)
+    rebuilt = build_subset("vases", settings=get_settings(), workers=1)
+    assert rebuilt["processed"] == 1  # the rows were kept: only the refused image is converted again
+    assert refused[0] in store.list("subsets/vases/images") and store.exists("subsets/vases/manifest.csv")
+    assert len(store.list("subsets/vases/images")) == rebuilt["ok"]
