@@ -115,6 +115,7 @@ def main() -> None:
     epochs = args.epochs or (3 if args.quick else 20)
 
     from bench.ingest import create_database, drop_database  # the scratch database helpers
+    from metgan.storage import STORE_CONCURRENCY
     from metgan.testing.fakemet import run_in_thread
     from metgan.testing.s3server import s3_server
 
@@ -147,7 +148,7 @@ def main() -> None:
     print(f"training images/s: local {local['images_per_s']:.1f}, s3 {remote['images_per_s']:.1f} "
           f"({ratio:.2f}x; target >= 0.95x)")
     print(f"the S3 server itself (moto, on these same 2 cores): {puts:.0f} PUT/s, {gets:.0f} GET/s "
-          f"with bare s3fs calls, 16 in flight")
+          f"with bare s3fs calls, {STORE_CONCURRENCY} in flight")
     floor = local["subset"] + remote["vases"] / puts
     print(f"subset on S3 at this server's pace (local build + {remote['vases']} bare PUTs): {floor:.2f} s; "
           f"ours {remote['subset']:.2f} s ({remote['subset'] / floor:.2f}x of that floor)")

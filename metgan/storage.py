@@ -69,8 +69,14 @@ def _each(action: Callable[[str], Any], keys: Iterable[str]) -> None:
             errors[key] = exc
     with ThreadPoolExecutor(min(STORE_CONCURRENCY, len(keys))) as pool:
         list(pool.map(attempt, keys))
-    if errors:
-        raise errors[min(errors)]
+    _raise_first(errors)
+
+
+def _raise_first(errors: dict[str, BaseException | None]) -> None:
+    """Raise the failure of the first key (in key order) that has one."""
+    failed = sorted(key for key, error in errors.items() if error is not None)
+    if failed:
+        raise errors[failed[0]]
 
 
 def is_url(location: str | os.PathLike) -> bool:
@@ -525,10 +531,7 @@ class _Uploads:
             self.futures[key] = self.pool.submit(self.store.publish, key)
 
     def wait(self) -> None:
-        errors = {key: future.exception() for key, future in self.futures.items()}
-        failed = sorted(key for key, error in errors.items() if error is not None)
-        if failed:
-            raise errors[failed[0]]
+        _raise_first({key: future.exception() for key, future in self.futures.items()})
 
 
 class Sync:

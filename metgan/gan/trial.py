@@ -81,9 +81,9 @@ def resolve_switches(config: GanConfig, has_gpu: bool, *, bf16: bool | None = No
 
     ``mixed_precision: on`` means float16 on a GPU and bfloat16 on a CPU (a CPU has no fast
     float16); ``auto`` turns it on with a GPU, and on a CPU with native bf16 (``bf16``, read from
-    /proc/cpuinfo when not given) for the DCGAN family only, where bench/quality.py measured it
-    the better at equal time (README, "bf16 on CPU"). XLA: ``auto`` means on with a GPU only (no
-    win on our CPU)."""
+    /proc/cpuinfo when not given) only for the architectures in CPU_BF16_ARCHITECTURES: none so
+    far, since bench/quality.py measured bf16 slower at equal time on every one (README, "bf16 on
+    CPU"). XLA: ``auto`` means on with a GPU only (no win on our CPU)."""
     if bf16 is None:
         bf16 = cpu_has_bf16()
     mode = config.mixed_precision

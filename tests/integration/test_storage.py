@@ -403,8 +403,6 @@ def test_the_gallery_reads_a_mirror_of_its_own_and_leaves_a_workers_unpushed_fil
         s3, tmp_path, monkeypatch):
     """In compose every container of a host shares one cache: a page load must not replace a
     training worker's files written since its last push with the older stored copies."""
-    import json
-
     from metgan.config import get_settings
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "plugins"))
@@ -421,4 +419,3 @@ def test_the_gallery_reads_a_mirror_of_its_own_and_leaves_a_workers_unpushed_fil
     gallery = metgan_gallery.results_dir()
     assert gallery != worker.mirror and gallery.is_relative_to(tmp_path / "cache" / "gallery")
     assert (gallery / "s/t/metrics.jsonl").read_bytes() == b'{"epoch": 1}\n'
-    assert json.loads((gallery / "s/t/metrics.jsonl").read_text().splitlines()[0]) == {"epoch": 1}
