@@ -12,12 +12,15 @@ reached"), epochs and images trained. A side-by-side PNG of real images and each
 samples goes to ``--out``. The last line is ``speedup: Nx`` = the ``--baseline`` variant's time
 (default: preset default) to reach its own final SWD divided by the ``--candidate``'s (default:
 fastgan) time to reach that same SWD ("not reached" when it never did). A variant is a preset with
-overrides, ``default+mixed_precision=on`` (bf16 on a CPU). Wall-clock time includes the periodic scoring, which each preset pays per scored epoch.
+overrides, ``default+mixed_precision=on`` (bf16 on a CPU); its overrides win over the bench's own
+settings (``+checkpoint_every=1`` pays a search's per-epoch checkpoints, which the bench skips). Wall-clock time includes the periodic scoring, which each preset pays per scored epoch.
 
     python bench/quality.py                       # 600 s per preset, 1280 vases, 80x64
     python bench/quality.py --budget-s 60         # a short check that the script runs
     python bench/quality.py --budget-s 300 --presets default,default+mixed_precision=on \
         --candidate default+mixed_precision=on   # float32 against bf16 at equal time
+    python bench/quality.py --subset .demo/data/subsets/vases --height 40 --width 32 --holdout 0 \
+        --swd-every 10 --budget-s 90 --presets default+checkpoint_every=1,default   # make demo's trial
 """
 
 from __future__ import annotations
@@ -57,6 +60,21 @@ def parse_variant(text: str) -> tuple[str, dict]:
     return preset, overrides
 
 
+def split_variants(text: str) -> list[str]:
+    """The comma-separated variants of ``--presets``; a comma inside brackets belongs to a JSON list
+    (``default+diffaugment=["translation","cutout"]``)."""
+    variants, depth, current = [], 0, ""
+    for char in text + ",":
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            if current.strip():
+                variants.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return variants
+
+
 def train_preset(variant: str, images: np.ndarray, args, out: Path) -> dict:
     from metgan import trialdir
     from metgan.gan.config import GanConfig
@@ -64,10 +82,10 @@ def train_preset(variant: str, images: np.ndarray, args, out: Path) -> dict:
 
     preset, overrides = parse_variant(variant)
     config = GanConfig.from_dict({
-        **overrides, "preset": preset, "height": args.height, "width": args.width, "epochs": 10**5,
+        "height": args.height, "width": args.width, "epochs": 10**5,
         "time_budget_s": args.budget_s, "swd_every": args.swd_every, "swd_images": args.swd_images,
         "holdout": args.holdout, "checkpoint_every": 10**5, "collapse_patience": 10**5, "n_generated": 0,
-        "n_samples": 16, "seed": args.seed})
+        "n_samples": 16, "seed": args.seed, **overrides, "preset": preset})
     trial_dir = out / variant.replace("=", "-")
     summary = run_trial(trial_dir, config, out / "unused", images=images)
     info = trialdir.read_trial_info(trial_dir)
@@ -108,6 +126,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget-s", type=float, default=600.0, help="training seconds per preset")
     parser.add_argument("--images", type=int, default=1280, help="vases in the subset (>= 1000 for the issue)")
+    parser.add_argument("--subset", type=Path, default=None,
+                        help="train on a built subset folder (e.g. make demo's .demo/data/subsets/vases) "
+                             "instead of --images generated vases")
     parser.add_argument("--height", type=int, default=80)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--holdout", type=float, default=0.2, help="share never trained on, scored against")
@@ -128,8 +149,14 @@ def main() -> None:
     from metgan.gan.config import GanConfig
     from metgan.gan.trial import split_holdout
 
-    presets = [name.strip() for name in args.presets.split(",") if name.strip()]
-    images = vase_images(args.images, args.height, args.width, seed=2)
+    presets = split_variants(args.presets)
+    if args.subset:
+        from metgan.gan.data import load_images
+
+        images = load_images(args.subset, args.height, args.width, 3)
+        args.images = len(images)
+    else:
+        images = vase_images(args.images, args.height, args.width, seed=2)
     args.out = args.out or Path(tempfile.mkdtemp(prefix="metgan-quality-"))
     args.out.mkdir(parents=True, exist_ok=True)
     runs = []
