@@ -134,11 +134,11 @@ def dag_test(dag_id: str, conf: dict, env: dict) -> None:
     failed = result.returncode != 0 or "state=failed" in output or "DagRunState.FAILED" in output
     tail = "\n".join(line for line in output.splitlines()[-15:])
     print(tail)
+    log = Path(env["AIRFLOW_HOME"]) / f"{dag_id}.demo.log"
+    log.write_text(output)
     if failed:
-        log = Path(env["AIRFLOW_HOME"]) / f"{dag_id}.demo.log"
-        log.write_text(output)
         raise SystemExit(f"{dag_id} failed; its full output is in {log}")
-    print(f"{dag_id}: done in {time.monotonic() - started:.0f} s", flush=True)
+    print(f"{dag_id}: done in {time.monotonic() - started:.0f} s (full output: {log})", flush=True)
 
 
 def demo(args: argparse.Namespace) -> int:
