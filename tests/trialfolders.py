@@ -19,7 +19,7 @@ COLLAPSE_REASON = "mode collapse: diversity 0.05 below 0.1 for 3 epochs"
 def completed_trial(tmp_path):
     """Six epochs, SWD every second epoch, two settings changed from the defaults."""
     return make_trial(tmp_path / "search" / "t-complete", epochs=6, swd_every=2,
-                      overrides={"g_lr": 0.0005, "batch_size": 16}, label="lr 5e-4, batch 16")
+                      overrides={"g_lr": 0.0005, "batch_size": 8}, label="lr 5e-4, batch 8")
 
 
 @pytest.fixture

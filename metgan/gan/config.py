@@ -4,15 +4,18 @@ Pure Python on purpose (no TensorFlow import), so that planning a grid search, o
 Airflow DAG, stays cheap. Three presets exist:
 
 * ``default``: our best known small-data setup (DCGAN 4x4 stride-2 convolutions, batch norm in
-  G and in D, LeakyReLU(0.2) in D, non-saturating loss, Adam(2e-4, 0.5), an EMA of G,
-  DiffAugment translation, x-flips; G's batch-norm statistics follow at momentum 0.9, PyTorch's
-  DCGAN default, so samples drawn in inference mode are right after a few steps). Until
+  G and in D, LeakyReLU(0.2) in D, non-saturating loss, Adam(8e-4, 0.5) for both, batch 16, an
+  EMA of G, DiffAugment translation, x-flips; G's batch-norm statistics follow at momentum 0.9,
+  PyTorch's DCGAN default, so samples drawn in inference mode are right after a few steps). Until
   2026-12-01 D had dropout 0.3 and no norm, and DiffAugment added colour: at equal time that
-  drew grey, look-alike vases (bench/quality.py, README "Quality at equal time"). With
-  ``loss: wgan-gp`` set ``d_norm: none`` too (the gradient penalty is per sample).
-  It is sized for CPUs (G 128 filters halving over 3 blocks, D 32 doubling, batch 32): on our
-  2-core machine that many more, smaller steps beat a wider model in the same time (bench/train.py).
-  On a GPU, widen it in the grid (e.g. g_filters 256-512, d_filters 64, batch 64).
+  drew grey, look-alike vases; and both learning rates were DCGAN's 2e-4 at batch 32, which at
+  equal time (300 s, 80x64) ended at SWD 70.4 where 8e-4 at batch 16 reached 49.7, and on the
+  demo's 135 vases stalled near 70 where 8e-4 reached 45 (bench/quality.py, README "Quality at
+  equal time"). With ``loss: wgan-gp`` set ``d_norm: none`` too (the gradient penalty is per sample).
+  It is sized for CPUs (G 128 filters halving over 3 blocks, D 32 doubling): on our 2-core
+  machine that many more, smaller steps beat a wider model in the same time (bench/train.py).
+  On a GPU, widen it in the grid (e.g. g_filters 256-512, d_filters 64, batch 64; a larger batch
+  may want the learning rates measured again).
 * ``origin``: the origin project's model and training step (noise 62, dense to a seed grid of
   64 channels, stride-2 transposed-conv blocks with batch norm and ReLU halving the filters,
   tanh, Keras' default initialisers and batch-norm momentum; D conv blocks with batch norm and LeakyReLU(0.1), dense sigmoid output; binary
@@ -22,7 +25,7 @@ Airflow DAG, stays cheap. Three presets exist:
 * ``fastgan``: ``architecture: fastgan`` (:mod:`metgan.gan.fastgan`): skip-layer excitation, GLU
   blocks with noise injection, a two-scale spectrally normalised D whose decoders rebuild real
   images (MSE x ``recon_weight``), hinge loss with a soft real margin, DiffAugment, EMA G,
-  Adam(2e-4, 0.5, 0.999). On our 2-core CPU it has not yet beaten ``default`` at equal time.
+  Adam(2e-4, 0.5, 0.999), batch 32. On our 2-core CPU it has not yet beaten ``default`` at equal time.
 
 ``holdout`` (0 to 0.5) keeps that share of the subset out of training; the scores then compare
 against those images only.
@@ -92,13 +95,13 @@ class GanConfig:
     recon_weight: float = 1.0
     diffaugment: tuple[str, ...] = ("translation",)
     ema_decay: float = 0.999
-    g_lr: float = 2e-4
+    g_lr: float = 8e-4
     g_beta1: float = 0.5
     g_beta2: float = 0.999
-    d_lr: float = 2e-4
+    d_lr: float = 8e-4
     d_beta1: float = 0.5
     d_beta2: float = 0.999
-    batch_size: int = 32
+    batch_size: int = 16
     g_batch_factor: int = 1
     epochs: int = 50
     d_steps: int = 1
@@ -396,6 +399,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "recon_weight": 1.0,
         "diffaugment": ("color", "translation"),
         "ema_decay": 0.999,
+        "g_lr": 2e-4,
+        "d_lr": 2e-4,
+        "batch_size": 32,
     },
 }
 

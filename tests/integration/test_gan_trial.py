@@ -51,7 +51,7 @@ def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(
     info = json.loads((trial_dir / "trial.json").read_text())
     assert TRIAL_KEYS <= set(info)
     assert info["status"] == "completed" and info["epochs_done"] == info["epochs"] == 2
-    assert info["overrides"]["batch_size"] == 16 and "g_lr" not in info["overrides"]
+    assert info["overrides"]["noise_dim"] == 16 and "g_lr" not in info["overrides"]
     assert info["label"] and info["images_per_s"] > 0
     lines = _lines(trial_dir)
     assert [line["epoch"] for line in lines] == [1, 2]

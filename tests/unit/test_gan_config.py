@@ -117,6 +117,17 @@ def test_grid_with_one_invalid_combination_fails_naming_it():
     assert '"d_norm": "batch"' in message and '"loss": "wgan-gp"' in message
 
 
+def test_the_demos_grid_resolves_to_two_trials_with_its_settings():
+    from metgan.demo import DEMO_GAN_BASE, DEMO_GRID
+
+    resolved = resolve_grid(DEMO_GRID, base=DEMO_GAN_BASE)
+    assert sorted(config.loss for _, config in resolved) == ["hinge", "non-saturating"]
+    for _, config in resolved:  # preset default plus the demo's base, nothing else
+        overrides = config.overrides()
+        overrides.pop("loss", None)
+        assert overrides == DEMO_GAN_BASE
+
+
 def test_config_and_search_planning_import_no_tensorflow():
     code = ("import json, sys, metgan.gan.config, metgan.gan.search, metgan.gan.commands;"
             "metgan.gan.search.resolve_grid({'g_lr': [1e-4, 2e-4]});"

@@ -59,7 +59,7 @@ def test_progress_frames_carry_settings_and_scores_in_a_drawn_margin(completed_t
 
     assert "Epoch 3 of 6" in frame.lines
     assert "g_lr: 0.0005" in frame.lines
-    assert "batch_size: 16" in frame.lines
+    assert "batch_size: 8" in frame.lines
     assert f"D loss: {format_value(metrics[2]['d_loss'])}" in frame.lines
     assert f"G loss: {format_value(metrics[2]['g_loss'])}" in frame.lines
     # SWD is measured every second epoch: epoch 3 shows epoch 2's value and says so.
@@ -89,7 +89,7 @@ def test_settings_come_from_config_json_when_trial_json_has_no_overrides(complet
     trial = load_trial(completed_trial)
 
     # only what really differs from GanConfig's default preset, not all of config.json's keys
-    assert trial.settings() == {"g_lr": 0.0005, "batch_size": 16, "epochs": 6, "height": 40, "width": 32,
+    assert trial.settings() == {"g_lr": 0.0005, "batch_size": 8, "epochs": 6, "height": 40, "width": 32,
                                 "swd_every": 2}
     grid = Image.open(trial.samples[0]).convert("RGB")
     assert "g_lr: 0.0005" in ProgressFramer(trial, grid.size).frame(0, grid, last=False).lines
@@ -191,8 +191,8 @@ def test_viz_imports_neither_tensorflow_nor_airflow():
 def test_a_folder_written_by_the_old_fixtures_still_renders_and_lists_only_what_differs(completed_trial):
     # config.json as the old trial-folder writer (viz.synthetic) wrote it: keys GanConfig does not know, no overrides in trial.json
     (completed_trial / "config.json").write_text(json.dumps({
-        "preset": "default", "epochs": 6, "latent_dim": 100, "image_size": [40, 32], "batch_size": 32,
-        "g_lr": 0.0002, "loss": "ns"}))
+        "preset": "default", "epochs": 6, "latent_dim": 100, "image_size": [40, 32], "batch_size": 16,
+        "g_lr": 0.0008, "loss": "ns"}))  # batch_size and g_lr as today's default preset: not listed
     info = json.loads((completed_trial / "trial.json").read_text())
     del info["overrides"]
     (completed_trial / "trial.json").write_text(json.dumps(info))
