@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--up", action="store_true", help="run airflow standalone instead of the demo")
     parser.add_argument("--port", type=int, default=8080, help="api-server port for --up")
     parser.add_argument("--objects", type=int, default=400, help="objects in the fake collection")
-    parser.add_argument("--epochs", type=int, default=160, help="epochs per demo trial")
+    parser.add_argument("--epochs", type=int, default=140, help="epochs per demo trial")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fake collection")
     args = parser.parse_args(argv)
     interrupt_on_termination()
