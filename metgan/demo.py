@@ -34,13 +34,9 @@ BIN = Path(sys.executable).parent
 POOLS = {"met_api": ("METGAN_MET_WORKERS", 4, "Met API: slots x (METGAN_MET_RATE / METGAN_MET_WORKERS) bounds the rate"),
          "gpu": (None, 1, "one slot per GPU")}
 
-# Preset default at 40x32 (batch 16, both learning rates 8e-4 since 2026-12-01: at the old 2e-4
-# and batch 32 the demo's ~135 vases, a few hundred steps per trial, stalled near SWD 70, 2.8x
-# the real-vs-real floor of 24.7, blurred; bench/quality.py --subset on the demo's subset, 90 s per
-# variant over four runs: 2e-4/batch 32 68.4, 4e-4/batch 16 49.7, 8e-4/batch 16 45.0, 1.8x the floor
-# (57.9 on seed 1), 1.2e-3/batch 16 59.8; README, "Quality at equal time"). A checkpoint every 10
-# epochs, not every one: an epoch is 8 steps here, and a checkpoint per epoch cost a quarter of
-# the training time (136 epochs in 90 s against 178).
+# Preset default at 40x32, with a checkpoint every 10 epochs instead of every one: an epoch of the
+# demo's ~135 vases is 8 steps, and a checkpoint per epoch cost a quarter of the training time.
+# What the demo's settings were measured against: README, "Quality at equal time".
 DEMO_GAN_BASE = {"height": 40, "width": 32, "swd_every": 10, "checkpoint_every": 10}
 DEMO_GRID = {"loss": ["non-saturating", "hinge"]}
 

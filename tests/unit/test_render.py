@@ -13,6 +13,7 @@ from PIL import Image
 
 from metgan.cli import cli
 from metgan.errors import RenderError
+from metgan.gan.config import GanConfig
 from metgan.viz.grids import STATUS_COLOURS
 from metgan.viz.plots import ScorePlot
 from metgan.viz.render import PAD, ProgressFramer, render_trial, score_text
@@ -24,6 +25,7 @@ completed_trial = trialfolders.completed_trial
 stopped_trial = trialfolders.stopped_trial
 
 GIFS = ("progress.gif", "graph_expanding.gif", "graph_rolling.gif", "graph_static.gif")
+DEFAULTS = GanConfig()
 
 
 def decoded(path) -> np.ndarray:
@@ -191,8 +193,8 @@ def test_viz_imports_neither_tensorflow_nor_airflow():
 def test_a_folder_written_by_the_old_fixtures_still_renders_and_lists_only_what_differs(completed_trial):
     # config.json as the old trial-folder writer (viz.synthetic) wrote it: keys GanConfig does not know, no overrides in trial.json
     (completed_trial / "config.json").write_text(json.dumps({
-        "preset": "default", "epochs": 6, "latent_dim": 100, "image_size": [40, 32], "batch_size": 16,
-        "g_lr": 0.0008, "loss": "ns"}))  # batch_size and g_lr as today's default preset: not listed
+        "preset": "default", "epochs": 6, "latent_dim": 100, "image_size": [40, 32],
+        "batch_size": DEFAULTS.batch_size, "g_lr": DEFAULTS.g_lr, "loss": "ns"}))  # as preset default: not listed
     info = json.loads((completed_trial / "trial.json").read_text())
     del info["overrides"]
     (completed_trial / "trial.json").write_text(json.dumps(info))
