@@ -14,7 +14,9 @@
     ├── TrainingError           a trial failed while training
     ├── TrialFolderError        a trial or search folder file is not what the contract says
     ├── RenderError             a GIF, grid or report could not be rendered
-    └── StorageError            the file store (a local folder or an object store) refused a file
+    ├── StorageError            the file store (a local folder or an object store) refused a file
+    └── DiskWriteError          a disk refused a write (full, over quota, read-only, failing): never
+                                an input's fault; names the folder and the cause
 
 A user mistake raises a subclass with one clear line of message; the CLI prints that line and
 exits non-zero, without a traceback.
@@ -84,3 +86,9 @@ class RenderError(MetganError):
 class StorageError(MetganError):
     """A file could not be read from or written to the store (a folder or an object store); the
     message names the operation, the key and the location."""
+
+
+class DiskWriteError(MetganError):
+    """A file could not be written because of the disk, not the data: no space left (ENOSPC), over
+    quota (EDQUOT), a read-only file system (EROFS) or an I/O error (EIO). The message names the
+    folder and the cause; the step stops, and a rerun once the disk is fixed does the rest."""

@@ -52,7 +52,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from metgan.errors import ConfigError
+from metgan.errors import ConfigError, DiskWriteError
+from metgan.files import writing_to
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +301,11 @@ def _reason(exc: BaseException) -> str:
 
 def convert_image(source: str | os.PathLike, destination: str | os.PathLike, shape: Shape,
                   *, max_pixels: int | None = None) -> Result:
-    """Convert one source image into ``destination`` (PNG, ``shape``); never raises for bad input."""
+    """Convert one source image into ``destination`` (PNG, ``shape``); never raises for bad input.
+
+    A disk that refuses the PNG (full, over quota, read-only, failing) raises DiskWriteError: that
+    is the build's problem, not the image's.
+    """
     source, destination = Path(source), Path(destination)
     if not source.is_file():
         return Result("skipped", f"missing: no file {source.name}")
@@ -324,8 +329,9 @@ def convert_image(source: str | os.PathLike, destination: str | os.PathLike, sha
                 image = _flatten_alpha(_normalise_mode(image))
                 image = image.convert(shape.pil_mode) if image.mode != shape.pil_mode else image
                 output = _fit(image, shape)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        _write_png(output, destination)
+        with writing_to(destination.parent):  # a full disk stops the build; it is never the image's fault
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            _write_png(output, destination)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError, MemoryError) as exc:
         return Result("skipped", _reason(exc), width, height)
     return Result("ok", None, width, height, output.width, output.height, output.mode)
@@ -335,6 +341,8 @@ def _convert_task(task: tuple[str, str, Shape, int | None]) -> Result:
     source, destination, shape, max_pixels = task
     try:
         return convert_image(source, destination, shape, max_pixels=max_pixels)
+    except DiskWriteError:
+        raise
     except Exception as exc:        # a converter bug must cost one image, not the build
         log.exception("converting %s failed", source)
         return Result("skipped", f"error: {type(exc).__name__}: {exc}")

@@ -14,7 +14,9 @@ readers never look into until the manifest names it: ``manifest.csv`` and ``subs
 replaced (each atomically) only after a build that produced images, and only then are the old
 generation and the dropped images removed. A reader that follows the manifest sees one
 generation, never a mix. A build that produces no image fails (SubsetError) and changes neither
-the manifest nor the stored parameters. Two builds of one subset at once are refused (a
+the manifest nor the stored parameters. A disk that refuses a write (full, over quota, read-only,
+failing) stops the build with :class:`~metgan.errors.DiskWriteError`: the images it could not
+write are not recorded at all, so the rerun converts them. Two builds of one subset at once are refused (a
 PostgreSQL advisory lock).
 """
 
@@ -39,6 +41,7 @@ from sqlalchemy import Engine
 from metgan import names
 from metgan.config import Settings, get_settings
 from metgan.errors import StorageError, SubsetError
+from metgan.files import DISK_ERRNOS, write_text_atomic, writing_to
 from metgan.images.resize import convert_many
 from metgan.images.selection import (
     Selection,
@@ -60,6 +63,7 @@ MANIFEST_FIELDS = ("file", "sha256", "object_id", "image_seq", "width", "height"
 _FLUSH_EVERY = 256
 # Skips worth retrying on the next build (the file may be there by then).
 _RETRY_REASONS = ("missing", "error")
+_DISK_ERROR_MARKERS = tuple(f"[Errno {code}]" for code in DISK_ERRNOS)
 
 
 def check_name(name: str) -> str:
@@ -78,13 +82,9 @@ def _is_done(row: dict | None, params_hash: str, output_stored: bool) -> bool:
         return False
     if row["status"] == "ok":
         return output_stored
-    return not (row["reason"] or "").startswith(_RETRY_REASONS)
-
-
-def _write_atomic(path: Path, content: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(content, encoding="utf-8", newline="")
-    os.replace(temporary, path)
+    reason = row["reason"] or ""
+    # a skip for the disk's refusal of the output (recorded by builds before DiskWriteError) is retried
+    return not (reason.startswith(_RETRY_REASONS) or any(marker in reason for marker in _DISK_ERROR_MARKERS))
 
 
 def _generation(params_hash: str) -> str:
@@ -280,13 +280,14 @@ def build_subset(name: str = DEFAULT_NAME, params: Mapping[str, Any] | None = No
             "skipped_by_reason": dict(sorted(skipped_by_reason.items())),
         }
         # The switch: the manifest names the new generation; only then do the old files go.
-        (folder / _generation(params_hash)).mkdir(parents=True, exist_ok=True)  # nothing new on this worker
-        _write_atomic(folder / "subset.json", json.dumps({
+        with writing_to(folder):
+            (folder / _generation(params_hash)).mkdir(parents=True, exist_ok=True)  # nothing new on this worker
+        write_text_atomic(folder / "subset.json", json.dumps({
             "name": name, "params": subset_params.to_dict(), "params_hash": params_hash, "counts": counts,
             "manifest": "manifest.csv", "images": _generation(params_hash),
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }, indent=2) + "\n")
-        _write_atomic(folder / "manifest.csv", _manifest(rows, subset_params, params_hash))
+        write_text_atomic(folder / "manifest.csv", _manifest(rows, subset_params, params_hash))
         _publish(store, name, params_hash, built)
         repository.finish_build(engine, name, params=subset_params.to_dict(), counts=counts, path=location,
                                 dropped=dropped)
