@@ -28,6 +28,7 @@ import aiohttp
 from PIL import Image
 
 from metgan.errors import ImageError, MetRetryableError
+from metgan.files import writing_to
 from metgan.met.client import Attempts, MetClient
 from metgan.storage import file_sha256
 from metgan.urlpolicy import UrlPolicy, encode_url
@@ -172,12 +173,15 @@ async def download_image(client: MetClient, url: str, *, object_id: int, seq: in
     """Fetch ``url`` into ``images_dir/<object_id>/<seq>.jpg`` (``attempts`` counts requests).
 
     Raises ImageError (refused: URL, host, port, a redirect, size, pixels, or still bad after
-    retries), ImageGone (404), or MetRetryableError / MetBlockedError when the transfer kept failing.
+    retries), ImageGone (404), MetRetryableError / MetBlockedError when the transfer kept failing,
+    or DiskWriteError when the disk refused the file (the image is not at fault; the temp file is
+    removed).
     """
     policy = UrlPolicy.for_images(tuple(allowed_hosts), ImageError)
     encoded = MetClient.checked_url(policy.check(url), policy)
     folder = images_dir / str(int(object_id))
-    folder.mkdir(parents=True, exist_ok=True)
+    with writing_to(images_dir):
+        folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{int(seq)}.jpg"
     last_problem = ""
     for _ in range(CONTENT_ATTEMPTS):
@@ -216,7 +220,7 @@ async def _stream_to(response: aiohttp.ClientResponse, temp: Path, max_bytes: in
     digest = hashlib.sha256()
     size = 0
     try:
-        with open(temp, "wb") as handle:
+        with writing_to(temp.parent), open(temp, "wb") as handle:
             async for block in response.content.iter_chunked(CHUNK):
                 size += len(block)
                 if size > max_bytes:

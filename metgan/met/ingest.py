@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from metgan.config import Settings, get_settings
 from metgan.errors import (
     ConfigError,
+    DiskWriteError,
     ImageError,
     MetApiError,
     MetBlockedError,
@@ -370,8 +371,8 @@ async def _download_all(settings: Settings, engine, rows: list, progress: Progre
                 return ImageOutcome(row.object_id, row.seq, row.url, "rejected", attempts.count, error=str(exc))
             except ImageGone as exc:
                 return ImageOutcome(row.object_id, row.seq, row.url, "gone", attempts.count, error=str(exc))
-            except MetBlockedError:
-                raise
+            except (MetBlockedError, DiskWriteError):
+                raise   # the whole batch stops: what finished is stored, the rest is fetched on the rerun
             except (MetApiError, StorageError) as exc:
                 # StorageError: the object store refused the upload; the image is fetched again next run
                 return ImageOutcome(row.object_id, row.seq, row.url, "failed", attempts.count, error=str(exc))
