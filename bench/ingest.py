@@ -23,6 +23,7 @@ server, always in a temporary database that is dropped at the end. Ends with ``s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PARALLEL = 4  # batches at a time in (a), as the met_api pool's default 4 slots
+UNLIMITED_RATE = 1e6  # requests/s in (a): far above what the fake Met can serve
 
 
 def admin_url(workdir: Path) -> tuple[str, Path | None]:
@@ -300,12 +302,16 @@ def main() -> int:
         server = FakeMetProcess(workdir, objects=n_objects, seed=7, latency=0.02)
         try:
             set_env(METGAN_MET_API_URL=server.url, METGAN_IMAGE_HOSTS=server.image_host,
-                    METGAN_MET_RATE=1000000, METGAN_MET_WORKERS=PARALLEL, METGAN_MET_CONCURRENCY=32)
+                    METGAN_MET_WORKERS=PARALLEL, METGAN_MET_CONCURRENCY=32)
             ids = server.object_ids()
             server.warm_images(ids[:n_baseline])
             base = baseline(server.url, db_url, workdir / "baseline-images", ids[:n_baseline])
             truncate(db_url)
-            mine = ours(get_settings(), batch_size=max(50, n_objects // 20), parallel=PARALLEL)
+            # The environment caps METGAN_MET_RATE at 1000 req/s, and (a) needs about 1,200 across
+            # its batches: the settings are built here with the limiter out of the way, since (a)
+            # measures the client and the database, not the limit ((b) measures that).
+            unlimited = dataclasses.replace(get_settings(), met_rate=UNLIMITED_RATE)
+            mine = ours(unlimited, batch_size=max(50, n_objects // 20), parallel=PARALLEL)
         finally:
             server.stop()
         base_rate = base["objects"] / base["seconds"]

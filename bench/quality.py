@@ -16,7 +16,7 @@ overrides, ``default+mixed_precision=on`` (bf16 on a CPU); its overrides win ove
 settings (``+checkpoint_every=1`` pays a search's per-epoch checkpoints, which the bench skips). Wall-clock time includes the periodic scoring, which each preset pays per scored epoch.
 
     python bench/quality.py                       # 600 s per preset, 1280 vases, 80x64
-    python bench/quality.py --budget-s 60         # a short check that the script runs
+    python bench/quality.py --quick               # seconds: 96 vases at 40x32, default and fastgan, 3 s each
     python bench/quality.py --budget-s 300 --presets default,default+mixed_precision=on \
         --candidate default+mixed_precision=on   # float32 against bf16 at equal time
     python bench/quality.py --subset .demo/data/subsets/vases --height 40 --width 32 --holdout 0 \
@@ -42,6 +42,8 @@ from metgan.testing.vases import vase_images  # noqa: E402
 
 PRESETS = ("origin", "default", "fastgan")
 TARGET_RATIO = 3.0
+QUICK = {"budget_s": 3.0, "images": 96, "height": 40, "width": 32, "swd_every": 1, "swd_images": 32,
+         "presets": "default,fastgan"}
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -124,6 +126,9 @@ def side_by_side(reals: np.ndarray, runs: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes (96 vases at 40x32, 3 s each for default and fastgan): checks the "
+                             "script runs, not the numbers; any option given explicitly wins")
     parser.add_argument("--budget-s", type=float, default=600.0, help="training seconds per preset")
     parser.add_argument("--images", type=int, default=1280, help="vases in the subset (>= 1000 for the issue)")
     parser.add_argument("--subset", type=Path, default=None,
@@ -141,6 +146,8 @@ def main() -> None:
     parser.add_argument("--candidate", default="fastgan", help="the variant whose speedup is printed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for trials and the PNG (default: a new temp folder)")
+    if parser.parse_args().quick:
+        parser.set_defaults(**QUICK)
     args = parser.parse_args()
 
     import logging
