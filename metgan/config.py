@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from metgan.errors import ConfigError
 from metgan.storage import Store, is_url, mirror_for, storage_options
-from metgan.urlpolicy import parse_host_list
+from metgan.urlpolicy import forbidden_host, parse_host_list, redact_url
 
 REAL_MET_API_URL = "https://collectionapi.metmuseum.org/public/collection/v1"
 REAL_IMAGE_HOSTS = ("images.metmuseum.org",)
@@ -30,13 +30,27 @@ def _text(name: str, value: str) -> str:
     return value.strip()
 
 
+def _shown(value: str) -> str:
+    """A URL setting as a message may show it: redacted (no password, no query), at most 80 characters."""
+    return repr(redact_url(value)[:80])
+
+
 def _database_url(name: str, value: str) -> str:
     value = _text(name, value)
-    scheme = urlsplit(value).scheme
-    if not scheme.startswith("postgresql"):
-        raise ConfigError(
-            f"{name}={value!r} is not a PostgreSQL URL (expected postgresql://user@host:port/db)"
-        )
+    expected = "expected postgresql://user@host:port/db"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise ConfigError(f"{name}={_shown(value)} is not a valid URL ({expected})") from None
+    if not parts.scheme.startswith("postgresql") and parts.scheme != "postgres":
+        raise ConfigError(f"{name}={_shown(value)} is not a PostgreSQL URL ({expected})")
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(value)
+    except Exception:  # noqa: BLE001 - SQLAlchemy's messages quote the whole URL, password included
+        raise ConfigError(f"{name}={_shown(value)} is not a valid PostgreSQL URL ({expected})") from None
     return value
 
 
@@ -48,10 +62,42 @@ def _http_url(name: str, value: str) -> str:
         host = parts.hostname or ""
         host.encode("idna")
     except (ValueError, UnicodeError):
-        raise ConfigError(f"{name}={value[:80]!r} is not a valid URL") from None
-    if parts.scheme not in ("http", "https") or not host or parts.username is not None:
-        raise ConfigError(f"{name}={value[:80]!r} is not an http(s) URL with a host (and no user name)")
+        raise ConfigError(f"{name}={_shown(value)} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not host or parts.username is not None or "@" in parts.netloc:
+        raise ConfigError(f"{name}={_shown(value)} is not an http(s) URL with a host (and no user name)")
+    _refuse_forbidden_host(name, value, host)
     return value
+
+
+def _refuse_forbidden_host(name: str, value: str, host: str) -> None:
+    reason = forbidden_host(host)
+    if reason:
+        raise ConfigError(f"{name}={_shown(value)}: host {host!r} is {reason}; metgan never connects to it")
+
+
+# fsspec protocols whose URL names a server (s3://, gs://, az:// name a bucket or container instead)
+_HOST_PROTOCOLS = ("http", "https", "ftp", "sftp", "ssh", "webdav", "webdavs", "hdfs", "webhdfs", "smb")
+
+
+def _endpoints(value: object):
+    """Every URL-looking string in a storage options object (``endpoint_url``, nested client kwargs)."""
+    if isinstance(value, str):
+        if "://" in value:
+            yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _endpoints(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _endpoints(item)
+
+
+def _check_endpoint(name: str, url: str) -> None:
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        raise ConfigError(f"{name} holds {_shown(url)}, which is not a valid URL") from None
+    _refuse_forbidden_host(name, url, host)
 
 
 def _path(name: str, value: str) -> Path:
@@ -63,17 +109,24 @@ def _location(name: str, value: str) -> Path | str:
     value = _text(name, value)
     if not is_url(value):
         return _path(name, value)
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ConfigError(f"{name}={_shown(value)} is not a valid URL") from None
     if not parts.netloc:
-        raise ConfigError(f"{name}={value[:80]!r} names no bucket (expected e.g. s3://bucket/prefix)")
-    if parts.username is not None or parts.password is not None or parts.query:
+        raise ConfigError(f"{name}={_shown(value)} names no bucket (expected e.g. s3://bucket/prefix)")
+    if "@" in parts.netloc or parts.query:
         raise ConfigError(f"{name} must not hold credentials or options in the URL; use the backend's "
                           "usual environment (AWS_ACCESS_KEY_ID, ...) or METGAN_STORAGE_OPTIONS")
+    if parts.scheme.lower() in _HOST_PROTOCOLS:
+        _check_endpoint(name, value)
     return value.rstrip("/")
 
 
 def _options(name: str, value: str) -> str:
-    storage_options({name: value})  # raises ConfigError naming the variable when malformed
+    options = storage_options({name: value})  # raises ConfigError naming the variable when malformed
+    for url in _endpoints(options):
+        _check_endpoint(name, url)
     return value
 
 
@@ -267,6 +320,10 @@ class Settings:
                 values[variable.field] = default
             else:
                 values[variable.field] = variable.parse(variable.name, raw)
+        if any(is_url(str(values[f"{kind}_dir"])) for kind in ("data", "results")):
+            for endpoint in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):  # what s3fs (botocore) reads
+                if environ.get(endpoint):
+                    _check_endpoint(endpoint, environ[endpoint])
         cache = values["cache_dir"]
         for kind in ("data", "results"):
             where = values[f"{kind}_dir"]

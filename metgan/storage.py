@@ -38,6 +38,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from metgan.errors import ConfigError, StorageError
+from metgan.files import disk_error, is_disk_error, writing_to
+from metgan.urlpolicy import redact_urls_in
 
 __all__ = ["Store", "is_url", "check_key", "cache_root"]
 
@@ -327,7 +329,8 @@ class Store:
             if not local.is_file():
                 raise StorageError(f"{key!r} is not in the store at {self.location}")
             return local
-        local.parent.mkdir(parents=True, exist_ok=True)
+        with writing_to(local.parent):
+            local.parent.mkdir(parents=True, exist_ok=True)
         temp = local.with_name(f".{local.name}.{uuid.uuid4().hex[:8]}.part")
 
         def get():
@@ -336,7 +339,7 @@ class Store:
             except FileNotFoundError:
                 raise StorageError(f"{key!r} is not in the store at {self.location}") from None
         try:
-            self._call("download", key, get)
+            self._call("download", key, get, written=local.parent)
             os.replace(temp, local)
         finally:
             temp.unlink(missing_ok=True)
@@ -354,11 +357,12 @@ class Store:
         """Write ``data`` under ``key`` atomically: the mirror by temp file and rename, then the
         store by one put."""
         local = self.path(key)
-        local.parent.mkdir(parents=True, exist_ok=True)
         temp = local.with_name(f".{local.name}.{uuid.uuid4().hex[:8]}.part")
         try:
-            temp.write_bytes(data)
-            os.replace(temp, local)
+            with writing_to(local.parent):
+                local.parent.mkdir(parents=True, exist_ok=True)
+                temp.write_bytes(data)
+                os.replace(temp, local)
         finally:
             temp.unlink(missing_ok=True)
         self.publish(key)
@@ -506,15 +510,19 @@ class Store:
 
     # --- errors -----------------------------------------------------------------------------
 
-    def _call(self, what: str, key: str, action):
+    def _call(self, what: str, key: str, action, *, written: Path | str | None = None):
         """Run one remote operation; a backend failure becomes one StorageError line that names
-        the operation, the key and the location (never the options, which may hold secrets)."""
+        the operation, the key and the location (never the options, which may hold secrets, and no
+        URL with its query). A disk's refusal (full, read-only, failing) is a DiskWriteError naming
+        ``written`` (the local folder a download goes to) or the location."""
         try:
             return action()
         except StorageError:
             raise
         except Exception as exc:  # noqa: BLE001 - each backend has its own (botocore, gcsfs, ...)
-            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            if is_disk_error(exc):
+                raise disk_error(written or self.location, exc) from exc
+            reason = redact_urls_in(str(exc).splitlines()[0])[:200] if str(exc) else type(exc).__name__
             raise StorageError(f"storage {what} of {key!r} at {self.location} failed: {reason}") from exc
 
 

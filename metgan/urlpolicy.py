@@ -6,8 +6,14 @@ A URL passes a :class:`UrlPolicy` when
 - its scheme is one the policy allows (http and https for images; https for CSV downloads, and
   http only to a loopback host, which cannot do TLS in a test or the demo),
 - it carries no user name or password (``https://user@host/`` hides the real host from a reader),
-- its host is on the policy's allow-list, and
-- its port is allowed by that entry.
+- its host is on the policy's allow-list,
+- its port is allowed by that entry, and
+- its host is not link-local (169.254.0.0/16, fe80::/10) or a cloud metadata service
+  (``metadata.google.internal``, ``instance-data``, ...), whatever the allow-list says: that is where
+  a cloud VM's credentials are served. Loopback stays allowed (the fake Met runs there).
+
+Every URL shown in a message goes through :func:`redact_url` first (user name, password, query and
+fragment dropped), whatever it came from: a setting, a database row, a redirect.
 
 An allow-list entry is ``host`` or ``host:port`` (``[::1]:8765`` for IPv6). An entry with a port
 allows exactly that port. An entry without one allows the scheme's default port (80 for http, 443
@@ -27,6 +33,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
@@ -41,6 +48,87 @@ _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _QUERY_SAFE = "/:@!$&'()*+,;=-._~?"
 _HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*")
+
+
+# Where cloud VMs serve their metadata and credentials: never fetched, whatever a setting says.
+METADATA_HOSTS = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
+                            "instance-data.ec2.internal", "metadata.azure.internal", "metadata.tencentyun.com"})
+LINK_LOCAL_NETWORKS = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+METADATA_ADDRESSES = frozenset({ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")})
+_LEGACY_IPV4 = re.compile(r"[0-9a-fx.]+")
+
+
+def redact_url(url: object) -> str:
+    """``url`` fit for a message: without user name, password, query or fragment.
+
+    Works on any text, parsable or not: everything after ``?`` or ``#`` goes, and so does the part
+    before the last ``@`` of what is left (a password may hold ``/`` or ``@``).
+    """
+    text = str(url).strip()
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        scheme, rest = "", text
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    if "@" in rest:
+        rest = rest.rpartition("@")[2]
+    return f"{scheme}{separator}{rest}"
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_urls_in(text: str) -> str:
+    """``text`` (a library's error message) with every URL in it redacted (see :func:`redact_url`)."""
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address ``host`` spells, including the legacy IPv4 forms a resolver accepts
+    (``2852039166``, ``0xa9fea9fe``, ``169.254.43518``); None for a host name."""
+    host = host.strip("[]").lower()
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        if not _LEGACY_IPV4.fullmatch(host) or not any(c.isdigit() for c in host):
+            return None
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def forbidden_host(host: str) -> str | None:
+    """Why ``host`` (a name or an address) must never be fetched, or None: a link-local address
+    or a cloud metadata service."""
+    name = host.strip().rstrip(".").lower()
+    if name in METADATA_HOSTS:
+        return "a cloud metadata service"
+    address = _address(name)
+    if address is None:
+        return None
+    if address in METADATA_ADDRESSES:
+        return "a cloud metadata service"
+    if any(address in network for network in LINK_LOCAL_NETWORKS):
+        return "a link-local address (where cloud metadata is served)"
+    return None
+
+
+def check_resolved(url: str, error: type[MetganError]) -> None:
+    """Raise ``error`` when the host of ``url`` (checked by a policy) resolves to a link-local or
+    metadata address; a name that does not resolve passes (the fetch itself says so)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        found = socket.getaddrinfo(host, parts.port or DEFAULT_PORTS.get(parts.scheme, 443), type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return
+    for *_, address in found:
+        reason = forbidden_host(str(address[0]))
+        if reason:
+            raise error(f"host {host!r} resolves to {address[0]}, {reason}: refused")
 
 
 def excerpt(value: object, limit: int = EXCERPT_LIMIT) -> str:
@@ -158,9 +246,13 @@ def parse_host_list(name: str, value: str) -> tuple[str, ...]:
     normalised = []
     for entry in entries:
         try:
-            normalised.append(str(parse_entry(entry)))
+            rule = parse_entry(entry)
         except ValueError as exc:
             raise ConfigError(f"{name} entry {excerpt(entry)} {exc} (expected host or host:port)") from None
+        reason = forbidden_host(rule.host)
+        if reason:
+            raise ConfigError(f"{name} entry {excerpt(entry)} is {reason}; metgan never fetches from it")
+        normalised.append(str(rule))
     return tuple(normalised)
 
 
@@ -205,7 +297,7 @@ class UrlPolicy:
     def check(self, url: str) -> str:
         """The normalised URL to fetch when ``url`` passes the policy; raises ``error`` otherwise."""
         if not isinstance(url, str):
-            raise self.error(f"not a valid {self.what}: {excerpt(url)}")
+            raise self.error(f"not a valid {self.what}: {excerpt(redact_url(url))}")
         try:
             parts = urlsplit(url.strip())
             scheme = parts.scheme.lower()
@@ -215,13 +307,16 @@ class UrlPolicy:
             path = _quote_keeping_escapes(parts.path, _PATH_SAFE)
             query = _quote_keeping_escapes(parts.query, _QUERY_SAFE)
         except (ValueError, UnicodeError):
-            raise self.error(f"not a valid {self.what}: {excerpt(url)}") from None
+            raise self.error(f"not a valid {self.what}: {excerpt(redact_url(url))}") from None
         allowed_schemes = self.schemes + (("http",) if self.loopback_http and is_loopback(host) else ())
         if scheme not in allowed_schemes:
             wanted = "https" if self.schemes == ("https",) else "http(s)"
-            raise self.error(f"not an {wanted} {self.what}: {excerpt(url)}")
+            raise self.error(f"not an {wanted} {self.what}: {excerpt(redact_url(url))}")
         if not host or not _valid_host(host):
-            raise self.error(f"not a valid {self.what} (no usable host): {excerpt(url)}")
+            raise self.error(f"not a valid {self.what} (no usable host): {excerpt(redact_url(url))}")
+        reason = forbidden_host(host)
+        if reason:
+            raise self.error(f"{self.what.split()[0]} host {host!r} is {reason}: refused whatever {self.setting} says")
         if parts.username is not None or parts.password is not None or "@" in parts.netloc:
             raise self.error(f"{self.what} with a user name or password refused: host {host!r}")
         rules = _rules(self.entries)
@@ -241,13 +336,13 @@ class UrlPolicy:
         """The checked URL a redirect from ``current`` to ``location`` leads to (``hops``: the
         redirects followed so far, this one included); raises ``error`` when it is refused."""
         if hops > MAX_REDIRECTS:
-            raise self.error(f"more than {MAX_REDIRECTS} redirects from {excerpt(current)}")
+            raise self.error(f"more than {MAX_REDIRECTS} redirects from {excerpt(redact_url(current))}")
         if not location:
-            raise self.error(f"redirect without a Location from {excerpt(current)}")
+            raise self.error(f"redirect without a Location from {excerpt(redact_url(current))}")
         try:
             target = urljoin(current, location.strip())
         except ValueError:
-            raise self.error(f"redirect to a URL that is not valid: {excerpt(location)}") from None
+            raise self.error(f"redirect to a URL that is not valid: {excerpt(redact_url(location))}") from None
         try:
             return self.check(target)
         except self.error as exc:

@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -38,7 +39,7 @@ from metgan.config import Settings, get_settings
 from metgan.errors import MetApiError, MetBlockedError, MetRetryableError, ObjectGoneError
 from metgan.met import parse
 from metgan.met.ratelimit import RATE_MARGIN, AdaptiveRate, TokenBucket, burst_for, shared_limiter
-from metgan.urlpolicy import REDIRECT_STATUSES, UrlPolicy, excerpt
+from metgan.urlpolicy import REDIRECT_STATUSES, UrlPolicy, excerpt, forbidden_host, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,23 @@ T = TypeVar("T")
 MAX_JSON_BYTES = 64 * 1024 * 1024  # the full /objects listing is about 3.4 MB
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
+
+
+class ForbiddenAddress(Exception):
+    """A host name resolved to a link-local or cloud metadata address (see urlpolicy)."""
+
+
+class PublicResolver(aiohttp.ThreadedResolver):
+    """The system resolver, refusing a name that resolves to a link-local or metadata address: a
+    listed host whose DNS points at 169.254.169.254 must not reach the VM's credentials."""
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
+        found = await super().resolve(host, port, family)
+        for entry in found:
+            reason = forbidden_host(entry["host"])
+            if reason:
+                raise ForbiddenAddress(f"host {host!r} resolves to {entry['host']}, {reason}: refused")
+        return found
 
 
 async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -140,7 +158,7 @@ class MetClient:
 
     async def __aenter__(self) -> MetClient:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300, resolver=PublicResolver())
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 # ``timeout`` bounds the silence on a connection; a large image may take longer
@@ -223,7 +241,7 @@ class MetClient:
                 self.stats["exhausted"] += 1
                 raise MetRetryableError(f"{error} (after {attempt} attempts)", error.retry_after)
             delay = self._backoff(attempt, retry_after)
-            log.debug("retrying %s in %.2fs after %s", url, delay, error)
+            log.debug("retrying %s in %.2fs after %s", redact_url(url), delay, error)
             await asyncio.sleep(delay)
 
     async def _get(self, url: str | yarl.URL, params: dict[str, str] | None,
@@ -232,10 +250,13 @@ class MetClient:
         check nothing: an allowed host answering 302 to an internal address would be fetched."""
         target, query, hops = url, params, 0
         while True:
-            async with self.session.get(target, params=query, allow_redirects=False) as response:
-                if response.status not in REDIRECT_STATUSES:
-                    return await handler(response)
-                current, location = str(response.url), response.headers.get("Location")
+            try:
+                async with self.session.get(target, params=query, allow_redirects=False) as response:
+                    if response.status not in REDIRECT_STATUSES:
+                        return await handler(response)
+                    current, location = str(response.url), response.headers.get("Location")
+            except ForbiddenAddress as exc:
+                raise policy.error(f"{policy.what} {exc}") from None
             hops += 1
             target, query = self.checked_url(policy.follow(current, location, hops), policy), None
             self.stats["redirects"] += 1
@@ -247,7 +268,7 @@ class MetClient:
         try:
             return yarl.URL(url, encoded=True)
         except (ValueError, TypeError):
-            raise policy.error(f"not a valid {policy.what}: {excerpt(url)}") from None
+            raise policy.error(f"not a valid {policy.what}: {excerpt(redact_url(url))}") from None
 
     # -- response checks shared by handlers -----------------------------------------------------
 
@@ -270,7 +291,7 @@ class MetClient:
             raise MetRetryableError(f"HTTP {status}",
                                     retry_after_seconds(response.headers.get("Retry-After")))
         if status >= 400 and status != 404:
-            raise MetApiError(f"HTTP {status} for {response.url}")
+            raise MetApiError(f"HTTP {status} for {redact_url(response.url)}")
 
     async def _json(self, response: aiohttp.ClientResponse) -> Any:
         self.check_block(response)

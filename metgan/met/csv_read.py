@@ -29,7 +29,7 @@ from typing import IO, NamedTuple
 from metgan.config import Settings
 from metgan.errors import ConfigError, MetRetryableError
 from metgan.met.parse import CSV_ARTIST_COLUMNS, CSV_TAG_COLUMNS, csv_columns
-from metgan.urlpolicy import excerpt
+from metgan.urlpolicy import excerpt, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -268,25 +268,27 @@ def open_source(source: str | os.PathLike, settings: Settings) -> Source:
     if _is_url(text):
         return _open_url(text, settings)
     if _SCHEME.match(text):
-        raise ConfigError(f"CSV source {excerpt(text)} is neither an https URL nor a file in the import folder")
+        raise ConfigError(f"CSV source {excerpt(redact_url(text))} is neither an https URL nor a file in the "
+                          "import folder")
     return _open_file(text, settings)
 
 
 def _open_url(url: str, settings: Settings) -> Source:
     import requests
 
-    from metgan.urlpolicy import REDIRECT_STATUSES, UrlPolicy
+    from metgan.urlpolicy import REDIRECT_STATUSES, UrlPolicy, check_resolved
 
     policy = UrlPolicy.for_csv(settings.csv_hosts)
     target = policy.check(url)
     hops = 0
     while True:
+        check_resolved(target, ConfigError)
         try:
             # redirects by hand: requests would follow them anywhere, unchecked
             response = requests.get(target, stream=True, timeout=settings.met_timeout, allow_redirects=False,
                                     headers={"User-Agent": settings.met_user_agent})
         except requests.RequestException as exc:
-            raise MetRetryableError(f"cannot download {target}: {type(exc).__name__}") from exc
+            raise MetRetryableError(f"cannot download {redact_url(target)}: {type(exc).__name__}") from exc
         if response.status_code not in REDIRECT_STATUSES:
             break
         response.close()
@@ -296,7 +298,7 @@ def _open_url(url: str, settings: Settings) -> Source:
         response.close()
         error = ConfigError if 400 <= response.status_code < 500 and response.status_code != 429 \
             else MetRetryableError
-        raise error(f"cannot download {target}: HTTP {response.status_code} {excerpt(response.reason or '')}")
+        raise error(f"cannot download {redact_url(target)}: HTTP {response.status_code} {excerpt(response.reason or '')}")
     response.raw.decode_content = True
     length = response.headers.get("Content-Length")
     total = int(length) if length and length.isdigit() and not response.headers.get(

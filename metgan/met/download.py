@@ -31,7 +31,7 @@ from metgan.errors import ImageError, MetRetryableError
 from metgan.files import writing_to
 from metgan.met.client import Attempts, MetClient
 from metgan.storage import file_sha256
-from metgan.urlpolicy import UrlPolicy, encode_url
+from metgan.urlpolicy import UrlPolicy, encode_url, redact_url
 
 __all__ = ["BadContent", "Downloaded", "ImageGone", "check_host", "download_image", "encode_url",
            "image_key", "inspect_image", "relative_path", "stored_intact", "sweep_temp_files"]
@@ -196,7 +196,7 @@ async def download_image(client: MetClient, url: str, *, object_id: int, seq: in
             return Downloaded(relative_path(object_id, seq), width, height, size, digest, content_type)
         except BadContent as exc:
             last_problem = str(exc)
-            log.debug("bad image content from %s: %s", url, exc)
+            log.debug("bad image content from %s: %s", redact_url(url), exc)
         finally:
             _LIVE_TEMPS.discard(str(temp))
             with contextlib.suppress(FileNotFoundError):

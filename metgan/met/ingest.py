@@ -43,6 +43,7 @@ from metgan.storage import STORE_CONCURRENCY, Store
 from metgan.store import get_engine
 from metgan.store import met as repository
 from metgan.store.met import FetchOutcome, ImageOutcome
+from metgan.urlpolicy import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -380,10 +381,10 @@ async def _download_all(settings: Settings, engine, rows: list, progress: Progre
                 # urllib and yarl raise ValueError for a URL they cannot parse (a port over 65535,
                 # an unclosed "[") before any request: the URL is bad for good, so it is refused.
                 return ImageOutcome(row.object_id, row.seq, row.url, "rejected", attempts.count,
-                                    error=f"invalid image URL {row.url[:200]!r}: {exc}")
+                                    error=f"invalid image URL {redact_url(row.url)[:200]!r}: {exc}")
             except Exception as exc:
                 # Anything else is recorded on this image and retried later; the batch goes on.
-                log.warning("image %s/%s (%s) failed unexpectedly", row.object_id, row.seq, row.url,
+                log.warning("image %s/%s (%s) failed unexpectedly", row.object_id, row.seq, redact_url(row.url),
                             exc_info=True)
                 return ImageOutcome(row.object_id, row.seq, row.url, "failed", attempts.count,
                                     error=f"{type(exc).__name__}: {exc}")

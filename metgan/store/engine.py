@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError, StoreError
 from metgan.store import embedded
+from metgan.urlpolicy import redact_url, redact_urls_in
 
 # undefined_table, undefined_function, undefined_column: what a missing or older schema raises
 _SCHEMA_SQLSTATES = {"42P01", "42883", "42703"}
@@ -46,11 +47,22 @@ def _driver_url(url: str) -> str:
     return url
 
 
+def parse_url(url: str) -> URL:
+    """``url`` parsed by SQLAlchemy; one ConfigError line (the URL redacted) when it cannot be:
+    SQLAlchemy's own message quotes the whole URL, password included."""
+    try:
+        return make_url(url)
+    except Exception:  # noqa: BLE001 - ArgumentError, or ValueError for a port that is not a number
+        raise ConfigError(f"database URL {redact_url(url)[:80]!r} is not a valid PostgreSQL URL "
+                          "(expected postgresql://user@host:port/db); check METGAN_DATABASE_URL") from None
+
+
 def safe_url(url: str | URL) -> str:
-    """The URL without its password (and without the SQLAlchemy driver name), for messages."""
-    parsed = make_url(url) if isinstance(url, str) else url
+    """The URL without its password and query (which may hold one too) and without the
+    SQLAlchemy driver name, for messages."""
+    parsed = parse_url(url) if isinstance(url, str) else url
     return URL.create("postgresql", username=parsed.username, host=parsed.host, port=parsed.port,
-                      database=parsed.database, query=parsed.query).render_as_string(hide_password=True)
+                      database=parsed.database).render_as_string(hide_password=True)
 
 
 def _server(url: URL) -> str:
@@ -62,12 +74,12 @@ def _server(url: URL) -> str:
 
 def connect_error(url: str | URL, exc: Exception) -> StoreError:
     """The one-line StoreError for a failed connection: host:port and the cause, never the password."""
-    parsed = make_url(url) if isinstance(url, str) else url
+    parsed = parse_url(url) if isinstance(url, str) else url
     cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     # libpq prefixes 'connection to server at "h" (addr), port p failed: '; the message names them
     if " failed: " in cause:
         cause = cause.split(" failed: ", 1)[1]
-    cause = cause.removeprefix("FATAL:").strip()
+    cause = redact_urls_in(cause.removeprefix("FATAL:").strip())
     if "does not exist" in cause and f'database "{parsed.database}"' in cause:
         return StoreError(f"the database {parsed.database!r} does not exist on PostgreSQL at {_server(parsed)}; "
                           "create it with `metgan db migrate --create-database`")
@@ -84,7 +96,7 @@ def schema_error(url: str | URL, exc: Exception) -> StoreError | None:
     connection of its own (the failed one is in an aborted transaction)."""
     from metgan.store import migrations
 
-    parsed = make_url(url) if isinstance(url, str) else url
+    parsed = parse_url(url) if isinstance(url, str) else url
     try:
         connection = psycopg2.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False),
                                       connect_timeout=10)
@@ -146,7 +158,7 @@ def get_engine_for_url(url: str) -> Engine:
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            parsed = make_url(url)
+            parsed = parse_url(url)
             engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4,
                                    connect_args={"cursor_factory": _explaining_cursor(parsed)})
             _explain_connect_failures(engine, parsed)
@@ -176,7 +188,7 @@ def create_database_if_missing(url: str) -> bool:
     """Create the database ``url`` names, connecting to the server's ``postgres`` database."""
     from psycopg2 import sql
 
-    target = make_url(url)
+    target = parse_url(url)
     admin = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     try:
         connection = psycopg2.connect(admin)

@@ -59,7 +59,7 @@ def test_a_good_image_and_a_short_redirect_chain_on_the_allowed_host_are_stored(
 
 @pytest.mark.parametrize(("target", "reason"), [
     ("http://localhost:{port}/secret", "image host 'localhost' is not in METGAN_IMAGE_HOSTS (127.0.0.1)"),
-    ("http://169.254.169.254/latest/meta-data/", "image host '169.254.169.254' is not in METGAN_IMAGE_HOSTS"),
+    ("http://169.254.169.254/latest/meta-data/", "image host '169.254.169.254' is a link-local address"),
     ("http://user@127.0.0.1:{port}/secret", "image URL with a user name or password refused"),
     ("file:///etc/passwd", "not an http(s) image URL"),
     ("gopher://127.0.0.1:{port}/secret", "not an http(s) image URL"),
