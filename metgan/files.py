@@ -118,8 +118,12 @@ def read_bounded_file(path: str | os.PathLike, what: str, *, cap: int = MAX_INPU
         raise error(f"{what} {path} is a folder; name a regular YAML or JSON file") from None
     except OSError as exc:
         raise error(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
-    with os.fdopen(descriptor, "rb") as handle:
+    try:
         _check_stat(path, os.fstat(descriptor), what, cap, error)
+    except MetganError:
+        os.close(descriptor)
+        raise
+    with os.fdopen(descriptor, "rb") as handle:
         try:
             data = handle.read(cap + 1)
         except OSError as exc:

@@ -12,8 +12,11 @@ from metgan.errors import GanConfigError
 
 
 def _parse_param(text: str) -> tuple[str, list]:
-    """``key=v1,v2`` -> (key, [v1, v2]); values parsed as YAML scalars; diffaugment items use '+'."""
+    """``key=v1,v2`` -> (key, [v1, v2]); values parsed as YAML scalars (``1e-3`` is a float, as in
+    Python and YAML 1.2); diffaugment items use '+'."""
     import yaml
+
+    from metgan.files import load_yaml
 
     if "=" not in text:
         raise GanConfigError(f"--param {text!r} must look like key=value1,value2")
@@ -26,7 +29,7 @@ def _parse_param(text: str) -> tuple[str, list]:
             values.append([] if item in ("", "none") else item.split("+"))
             continue
         try:
-            values.append(yaml.safe_load(item))
+            values.append(load_yaml(item))
         except yaml.YAMLError:
             raise GanConfigError(f"{text!r}: value {item!r} is not a YAML scalar; write key=value or "
                                  "key=value1,value2 (quote a string that starts with [ or {)") from None
@@ -34,8 +37,10 @@ def _parse_param(text: str) -> tuple[str, list]:
 
 
 def _read_config(path: Path) -> dict:
+    from metgan.files import check_input_file
     from metgan.gan.search import read_yaml_file
 
+    check_input_file(path, "config file", error=GanConfigError)  # a FIFO, a device or a huge file: refused
     data = read_yaml_file(path, "config file")
     if data is None:
         return {}
@@ -96,6 +101,10 @@ def run_command(grid_path, params, preset, subset, search_name, objective, direc
     from metgan.progress import Progress
 
     settings = get_settings()
+    if grid_path:
+        from metgan.files import check_input_file
+
+        check_input_file(grid_path, "grid file", error=GanConfigError)
     spec = search_lib.load_grid(grid_path) if grid_path else {"grid": {}, "base": {}, "objective": "swd",
                                                                "direction": "min"}
     grid = spec["grid"]

@@ -215,6 +215,12 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise GanConfigError(f"diffaugment must be a list of {', '.join(AUGMENTATIONS)}; got {value!r}")
         return tuple(value)
+    if kind == "float" and isinstance(value, str):
+        # "1e-3": YAML 1.1 (PyYAML) reads it as a string where Python and YAML 1.2 read a float
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value  # _check_type names the key
     if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
@@ -259,8 +265,60 @@ def _one_of(config: GanConfig, name: str, choices: tuple[str, ...]) -> None:
                              f"got {getattr(config, name)!r}")
 
 
+# What the trainer can use: a value beyond these fails the trial (or fills the memory) long after
+# the plan accepted it, so the config refuses it. Each is far above any setting that trains well.
+UPPER_BOUNDS: dict[str, int | float] = {
+    "height": 1024, "width": 1024, "noise_dim": 4096, "g_blocks": 10, "d_blocks": 10,
+    "g_filters": 4096, "g_seed_filters": 4096, "d_filters": 4096, "g_kernel": 15, "d_kernel": 15,
+    "g_dense": 8, "d_dense": 8, "g_dense_units": 8192, "d_dense_units": 8192,
+    "batch_size": 4096, "g_batch_factor": 16, "d_steps": 100, "steps_per_execution": 10_000,
+    "epochs": 1_000_000, "swd_images": 65_536, "n_samples": 256, "keep_checkpoints": 1000,
+    "time_budget_s": 30 * 24 * 3600.0,
+    # numpy's seeds stop at 2**32 - 1 and the trainer derives a few seeds as seed + small offsets
+    "seed": 2**31 - 1,
+}
+# One layer's weights, and one batch's activations of one layer, in float32 values
+MAX_LAYER_WEIGHTS = 2**28
+MAX_LAYER_ACTIVATIONS = 2**31
+
+
+def _at_most(config: GanConfig) -> None:
+    for name, bound in UPPER_BOUNDS.items():
+        if getattr(config, name) > bound:
+            raise GanConfigError(f"GAN config key {name!r} must be at most {bound}; got {getattr(config, name)!r}")
+
+
+def _check_capacity(c: GanConfig) -> None:
+    """Refuse a model whose largest layer (weights or one batch's activations) would not fit in
+    memory; the estimate follows the builders' shapes: G halves its filters per block, D doubles."""
+    gib = 4 / 2**30
+    g_inputs = c.g_dense_units if c.g_dense else c.noise_dim
+    weights = {
+        "the generator's seed layer": g_inputs * c.seed_height * c.seed_width * c.g_seed_filters,
+        "the generator's first block": c.g_kernel ** 2 * c.g_seed_filters * c.g_filters,
+        "the discriminator's last block": c.d_kernel ** 2 * c.d_filters * 2 ** max(0, c.d_blocks - 2)
+        * c.d_filters * 2 ** (c.d_blocks - 1),
+        "the discriminator's dense layer": (c.height >> c.d_blocks) * (c.width >> c.d_blocks)
+        * c.d_filters * 2 ** (c.d_blocks - 1) * (c.d_dense_units if c.d_dense else 1),
+    }
+    layer, count = max(weights.items(), key=lambda item: item[1])
+    if count > MAX_LAYER_WEIGHTS:
+        raise GanConfigError(f"GAN config is too large: {layer} would hold {count:,} weights "
+                             f"({count * gib:.1f} GiB, over {MAX_LAYER_WEIGHTS * gib:.0f}); lower noise_dim, "
+                             "the filters or the dense units, or raise the blocks")
+    per_image = max(
+        max((c.seed_height << i) * (c.seed_width << i) * max(1, c.g_filters >> (i - 1)) for i in range(1, c.g_blocks + 1)),
+        max((c.height >> i) * (c.width >> i) * (c.d_filters << (i - 1)) for i in range(1, c.d_blocks + 1)))
+    count = per_image * c.batch_size * c.g_batch_factor
+    if count > MAX_LAYER_ACTIVATIONS:
+        raise GanConfigError(f"GAN config is too large: one batch's activations of one layer would be {count:,} "
+                             f"values ({count * gib:.1f} GiB, over {MAX_LAYER_ACTIVATIONS * gib:.0f}); lower "
+                             "batch_size, height/width or the filters")
+
+
 def _validate(c: GanConfig) -> None:
     _check_type(c)
+    _at_most(c)
     _at_least(c, 1, "height", "width", "noise_dim", "g_blocks", "g_filters", "g_seed_filters",
               "g_kernel", "g_dense_units", "d_blocks", "d_filters", "d_kernel", "d_dense_units",
               "batch_size", "g_batch_factor", "epochs", "d_steps", "steps_per_execution", "swd_every",
@@ -329,6 +387,7 @@ def _validate(c: GanConfig) -> None:
         raise GanConfigError("GAN config key 'inception_weights' is empty; leave it null for no FID")
     if c.collapse_patience < 1:
         raise GanConfigError("GAN config key 'collapse_patience' must be at least 1")
+    _check_capacity(c)
 
 
 def _validate_fastgan(c: GanConfig) -> None:
