@@ -65,6 +65,9 @@ def _http_url(name: str, value: str) -> str:
         raise ConfigError(f"{name}={_shown(value)} is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not host or parts.username is not None or "@" in parts.netloc:
         raise ConfigError(f"{name}={_shown(value)} is not an http(s) URL with a host (and no user name)")
+    if parts.query or parts.fragment or "#" in value:
+        raise ConfigError(f"{name}={_shown(value)} must not hold a query or fragment: it is a base URL "
+                          "that paths are added to")
     _refuse_forbidden_host(name, value, host)
     return value
 

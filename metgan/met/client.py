@@ -127,6 +127,7 @@ class MetClient:
                  max_json_bytes: int = MAX_JSON_BYTES):
         self.base_url = base_url.rstrip("/")
         self.api_policy = UrlPolicy.for_api(self.base_url, MetApiError)
+        self.api_policy.check(self.base_url)  # a link-local or metadata host is refused before any request
         self.max_json_bytes = max_json_bytes
         self.concurrency = concurrency
         self.timeout = timeout
