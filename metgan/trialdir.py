@@ -79,7 +79,7 @@ class TrialInfo(TypedDict, total=False):
 
     search_name: str | None
     trial_id: str
-    status: str  # pending | running | paused (at its rung's epochs) | completed | stopped | failed | pruned
+    status: str  # pending | running | paused (at its rung's epochs) | interrupted | completed | stopped | failed | pruned
     stop_reason: str | None
     stop_detail: str | None
     error: str | None  # the full traceback
@@ -95,6 +95,7 @@ class TrialInfo(TypedDict, total=False):
     images_per_s: float | None
     device: str | None
     hostname: str | None
+    pid: int | None  # the trainer's process on ``hostname``: a running trial whose process is gone was interrupted
     mixed_precision: bool
     precision: str  # the Keras dtype policy: float32 | mixed_float16 | mixed_bfloat16
     xla: bool

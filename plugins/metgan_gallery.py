@@ -197,14 +197,6 @@ def _thumbnail(source: Path) -> bytes:
 
 # -- the page ------------------------------------------------------------------------------------
 
-def _best(trial, objective: str, direction: str) -> tuple[float, int] | None:
-    epochs, values = trial.series(objective)
-    scored = [(value, epoch) for epoch, value in zip(epochs, values, strict=True) if value is not None]
-    if not scored:
-        return None
-    return min(scored) if direction == "min" else max(scored, key=lambda pair: (pair[0], -pair[1]))
-
-
 def _picture(trial) -> str | None:
     """The trial's final grid, else its latest sample grid, relative to the trial folder."""
     from metgan import trialdir
@@ -217,10 +209,13 @@ def _picture(trial) -> str | None:
     return None
 
 
-def _trial_card(search_dir: Path, trial_dir: Path, objective: str, direction: str) -> dict:
+def _trial_card(search_dir: Path, record) -> dict:
+    """One trial's card; its status, label, score and best snapshot are the search record's
+    (:class:`metgan.search_record.TrialRecord`)."""
     from metgan.errors import RenderError
-    from metgan.viz.trial import format_value, load_trial
+    from metgan.viz.trial import load_trial
 
+    trial_dir = record.path
     base = f"{quote(search_dir.name)}/{quote(trial_dir.name)}"
     try:
         trial = load_trial(trial_dir)
@@ -229,44 +224,29 @@ def _trial_card(search_dir: Path, trial_dir: Path, objective: str, direction: st
         return {"label": trial_dir.name, "status": "unreadable", "note": "its trial.json is not a trial record"}
     from metgan import trialdir
 
-    snapshot = _snapshot(trial_dir, objective)
-    best = (snapshot["objective_value"], snapshot["epoch"]) if snapshot else _best(trial, objective, direction)
+    trial.info["status"] = record.status  # a running trial nobody trains reads interrupted
     picture = _picture(trial)
     walk = trial_dir / trialdir.WALK_GIF
-    status = trial.status
+    status = record.status
     note = None
     if status == "failed":
         # viz.trial owns "the error on one line" (error_summary, else the traceback's last line)
         note = trial.error_summary.splitlines()[0][:300] if trial.error_summary else None
     elif status == "stopped":
         note = str(trial.info.get("stop_reason") or "") or None
-    elif status in ("pruned", "paused"):
-        note = trial.stop_message()  # successive halving: the rung and the score it stopped at
+    elif status in ("pruned", "paused", "interrupted"):
+        note = trial.stop_message()  # the rung and score halving stopped it at, or where it was cut off
+    elif record.holder:
+        note = f"trained now by {record.holder}"
     return {
-        "label": trial.label, "status": status, "note": note,
-        "epochs": f"{trial.epochs_done}/{trial.epochs_planned}" if trial.epochs_planned else str(trial.epochs_done),
-        "best": f"{format_value(best[0])} at epoch {best[1]}" if best else None,
+        "label": record.label, "status": status, "note": note,
+        "epochs": f"{record.epochs_done}/{record.epochs}" if record.epochs else str(record.epochs_done),
+        "best": f"{record.describe()} at epoch {record.score_epoch}" if record.score is not None else None,
         "thumb": f"thumbs/{base}/{quote(picture)}" if picture else None,
         "full": f"files/{base}/{quote(picture)}" if picture else None,
         "walk": f"files/{base}/{quote(trialdir.WALK_GIF)}" if walk.is_file() else None,
-        "model": f"files/{base}/{trialdir.BEST}/{trialdir.BEST_GENERATOR}" if snapshot else None,
+        "model": f"files/{base}/{trialdir.BEST}/{trialdir.BEST_GENERATOR}" if record.best else None,
     }
-
-
-def _snapshot(trial_dir: Path, objective: str) -> dict | None:
-    """The trial's best-snapshot record (best/model.json) by this objective, or None."""
-    from metgan import trialdir
-    from metgan.errors import TrialFolderError
-
-    try:
-        record = trialdir.read_model_record(trial_dir) if trialdir.has_best_snapshot(trial_dir) else None
-    except TrialFolderError as exc:
-        log.warning("gallery: %s", exc)
-        return None
-    if (record and record.get("objective") == objective and isinstance(record.get("epoch"), int)
-            and isinstance(record.get("objective_value"), (int, float))):
-        return record
-    return None
 
 
 def _generations(search_dir: Path) -> list[dict]:
@@ -315,8 +295,9 @@ def _airflow_run(search: dict, ui_root: str) -> str | None:
 
 
 def searches(root: Path, ui_root: str = "") -> list[dict]:
-    """Every readable search under ``root``, newest first, ready for the page."""
-    from metgan import trialdir
+    """Every readable search under ``root``, newest first, each with its trials best first
+    (:func:`metgan.search_record.ranked_trials`), ready for the page."""
+    from metgan import search_record, trialdir
     from metgan.errors import TrialFolderError
 
     found = []
@@ -331,8 +312,8 @@ def searches(root: Path, ui_root: str = "") -> list[dict]:
             continue
         objective = str(search.get("objective") or "swd")
         direction = "max" if search.get("direction") == "max" else "min"
-        trials = [_trial_card(search_dir, trial_dir, objective, direction)
-                  for trial_dir in trialdir.trial_folders(search_dir)]
+        trials = [_trial_card(search_dir, record) for record in search_record.ranked_trials(search_dir, search)
+                  if record.path.is_dir()]
         created = _created(search, search_file)
         found.append({
             "name": str(search.get("name") or search_dir.name), "subset": str(search.get("subset") or "?"),
@@ -365,7 +346,7 @@ figcaption{font-size:.85rem} .failed{color:#a00} .note{display:block;overflow-wr
 {% else %}<div class="empty">no images yet</div>{% endif %}
 <figcaption><b>{{ trial.label }}</b><br><span class="status {{ trial.status }}">{{ trial.status }}</span>
 {% if trial.epochs %} · {{ trial.epochs }} epochs{% endif %}
-{% if trial.best %}<br>best {{ search.objective }} {{ trial.best }}{% endif %}
+{% if trial.best %}<br>best {{ trial.best }}{% endif %}
 {% if trial.model %}<br><a href="{{ trial.model }}" download>Download model</a>{% endif %}
 {% if trial.walk %}<br><a href="{{ trial.walk }}"><img class="walk" src="{{ trial.walk }}" alt="latent walk of {{ trial.label }}" loading="lazy"></a>{% endif %}
 {% if trial.note %}<span class="note">{{ trial.note }}</span>{% endif %}</figcaption></figure>

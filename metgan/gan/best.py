@@ -1,4 +1,7 @@
-"""Which trial of a search has the best snapshot (files only: no TensorFlow, no database)."""
+"""Which search has a model to generate from (files only: no TensorFlow, no database).
+
+Which trial of a search is best is :func:`metgan.search_record.best_trial`'s answer (one ranking).
+"""
 
 from __future__ import annotations
 
@@ -6,29 +9,9 @@ from pathlib import Path
 
 from metgan import trialdir
 from metgan.errors import TrialFolderError
+from metgan.search_record import best_trial
 
-
-def best_trial(search_dir: Path | str) -> tuple[str, trialdir.ModelRecord] | None:
-    """(trial id, its best/model.json) of the trial whose best snapshot scores best by the search's
-    objective and direction; None when no trial has a snapshot. Ties go to the first trial id."""
-    search_dir = Path(search_dir)
-    search = trialdir.read_search(search_dir) or {}
-    objective, direction = search.get("objective", "swd"), search.get("direction", "min")
-    scored = []
-    for trial_dir in trialdir.trial_folders(search_dir):
-        if not trialdir.has_best_snapshot(trial_dir):
-            continue
-        try:
-            record = trialdir.read_model_record(trial_dir) or {}
-        except TrialFolderError:
-            continue
-        value = record.get("objective_value")
-        if record.get("objective") == objective and isinstance(value, (int, float)):
-            scored.append((value if direction == "min" else -value, trial_dir.name, record))
-    if not scored:
-        return None
-    _, trial_id, record = min(scored, key=lambda item: (item[0], item[1]))
-    return trial_id, record
+__all__ = ["best_trial", "newest_search_with_model"]
 
 
 def newest_search_with_model(results_dir: Path | str) -> str | None:

@@ -18,8 +18,10 @@ cast tanh output straight to uint8), and every preview uses N(0, 1) noise like t
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +108,8 @@ class TrialState:
     subset: str | None = None
     # a metgan.storage.Sync of the trial folder when the results live on an object store
     sync: Any = None
+    # trial.json's content: each epoch's progress goes into it before the database hears of it
+    info: dict | None = None
     _started: float = field(default_factory=time.monotonic)
 
     @property
@@ -379,6 +383,9 @@ class EpochRecord(keras.callbacks.Callback):
         line = {k: (finite(v) if isinstance(v, (int, float, np.floating)) and k not in ("epoch", "swd_count") else v)
                 for k, v in line.items()}
         trialdir.append_metrics(state.trial_dir, line)
+        if state.info is not None:  # the folder says the true progress first, then the database
+            state.info.update(epochs_done=line["epoch"], wall_s=line["wall_s"], images_seen=state.images_seen)
+            trialdir.write_trial_info(state.trial_dir, state.info)  # type: ignore[arg-type]
         for key in self.BEST_KEYS:
             if line.get(key) is not None and (key not in state.best_metrics or line[key] < state.best_metrics[key]):
                 state.best_metrics[key] = line[key]
@@ -467,9 +474,22 @@ class Checkpointer(keras.callbacks.Callback):
 # random-generator state and what the callbacks carry on with. The JSON is written last: a
 # checkpoint without one (a kill between the two writes) does not count.
 
+def _ensure_room(folder: Path, gan) -> None:
+    """Refuse a checkpoint the disk has no room for before HDF5 starts it (on ENOSPC mid-file,
+    HDF5 has crashed the process): the size of the newest checkpoint, else of every variable
+    three times over (the weights and two Adam slots), with a margin."""
+    existing = [path.stat().st_size for path in folder.glob("ckpt_*.weights.h5")]
+    need = max(existing) if existing else 3 * sum(int(np.prod(v.shape)) * 4 for v in gan.weights)
+    need = int(need * 1.2) + 64 * 1024
+    stats = os.statvfs(folder)
+    if stats.f_bavail * stats.f_frsize < need:
+        raise OSError(errno.ENOSPC, f"No space left on device for a checkpoint of about {need:,} bytes", str(folder))
+
+
 def save_checkpoint(state: TrialState, gan, epoch: int, keep: int) -> Path:
     weights, _ = trialdir.checkpoint_paths(state.trial_dir, epoch)
     weights.parent.mkdir(exist_ok=True)
+    _ensure_room(weights.parent, gan)
     with trialdir.atomic_path(weights) as temp:
         gan.save_weights(temp)
     meta = trialdir.CheckpointMeta(

@@ -129,6 +129,11 @@ def run_command(grid_path, params, preset, subset, search_name, objective, direc
         return
     results = search_lib.train_planned(search_name, plan, settings=settings,
                                        progress=Progress(f"search {search_name}", interval=0))
+    labels = {item["trial_id"]: item["label"] for item in plan}
+    for result in results:
+        if result["status"] == "skipped":
+            click.echo(f"skipped {result['trial_id']}  {labels.get(result['trial_id'], '')}: "
+                       f"{result['held_by']} is training it")
     failed = [r for r in results if r["status"] == "failed"]
     _print_board(search_lib.leaderboard(search_name, settings=settings))
     _print_summary(search_lib.search_summary(search_name, settings=settings))
@@ -182,8 +187,13 @@ def _print_board(board: list[dict]) -> None:
         real = "-" if row["swd_real"] is None else f"{row['swd_real']:.2f}"
         ips = "-" if row["images_per_s"] is None else f"{row['images_per_s']:.1f}"
         status = row["status"] if not row["stop_reason"] else f"{row['status']}:{row['stop_reason']}"
+        epochs = f"{row['epochs_done']:>3}/{row['epochs'] if row['epochs'] is not None else '?':<3}"
         click.echo(f"{row['rank']:>3}  {row['trial_id']:<12}  {status:<9}  "
-                   f"{row['epochs_done']:>3}/{row['epochs']:<3}  {objective:>10}  {real:>9}  {ips:>7}  {row['label']}")
+                   f"{epochs}  {objective:>10}  {real:>9}  {ips:>7}  {row['label']}")
+        if row["objective"] is not None:
+            click.echo(f"{'':>3}  {'':<12}  {row['verdict']}")
+        if row.get("held_by"):
+            click.echo(f"{'':>3}  {'':<12}  trained now by {row['held_by']}")
         if row.get("error_summary"):
             click.echo(f"{'':>3}  {'':<12}  error: {row['error_summary']}")
         if row.get("rungs"):

@@ -28,7 +28,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from metgan import names, trialdir
+from metgan import names, search_record, trialdir
 from metgan.config import Settings, get_settings
 from metgan.errors import (
     ConfigError,
@@ -465,11 +465,34 @@ def _db_plan(search_name: str, record: dict, folder: Path, resolved, settings: S
 # --- training ---------------------------------------------------------------------------------
 
 def train_trial(search_name: str, trial_id: str, *, settings: Settings | None = None, **options) -> dict:
-    """:func:`_train_trial` on the trial's folder, synced with the results store: pulled (with its
-    checkpoints, so a retry on another worker resumes) and pushed back, also when it fails."""
+    """:func:`_train_trial` while holding the trial's lock, on the trial's folder synced with the
+    results store: pulled (with its checkpoints, so a retry on another worker resumes) and pushed
+    back, also when it fails.
+
+    One process trains a trial at a time, across every host that shares the database: when
+    another holds the trial (a second ``metgan search run`` of the search, or a DAG run of it),
+    this one trains nothing and returns status ``skipped`` with ``held_by`` ("host pid N").
+    A SIGTERM while training records the trial ``interrupted`` and then ends the process as the
+    signal would have (:func:`metgan.gan.trial.redeliver`), after the lock is let go.
+    """
+    from metgan.gan.trial import TrialInterrupted, redeliver
+
     settings = settings or get_settings()
-    with results_synced(search_name, trial_id, settings=settings, weights=True) as sync:
-        return _train_trial(search_name, trial_id, settings=settings, sync=sync, **options)
+    _checked(search_name, "search name")
+    _checked(trial_id, "trial id")
+    try:
+        with search_record.trial_lock(search_name, trial_id, settings) as holder:
+            if holder is not None:
+                log.warning("trial %s of search %s skipped: %s is training it", trial_id, search_name, holder)
+                return {"search_name": search_name, "trial_id": trial_id, "status": "skipped", "stop_reason": None,
+                        "epochs": None, "objective": None, "error": None, "held_by": holder}
+            with results_synced(search_name, trial_id, settings=settings, weights=True) as sync:
+                return _train_trial(search_name, trial_id, settings=settings, sync=sync, **options)
+    except TrialInterrupted as interrupted:
+        redeliver(interrupted)  # returns only when SIGTERM was ignored before the trial began
+        return {"search_name": search_name, "trial_id": trial_id, "status": search_record.INTERRUPTED,
+                "stop_reason": search_record.INTERRUPTED, "epochs": interrupted.epochs_done, "objective": None,
+                "error": None}
 
 
 def _train_trial(search_name: str, trial_id: str, *, settings: Settings | None = None,
@@ -560,15 +583,16 @@ def _rung_result(trial_dir: Path, rung: int) -> dict | None:
 
 
 def _ranked_at(folder: Path, search: dict, rung: int, members: list[str]) -> list[tuple[str, float]]:
-    """The members that can be promoted from ``rung``, best score first (ties by plan order)."""
-    sign = 1 if search.get("direction", "min") == "min" else -1
+    """The members that can be promoted from ``rung`` with their score there, best first by
+    :func:`metgan.search_record.rank` (ties keep the plan order)."""
     scored = []
-    for order, trial_id in enumerate(members):
+    for trial_id in members:
         result = _rung_result(folder / trial_id, rung)
         if (result and result.get("status") in PROMOTABLE and result.get("score") is not None
                 and result.get("epochs_done", 0) >= result.get("epochs", 0)):
-            scored.append((sign * result["score"], order, trial_id, result["score"]))
-    return [(trial_id, score) for _, _, trial_id, score in sorted(scored)]
+            scored.append((trial_id, result["score"]))
+    return search_record.rank(scored, search.get("direction", "min"), score=lambda item: item[1],
+                              rung=lambda item: rung)
 
 
 def rung_members(search_name: str, rung: int, *, settings: Settings | None = None) -> list[str]:
@@ -699,31 +723,28 @@ def search_summary(search_name: str, *, settings: Settings | None = None) -> dic
 
 
 def leaderboard(search_name: str, *, settings: Settings | None = None) -> list[dict]:
-    """Trials ordered by the search's objective (best first; trials without a value last)."""
-    from metgan.store import get_engine
-    from metgan.store.searches import ranked_trials, search_row
+    """The search's trials best first (:func:`metgan.search_record.rank`), from its folder.
 
+    A trial that reads ``running`` while nobody holds its lock is first recorded ``interrupted``
+    (:func:`metgan.search_record.settle`), so the board never shows a dead trainer at work.
+    """
     settings = settings or get_settings()
     _checked(search_name, "search name")
-    engine = get_engine(settings)
-    search = search_row(engine, search_name)
-    if search is None:
-        raise GanConfigError(f"no search named {search_name!r} in the database")
-    rows = ranked_trials(engine, search_name, search["direction"])
-    board = []
-    for rank, row in enumerate(rows, start=1):
-        config = GanConfig.from_dict(row["config"])
-        summary = None
-        if row["status"] == "failed":
-            # trial.json holds the one-line error beside the traceback (the table only the traceback)
-            info = _readable_info(Path(row["path"])) if row["path"] else None
-            summary = (info or {}).get("error_summary")
-        board.append({"rank": rank, "trial_id": row["trial_id"], "label": config.label(), "status": row["status"],
-                      "rung": row["rung"], "rungs": row["rungs"] or [], "images_seen": row["images_seen"],
-                      "strategy": (search.get("strategy") or {}).get("strategy", "grid"),
-                      "stop_reason": row["stop_reason"], "epochs_done": row["epochs_done"],
-                      "epochs": config.epochs, "objective": row["objective"], "objective_name": search["objective"],
-                      "swd_real": (row["final_metrics"] or {}).get("swd_real"),
-                      "images_per_s": row["images_per_s"], "device": row["device"], "path": row["path"],
-                      "error_summary": summary})
-    return board
+    with results_synced(search_name, settings=settings):
+        folder = search_dir(search_name, settings)
+        search = trialdir.read_search(folder)
+        if search is None:
+            raise GanConfigError(f"no search named {search_name!r} in {settings.results_dir}")
+        search_record.settle(folder, settings)
+        ids = search_record.trial_ids(folder, search)
+        holders = search_record.lock_holders(search_name, ids, settings, start_embedded=True)
+        trials = search_record.ranked_trials(folder, search, holders=holders or {})
+    strategy = (search.get("strategy") or {}).get("strategy", "grid")
+    return [{"rank": rank, "trial_id": trial.trial_id, "label": trial.label, "status": trial.status,
+             "rung": trial.rung, "rungs": trial.rungs, "images_seen": trial.info.get("images_seen"),
+             "strategy": strategy, "stop_reason": trial.info.get("stop_reason"), "epochs_done": trial.epochs_done,
+             "epochs": trial.epochs, "objective": trial.score, "objective_name": search.get("objective", "swd"),
+             "swd_real": trial.floor, "verdict": trial.describe(), "images_per_s": trial.info.get("images_per_s"),
+             "device": trial.info.get("device"), "path": str(trial.path), "held_by": trial.holder,
+             "error_summary": trial.error_summary if trial.status == "failed" else None}
+            for rank, trial in enumerate(trials, start=1)]

@@ -10,9 +10,12 @@ drops metrics lines and recorder rows of epochs after that checkpoint so nothing
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import signal
 import socket
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -197,8 +200,107 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
         raise
 
 
+class TrialInterrupted(BaseException):
+    """SIGTERM arrived while a trial trained. Not an Exception: nothing on the way up may record
+    the trial failed; the trial was recorded ``interrupted`` first (:func:`_train`)."""
+
+    def __init__(self, previous_handler: Any, epochs_done: int):
+        super().__init__(f"interrupted by SIGTERM after epoch {epochs_done}")
+        self.previous_handler = previous_handler
+        self.epochs_done = epochs_done
+
+
+def redeliver(interrupted: TrialInterrupted) -> None:
+    """Give the SIGTERM to whoever had it before the trial (the default ends the process with
+    status 143, Airflow's task runner ends the task); returns only when it was being ignored."""
+    previous = interrupted.previous_handler
+    if callable(previous):
+        previous(signal.SIGTERM, None)
+    elif previous != signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _on_sigterm(signum, frame):
+    raise TrialInterrupted(None, 0)
+
+
+# The OSErrors that are the disk's refusal of a write, whatever is being written.
+DISK_ERRNOS = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS, errno.EIO)
+                        if code is not None)
+_DISK_WORDS = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system", errno.EIO: "disk I/O error"}
+if hasattr(errno, "EDQUOT"):
+    _DISK_WORDS[errno.EDQUOT] = "disk full (over quota)"
+
+
+def disk_refusal(exc: BaseException) -> int | None:
+    """The errno when ``exc`` (or what it was raised from) is the disk refusing a write; HDF5
+    reports ENOSPC only in its message."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+            return exc.errno
+        if isinstance(exc, OSError) and ("errno = 28" in str(exc) or "No space left on device" in str(exc)):
+            return errno.ENOSPC
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def _free_resumable_files(trial_dir: Path) -> None:
+    """On a full disk, drop what a resume writes again anyway: the sample grids after the newest
+    checkpoint (and any temp file), so trial.json can still be written."""
+    newest = max(trialdir.checkpoint_epochs(trial_dir), default=0)
+    for epoch, path in trialdir.samples(trial_dir).items():
+        if epoch > newest:
+            path.unlink(missing_ok=True)
+    for temp in [*trial_dir.glob(".*.tmp*"), *trial_dir.glob("*/.*.tmp*")]:
+        temp.unlink(missing_ok=True)
+
+
 def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder, images, objective_key: str,
            target: int, direction: str, *, subset_name: str | None = None, sync: Any = None) -> dict:
+    """:func:`_train_epochs`, with its two outcomes that are not the trial's fault recorded here.
+
+    A SIGTERM records the trial ``interrupted`` with the epochs it finished (metrics.jsonl's last
+    line; a resume starts from the newest checkpoint) and raises :class:`TrialInterrupted`.
+    A disk that refuses a checkpoint, metrics line or sample raises
+    :class:`~metgan.errors.DiskWriteError` "disk full: <folder>" (the trial is then recorded
+    failed); the newest complete checkpoint stays, and no temp file does.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
+    try:
+        return _train_epochs(trial_dir, config, subset_dir, info, recorder, images, objective_key, target,
+                             direction, subset_name=subset_name, sync=sync)
+    except TrialInterrupted:
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the record short
+        lines = trialdir.read_metrics(trial_dir)
+        done = max([info.get("epochs_done") or 0, *(line["epoch"] for line in lines)])
+        info.update(status="interrupted", stop_reason="interrupted", epochs_done=done,
+                    stop_detail=f"interrupted by SIGTERM after epoch {done}; it resumes from its newest "
+                                "checkpoint when trained again", finished_at=trialdir.utc_now())
+        trialdir.write_trial_info(trial_dir, info)
+        if recorder is not None:
+            recorder.finished(info, final_metrics(lines), {}, _objective(lines, objective_key, trial_dir))
+        log.warning("trial %s interrupted by SIGTERM after epoch %d", info.get("trial_id"), done)
+        raise TrialInterrupted(previous, done) from None
+    except Exception as exc:
+        code = disk_refusal(exc)
+        if code is None:
+            raise
+        from metgan.errors import DiskWriteError
+
+        _free_resumable_files(trial_dir)
+        raise DiskWriteError(f"{_DISK_WORDS[code]}: {trial_dir}") from exc
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _train_epochs(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder, images,
+                  objective_key: str, target: int, direction: str, *, subset_name: str | None = None,
+                  sync: Any = None) -> dict:
     from metgan.gan import callbacks as cb
     from metgan.gan import data
     from metgan.gan._tf import tensorflow
@@ -237,7 +339,8 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
                           steps_per_epoch=dataset_probe_steps, recorder=recorder, until_epoch=target,
                           objective=objective_key, direction=direction, search_name=info.get("search_name"),
                           trial_id=info["trial_id"],
-                          subset=subset_name or (Path(subset_dir).name if subset_dir else None), sync=sync)
+                          subset=subset_name or (Path(subset_dir).name if subset_dir else None), sync=sync,
+                          info=info)
     first_epoch = 0
     meta = cb.load_latest_checkpoint(trial_dir, gan)
     if meta is not None:
@@ -257,7 +360,7 @@ def _train(trial_dir: Path, config: GanConfig, subset_dir, info: dict, recorder,
     if recorder is not None:
         recorder.truncate(first_epoch)
         recorder.started(info)
-    info["epochs_done"] = first_epoch
+    info.update(epochs_done=first_epoch, pid=os.getpid())
     trialdir.write_trial_info(trial_dir, info)
 
     if first_epoch < target:

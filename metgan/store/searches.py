@@ -1,14 +1,22 @@
-"""The searches repository: ``searches``, ``trials`` and ``trial_epochs`` rows, on an injected engine.
+"""The searches repository: ``searches``, ``trials`` and ``trial_epochs`` rows, and the trial locks.
 
-The search folder (search.json, trial folders) stays the source of truth for training; these
-rows mirror it for the leaderboard and the DAGs. Callers get the engine once at their entry
-point and pass it here; nothing in this module reads settings or migrates the schema
-(``metgan db migrate`` does, and an unmigrated database fails with one line in store/engine.py).
+The rows are an index of the search folders for SQL queries: :mod:`metgan.search_record` alone
+writes them, always after the folder, and rebuilds a trial's row from its folder; nothing in
+metgan reads a search's state from them. The trial lock is PostgreSQL's session advisory lock,
+held by the one process that trains a trial, whichever host it runs on (every host shares the
+database); a killed process's session ends, and its lock with it.
+
+Callers get the engine once at their entry point and pass it here; nothing in this module reads
+settings or migrates the schema (``metgan db migrate`` does, and an unmigrated database fails with
+one line in store/engine.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -72,6 +80,61 @@ def record_rungs(engine: Engine, search_name: str, trial_id: str, *, status: str
             "WHERE search_name = :search AND trial_id = :trial"),
             {"search": search_name, "trial": trial_id, "status": status, "rung": rung,
              "rungs": _jsonable(rungs), "objective": objective})
+
+
+# --- one trainer per trial -------------------------------------------------------------------
+
+def _lock_key(text_: str) -> int:
+    """A stable non-negative int4 for a name (pg_locks shows it back as an oid)."""
+    return int.from_bytes(hashlib.sha256(text_.encode("utf-8")).digest()[:4], "big") >> 1
+
+
+@contextlib.contextmanager
+def trial_lock(engine: Engine, search_name: str, trial_id: str, holder: str) -> Iterator[bool]:
+    """Hold the trial's advisory lock for the block on a connection of its own; yields True, or
+    False (holding nothing) when another session holds it. ``holder`` ("host pid N") is the
+    session's application_name, which :func:`trial_lock_holders` reports to the others."""
+    keys = {"search_key": _lock_key(search_name), "trial_key": _lock_key(trial_id)}
+    conn = engine.connect()
+    held = False
+    try:
+        conn.execute(text("SELECT set_config('application_name', :holder, false)"), {"holder": holder[:63]})
+        held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:search_key, :trial_key)"), keys).scalar())
+        conn.commit()  # the lock is the session's: no transaction stays open while the trial trains
+        yield held
+    finally:
+        try:
+            if held:
+                conn.execute(text("SELECT pg_advisory_unlock(:search_key, :trial_key)"), keys)
+            conn.execute(text("SELECT set_config('application_name', '', false)"))
+            conn.commit()
+        except Exception:  # the session is gone (and its lock with it): never reuse the connection
+            conn.invalidate()
+        conn.close()
+
+
+def trial_lock_holders(engine: Engine, search_name: str, trial_ids: list[str]) -> dict[str, str]:
+    """{trial id: its holder's application_name} for the trials of ``trial_ids`` whose lock is held."""
+    by_key = {_lock_key(trial_id): trial_id for trial_id in trial_ids}
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT l.objid::bigint AS trial_key, coalesce(a.application_name, '') AS holder "
+            "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.classid::bigint = :search_key"), {"search_key": _lock_key(search_name)}).all()
+    return {by_key[row.trial_key]: row.holder or "another session" for row in rows if row.trial_key in by_key}
+
+
+def index_trial(engine: Engine, search_name: str, trial_id: str, *, status: str, epochs_done: int,
+                stop_reason: str | None, error: str | None) -> None:
+    """Set a trial row's status and progress to what its folder says (a resolved interruption)."""
+    with engine.begin() as conn:
+        conn.execute(text(
+            "UPDATE trials SET status = :status, epochs_done = :epochs_done, stop_reason = :stop_reason, "
+            "error = COALESCE(:error, error), updated_at = now() WHERE search_name = :search AND trial_id = :trial"),
+            {"search": search_name, "trial": trial_id, "status": status, "epochs_done": epochs_done,
+             "stop_reason": stop_reason, "error": error})
 
 
 class DbRecorder:

@@ -22,7 +22,7 @@ import jinja2
 import numpy as np
 from PIL import Image
 
-from metgan import names, trialdir
+from metgan import names, search_record, trialdir
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError, RenderError, TrialFolderError
 from metgan.viz.trial import SCORE_LABELS, TrialRun, format_value, load_trial
@@ -39,7 +39,9 @@ GRAPH_FILES = {trialdir.graph_gif_name("expanding"): "Expanding",
                trialdir.graph_gif_name("static"): "Whole run",
                trialdir.SCORES_PNG: "Scores (still)"}
 
-# Leaderboard columns: (key, heading, kind); "number" columns sort numerically.
+# Leaderboard columns: (key, heading, kind); "number" columns sort numerically. The score shows
+# once, with its floor and verdict (sorted by its value); the losses and timings are in the CSV,
+# so the table fits a 1440 px window.
 COLUMNS = (
     ("rank", "#", "number"),
     ("label", "Trial", "text"),
@@ -47,13 +49,9 @@ COLUMNS = (
     ("stop", "Why it ended", "text"),
     ("epochs_done", "Epochs", "number"),
     ("rungs", "Rungs (epochs: score)", "text"),
-    ("objective", "Objective", "number"),
-    ("swd_best", "Best SWD", "number"),
-    ("d_loss", "D loss", "number"),
-    ("g_loss", "G loss", "number"),
+    ("objective", "Score", "number"),
     ("diversity", "Diversity", "number"),
     ("images_per_s", "Images/s", "number"),
-    ("wall_s", "Wall s", "number"),
 )
 
 
@@ -72,35 +70,36 @@ def _last(trial: TrialRun, name: str) -> float | None:
     return known[1] if known else None
 
 
-def _best(trial: TrialRun, name: str, direction: str) -> float | None:
+def _min(trial: TrialRun, name: str) -> float | None:
     values = [v for v in trial.series(name)[1] if v is not None]
-    if not values:
-        return None
-    return min(values) if direction == "min" else max(values)
+    return min(values) if values else None
 
 
-def _entry(search_dir: Path, trial_id: str, objective: str, direction: str) -> Entry:
+def _entry(search_dir: Path, record: search_record.TrialRecord) -> Entry:
+    """The leaderboard row and card of a trial; its status, label, score and best snapshot are
+    the search record's (:mod:`metgan.search_record`), the rest comes from its files."""
+    trial_id = record.trial_id
     try:
         trial = load_trial(search_dir / trial_id)
     except RenderError as exc:
         return Entry(trial_id, None, {"label": trial_id, "status": "missing", "stop": str(exc)},
                      problem=str(exc))
-    best = _best_snapshot(trial, objective)
-    recorded = trial.info.get("objective")
-    objective_value = (best["objective_value"] if best else
-                       recorded if isinstance(recorded, (int, float)) else _last(trial, objective))
+    trial.info["status"] = record.status  # a running trial nobody trains reads interrupted
+    best = record.best
     per_s = trial.info.get("images_per_s")
     values = {
         "trial_id": trial.trial_id,
-        "label": trial.label,
-        "status": trial.status,
+        "label": record.label,
+        "status": record.status,
         "stop": trial.stop_message() or "",
         "stop_reason": trial.info.get("stop_reason") or "",
         "error": trial.error_summary or "",
         "epochs_done": trial.epochs_done,
         "epochs": trial.epochs_planned,
-        "objective": objective_value,
-        "swd_best": _best(trial, "swd", "min"),
+        "objective": record.score,
+        "score_text": record.describe() if record.score is not None else "",
+        "floor": record.floor,
+        "swd_best": _min(trial, "swd"),
         "d_loss": _last(trial, "d_loss"),
         "g_loss": _last(trial, "g_loss"),
         "diversity": _last(trial, "diversity"),
@@ -108,7 +107,7 @@ def _entry(search_dir: Path, trial_id: str, objective: str, direction: str) -> E
         "wall_s": trial.info.get("wall_s") if isinstance(trial.info.get("wall_s"), (int, float))
         else _last(trial, "wall_s"),
         "settings": trial.settings(),
-        "rung": trial.info.get("rung"),
+        "rung": record.rung,
         "rungs": rung_history(trial.info.get("rungs")),
         "images_seen": trial.info.get("images_seen"),
         "best_epoch": best["epoch"] if best else None,
@@ -146,38 +145,10 @@ def strategy_line(search: dict, entries: list[Entry]) -> str:
     return text
 
 
-def _best_snapshot(trial: TrialRun, objective: str) -> dict | None:
-    """The trial's best-snapshot record when it has one by this objective (ranking uses its value)."""
-    try:
-        record = trialdir.read_model_record(trial.path) if trialdir.has_best_snapshot(trial.path) else None
-    except TrialFolderError as exc:
-        log.warning("report: %s", exc)
-        return None
-    if (not record or record.get("objective") != objective or not isinstance(record.get("epoch"), int)
-            or not isinstance(record.get("objective_value"), (int, float))):
-        return None
-    return record
-
-
-def _trial_ids(search_dir: Path, search: dict) -> list[str]:
-    listed = [str(t) for t in search.get("trials") or []]
-    found = sorted(child.name for child in search_dir.iterdir()
-                   if child.is_dir() and child.name != GALLERY
-                   and trialdir.has_trial_files(child))
-    return list(dict.fromkeys(listed + found))
-
-
 def _ranked(entries: list[Entry], direction: str) -> list[Entry]:
-    # A trial that reached a later halving rung ranks above one pruned earlier (their scores were
-    # taken after different numbers of epochs); within a rung, by the objective.
-    def key(entry: Entry):
-        value = entry.values.get("objective")
-        rung = entry.values.get("rung") if isinstance(entry.values.get("rung"), int) else 0
-        if value is None:
-            return (1, 0, 0.0, entry.trial_id)
-        return (0, -rung, value if direction == "min" else -value, entry.trial_id)
-
-    ranked = sorted(entries, key=key)
+    """The entries in :func:`metgan.search_record.rank`'s order, numbered."""
+    ranked = search_record.rank(entries, direction, score=lambda entry: entry.values.get("objective"),
+                                rung=lambda entry: entry.values.get("rung"))
     for rank, entry in enumerate(ranked, 1):
         entry.values["rank"] = rank
     return ranked
@@ -295,6 +266,9 @@ def _cell(key: str, kind: str, values: dict) -> dict:
     if key == "epochs_done":
         planned = values.get("epochs")
         return {"key": key, "kind": kind, "data": str(value), "text": f"{value}/{planned}" if planned else str(value)}
+    if key == "objective":
+        return {"key": key, "kind": kind, "data": "" if value is None else repr(float(value)),
+                "text": values.get("score_text") or format_value(value)}
     if kind == "number":
         return {"key": key, "kind": kind, "data": "" if value is None else repr(float(value)),
                 "text": format_value(value)}
@@ -327,7 +301,7 @@ def _card(entry: Entry, search_dir: Path) -> dict:
                  for name in (trialdir.FINAL_GRID, trialdir.PROGRESS_GIF, trialdir.WALK_GIF)
                  if (folder / name).exists()],
         best=None if values.get("best_epoch") is None else {
-            "epoch": values["best_epoch"], "value": format_value(values.get("objective")),
+            "epoch": values["best_epoch"], "value": values.get("score_text") or format_value(values.get("objective")),
             "model": _link(entry.trial_id, f"{trialdir.BEST}/{trialdir.BEST_GENERATOR}"),
             "record": _link(entry.trial_id, f"{trialdir.BEST}/{trialdir.MODEL_RECORD}")},
         graphs=[{**_figure(entry.trial_id, name), "title": title} for name, title in GRAPH_FILES.items()
@@ -357,8 +331,8 @@ def _page(search: dict, search_dir: Path, ranked: list[Entry], pairs: dict[str, 
         counts[str(entry.values.get("status"))] = counts.get(str(entry.values.get("status")), 0) + 1
     objective_label = SCORE_LABELS.get(objective, objective)
     columns = [{"key": key, "kind": kind, "sorted": key == "rank",
-                "heading": f"{objective_label} ({'lower' if direction == 'min' else 'higher'} is better)"
-                if key == "objective" else heading}
+                "heading": f"{objective_label} against the data's floor ({'lower' if direction == 'min' else 'higher'} "
+                           "is better)" if key == "objective" else heading}
                for key, heading, kind in COLUMNS]
     rows = [{"trial_id": entry.trial_id, "cells": [_cell(key, kind, entry.values) for key, _, kind in COLUMNS]}
             for entry in ranked]
@@ -379,8 +353,8 @@ def _write_text(path: Path, text: str) -> Path:
 
 def _leaderboard_csv(ranked: list[Entry]) -> str:
     fields = ["rank", "trial_id", "label", "status", "stop_reason", "error", "epochs_done", "epochs",
-              "objective", "best_epoch", "swd_best", "d_loss", "g_loss", "diversity", "images_per_s", "wall_s",
-              "settings", "rung", "rungs", "images_seen"]
+              "objective", "floor", "best_epoch", "swd_best", "d_loss", "g_loss", "diversity", "images_per_s",
+              "wall_s", "settings", "rung", "rungs", "images_seen"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -409,10 +383,9 @@ def publish_report(search_dir: str | Path, *, top_k: int = 3, images_per_trial: 
         search = trialdir.read_search(search_dir) or {}
     except TrialFolderError as exc:
         raise RenderError(str(exc)) from None
-    trial_ids = _trial_ids(search_dir, search)
+    trial_ids = search_record.trial_ids(search_dir, search)
     if not trial_ids:
         raise RenderError(f"{search_dir} has no search.json trials and no trial folders")
-    objective = str(search.get("objective") or "swd")
     direction = str(search.get("direction") or "min")
     if direction not in ("min", "max"):
         raise RenderError(f"search.json direction {direction!r} is not 'min' or 'max'")
@@ -428,7 +401,8 @@ def publish_report(search_dir: str | Path, *, top_k: int = 3, images_per_trial: 
                 except RenderError as exc:
                     log.warning("could not render %s: %s", trial_id, exc)
 
-    ranked = _ranked([_entry(search_dir, t, objective, direction) for t in trial_ids], direction)
+    records = search_record.read_trials(search_dir, search, settings=settings)
+    ranked = _ranked([_entry(search_dir, record) for record in records], direction)
     best = [e for e in ranked if e.trial is not None and (e.trial.path / trialdir.GENERATED).is_dir()][:top_k]
     subset_dir, subset_note = _find_subset(search, settings)
     written_gallery: set[str] = set()

@@ -130,6 +130,9 @@ class TrialRun:
             return f"Stopped early at epoch {done}{of}: {reason or 'no reason recorded'}"
         if status == "failed":
             return f"Failed at epoch {done}{of}: {self.error_summary or reason or 'no error recorded'}"
+        if status == "interrupted":
+            return (f"Interrupted after epoch {done}{of}: its trainer ended without finishing it; it resumes "
+                    "from its newest checkpoint when trained again")
         if status in ("running", "pending"):
             return f"Still {status}: {done}{of} epochs so far"
         if status == "pruned":

@@ -173,7 +173,8 @@ def test_gallery_page_is_newest_first_with_scores_errors_and_run_links(api_serve
     page = client.get("/metgan/", cookies={"_token": token}).text
     assert page.index("newer-search") < page.index("older-search")
     newer = page[page.index("newer-search"):page.index("older-search")]
-    assert re.search(r"best swd [\d.]+ at epoch \d+", newer), newer
+    # the score against the data's floor, with a verdict in words (metgan.gan.verdict)
+    assert re.search(r"best SWD [\d.]+ = [\d.]+x the data&#39;s floor \([\d.]+\): [^<]+ at epoch \d+", newer), newer
     assert "lr 2e-4" in newer and "completed" in newer and "stopped" in newer and COLLAPSE_REASON in newer
     assert "TrainingError: loss became NaN" in newer  # the last line of the traceback, not its first
     assert "Traceback" not in newer

@@ -165,10 +165,15 @@ def test_a_search_never_migrates_the_schema_itself(fresh_url, monkeypatch, tmp_p
     from metgan.errors import StoreError
     from metgan.gan import search
 
+    from tests.gan_support import TINY, make_subset
+
     monkeypatch.setenv("METGAN_DATABASE_URL", fresh_url)
     monkeypatch.setenv("METGAN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("METGAN_RESULTS_DIR", str(tmp_path / "results"))
+    make_subset(tmp_path / "data" / "subsets" / "vases", count=16)
+    # planning writes the search's index rows (the leaderboard reads the folders, not the database)
     with pytest.raises(StoreError, match=r"has no metgan schema; run `metgan db migrate`"):
-        search.leaderboard("tiny", settings=get_settings())
+        search.plan_trials("tiny", {}, subset="vases", base=TINY, settings=get_settings())
     engine = _engine(fresh_url)
     with engine.connect() as conn:
         tables = conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).scalar_one()
