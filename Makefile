@@ -21,8 +21,8 @@ install: $(STAMP)  ## create .venv and install metgan with its pinned dependenci
 test: $(STAMP)  ## the whole test suite (unit, integration, dags, e2e)
 	$(BIN)/pytest
 
-test-fast: $(STAMP)  ## unit and integration tests only
-	$(BIN)/pytest tests/unit tests/integration -m "not slow"
+test-fast: $(STAMP)  ## the unit tier: pure tests, an answer in about a minute (docs/testing.md)
+	$(BIN)/pytest tests/unit -m "not slow"
 
 test-embedded: $(STAMP)  ## the integration tests again, on the embedded PostgreSQL server
 	METGAN_TEST_SERVER=embedded $(BIN)/pytest tests/integration tests/dags/test_pipeline.py
@@ -36,8 +36,13 @@ up: $(STAMP)  ## airflow standalone with the project's DAGs, pools created
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# `make bench BENCH_ARGS=--quick` runs each one at tiny sizes (seconds), as the smoke tests do.
+# gpu_check.sh exits 2 where TensorFlow sees no GPU: that is reported, not a failure of the run.
 bench: $(STAMP)  ## every benchmark in bench/, each printing its table and a speedup line
-	@set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b $(BENCH_ARGS); done; \
+	echo "== bench/gpu_check.sh"; status=0; bash bench/gpu_check.sh $(BENCH_ARGS) || status=$$?; \
+	if [ $$status -eq 2 ]; then echo "bench/gpu_check.sh: no GPU here, so no GPU numbers"; \
+	elif [ $$status -ne 0 ]; then exit $$status; fi
 
 lock:  ## re-resolve the pinned dependencies (after editing pyproject.toml)
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install -q "pip>=24"

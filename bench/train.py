@@ -188,7 +188,7 @@ def main() -> None:
     from metgan.gan.config import GanConfig
 
     if args.quick:
-        height, width, rounds, steps, budget = 40, 32, args.rounds or 2, 2, args.budget or 20.0
+        height, width, rounds, steps, budget = 40, 32, args.rounds or 2, 2, args.budget or 5.0
         arch = {"g_filters": 64, "g_seed_filters": 16, "d_filters": 16}
         quality = {"height": 40, "width": 32, "g_filters": 64, "g_seed_filters": 32, "d_filters": 16,
                    "swd_images": 128}

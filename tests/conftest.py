@@ -152,3 +152,49 @@ def embedded_env():
     if (data_dir / "postgres").exists():
         embedded.stop_server(data_dir)
     shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+# What a run could not test, said where a developer looks: the last lines before pytest's own
+# count. Each prerequisite: its name, how to tell it is missing, the test files that need it, and
+# how to install it.
+CHROMIUM_PATH = Path("/usr/bin/chromium")
+PREREQUISITES = (
+    ("Chromium", lambda: not CHROMIUM_PATH.exists(), ("tests/e2e/",),
+     "apt-get install -y --no-install-recommends chromium fonts-dejavu-core"),
+    ("Redis at 127.0.0.1:6379", lambda: not redis_answers(), ("tests/e2e/test_celery.py",),
+     "apt-get install -y redis-server redis-tools && redis-server --daemonize yes --bind 127.0.0.1 --save ''"),
+)
+
+
+def redis_answers() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter):
+    """After pytest's short summary: how many tests were skipped, and how to install what the
+    skipped or failed tests of this run needed (.ci/run installs all of it)."""
+    result = yield
+    stats = terminalreporter.stats
+    skipped = [r for r in stats.get("skipped", []) if getattr(r, "when", None) in ("setup", "call")]
+    not_passed = skipped + [r for key in ("failed", "error") for r in stats.get(key, [])
+                            if hasattr(r, "nodeid")]
+    missing = [(name, install) for name, is_missing, paths, install in PREREQUISITES
+               if any(r.nodeid.startswith(paths) for r in not_passed) and is_missing()]
+    if not skipped and not missing:
+        return result
+    write = terminalreporter.write_line
+    terminalreporter.write_sep("=", "not tested in this run")
+    write(f"{len(skipped)} test{'s' if len(skipped) != 1 else ''} skipped (reasons above, under 'short test summary')")
+    for name, install in missing:
+        write(f"{name} is missing: {install}")
+    if missing:
+        write("or run .ci/run as root: it installs these, starts PostgreSQL and Redis, then runs make test")
+    return result
