@@ -25,6 +25,7 @@ from pathlib import Path
 from metgan import names
 from metgan.config import Settings
 from metgan.errors import StorageError, SubsetError
+from metgan.files import writing_to
 from metgan.storage import Store, check_key
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ def stage_subset(name: str, settings: Settings) -> Path:
         for extra in _KEPT[1:]:
             if subset.exists(extra):
                 staging.fetch(extra)
-        (temp / "manifest.csv").write_bytes(manifest)
+        with writing_to(temp):  # a full cache disk stops the staging in one line, as a fetch's would
+            (temp / "manifest.csv").write_bytes(manifest)
         try:
             os.rename(temp, final)
         except OSError:
