@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Asset, Param, TriggerRule, dag, get_current_context, task
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.timetables.trigger import CronTriggerTimetable
 
 IMAGES_ASSET = Asset("metgan://met/images")
 
@@ -28,8 +27,12 @@ API_RETRIES = {
 
 @dag(
     dag_id="met_ingest",
-    schedule=CronDataIntervalTimetable("0 3 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # Daily at 03:00 over the day before (the data interval). Unpausing the DAG (the trigger form's
+    # "unpause" box) queues no scheduled scrape, so a person's own run never waits behind a run they
+    # did not ask for (max_active_runs=1): the first runs at the next 03:00. That needs both
+    # run_immediately=False and no start_date (a start date makes the timetable schedule the latest
+    # past 03:00 at once).
+    schedule=CronTriggerTimetable("0 3 * * *", timezone="UTC", interval=timedelta(days=1), run_immediately=False),
     catchup=False,
     max_active_runs=1,
     tags=["metgan", "ingest"],

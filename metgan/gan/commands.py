@@ -9,6 +9,7 @@ import click
 
 from metgan.config import get_settings
 from metgan.errors import GanConfigError
+from metgan.gan.budget import DEFAULT_SEARCH_BUDGET_S
 
 
 def _parse_param(text: str) -> tuple[str, list]:
@@ -89,9 +90,12 @@ def search() -> None:
 @click.option("--name", "search_name", required=True, help="Search name (its folder under <results_dir>).")
 @click.option("--objective", default=None, help="Metric to rank by (default swd, or the grid file's).")
 @click.option("--direction", type=click.Choice(["min", "max"]), default=None)
+@click.option("--budget-s", type=click.FloatRange(min=0), default=DEFAULT_SEARCH_BUDGET_S, show_default=True,
+              help="Seconds for the whole search, split over its trials; without epochs or height/width "
+                   "each trial trains as long and as large as its share affords. 0: no budget.")
 @click.option("--dry-run", is_flag=True,
               help="Validate and print the plan (trials, rungs, epochs against the full grid); write and train nothing.")
-def run_command(grid_path, params, preset, subset, search_name, objective, direction, dry_run) -> None:
+def run_command(grid_path, params, preset, subset, search_name, objective, direction, budget_s, dry_run) -> None:
     """Plan a search and train its trials (finished trials are skipped).
 
     The grid file's ``strategy`` (grid, random with n_iter and seed, halving with factor,
@@ -119,7 +123,7 @@ def run_command(grid_path, params, preset, subset, search_name, objective, direc
     # Planned once: a dry run stops after validating; a real run writes the plan it printed and trains it.
     overview = search_lib.plan_search(search_name, grid, subset=subset, base=base, objective=objective,
                                       direction=direction, settings=settings, dry_run=dry_run,
-                                      strategy=spec.get("strategy"))
+                                      strategy=spec.get("strategy"), budget_s=budget_s or None)
     plan = overview["trials"]
     for item in plan:
         click.echo(f"{item['trial_id']}  {item['label']}")
@@ -167,6 +171,12 @@ def _print_plan(overview: dict) -> None:
     strategy = overview["strategy"]
     click.echo(f"strategy {strategy['strategy']}" + (f" (factor {strategy['factor']})"
                                                       if strategy["strategy"] == "halving" else ""))
+    if overview.get("budget_s"):
+        fitted = " and ".join(overview["fitted"])
+        click.echo(f"budget {overview['budget_s']:.0f} s: {overview['trial_budget_s']:.0f} s of training a trial"
+                   + (f"; its worker fits the {fitted} to it" if fitted else ""))
+        if "epochs" in overview["fitted"]:
+            return
     for rung in overview["rungs"]:
         click.echo(f"  rung {rung['rung']}: {rung['trials']} trial(s) to epoch {rung['epochs']}")
     full = overview["full_grid_epochs"]

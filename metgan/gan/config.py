@@ -103,6 +103,7 @@ class GanConfig:
     d_beta2: float = 0.999
     batch_size: int = 16
     g_batch_factor: int = 1
+    # 0: as many as ``time_budget_s`` affords, decided by the worker that trains (metgan.gan.budget)
     epochs: int = 50
     d_steps: int = 1
     seed: int = 0
@@ -117,6 +118,9 @@ class GanConfig:
     checkpoint_every: int = 1
     keep_checkpoints: int = 2
     time_budget_s: float = 0.0
+    # height x width is the largest size; the worker trains at the largest halving of it that
+    # time_budget_s affords on its hardware (metgan.gan.budget), recorded in config.json
+    size_by_budget: bool = False
     collapse_within_std: float = 7.0
     collapse_across_std: float = 2.0
     collapse_patience: int = 4
@@ -159,7 +163,10 @@ class GanConfig:
     # --- identity ---------------------------------------------------------------------------
 
     def canonical_json(self) -> str:
-        return json.dumps({"schema_version": SCHEMA_VERSION, "config": self.to_dict()},
+        config = self.to_dict()
+        if not config["size_by_budget"]:  # absent unless set, so the ids of fixed-size trials stay as they were
+            del config["size_by_budget"]
+        return json.dumps({"schema_version": SCHEMA_VERSION, "config": config},
                           sort_keys=True, separators=(",", ":"))
 
     def trial_id(self) -> str:
@@ -177,7 +184,7 @@ class GanConfig:
         for name in PRESETS:
             parts = [name] if name != "default" else []
             for key, value in sorted(self.overrides(name).items()):
-                if key in _LABEL_SKIP:
+                if key in _LABEL_SKIP or (self.size_by_budget and key in ("height", "width")):
                     continue
                 if isinstance(value, list):
                     value = "+".join(value) or "none"
@@ -199,7 +206,8 @@ class GanConfig:
 
 # Settings that do not change what is trained, left out of labels.
 _LABEL_SKIP = {"epochs", "seed", "swd_every", "swd_images", "checkpoint_every", "keep_checkpoints",
-               "n_samples", "n_generated", "time_budget_s", "steps_per_execution", "inception_weights"}
+               "n_samples", "n_generated", "time_budget_s", "steps_per_execution", "inception_weights",
+               "size_by_budget"}
 
 _TYPES: dict[str, str] = {}
 
@@ -321,10 +329,13 @@ def _validate(c: GanConfig) -> None:
     _at_most(c)
     _at_least(c, 1, "height", "width", "noise_dim", "g_blocks", "g_filters", "g_seed_filters",
               "g_kernel", "g_dense_units", "d_blocks", "d_filters", "d_kernel", "d_dense_units",
-              "batch_size", "g_batch_factor", "epochs", "d_steps", "steps_per_execution", "swd_every",
+              "batch_size", "g_batch_factor", "d_steps", "steps_per_execution", "swd_every",
               "checkpoint_every", "keep_checkpoints", "collapse_patience", "n_samples")
-    _at_least(c, 0, "g_dense", "d_dense", "gp_weight", "r1_weight", "seed", "time_budget_s",
+    _at_least(c, 0, "g_dense", "d_dense", "gp_weight", "r1_weight", "seed", "time_budget_s", "epochs",
               "collapse_within_std", "collapse_across_std", "n_generated", "d_leak")
+    if (c.epochs == 0 or c.size_by_budget) and not c.time_budget_s:
+        what = "epochs 0 (as many as the budget affords)" if c.epochs == 0 else "size_by_budget"
+        raise GanConfigError(f"GAN config {what} needs a time budget: set time_budget_s")
     if c.channels not in (1, 3):
         raise GanConfigError(f"GAN config key 'channels' must be 1 (grayscale) or 3 (RGB); got {c.channels!r}")
     _one_of(c, "g_norm", G_NORMS)

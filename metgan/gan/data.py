@@ -91,6 +91,13 @@ def load_images(subset_dir: Path | str, height: int, width: int, channels: int,
     return np.concatenate([batch.numpy() for batch in dataset], axis=0)
 
 
+def resize_images(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 NHWC images at (height, width), antialiased as :func:`load_images` resizes files."""
+    tf = tensorflow()
+    resized = tf.image.resize(tf.cast(images, tf.float32), (height, width), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
+
+
 def to_float(images):
     """uint8 [0, 255] -> float32 [-1, 1] (works on numpy arrays and tensors)."""
     return images.astype(np.float32) / 127.5 - 1.0 if isinstance(images, np.ndarray) else \

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pendulum
 import pytest
 
 from tests.conftest import REPO
@@ -59,7 +60,15 @@ def test_met_ingest_wiring(dagbag):
         task = dag.get_task(task_id)
         assert task.pool == "met_api"
         assert task.retries >= 3 and task.retry_exponential_backoff == 2.0
-    assert dag.timetable.__class__.__name__ == "CronDataIntervalTimetable"
+    # unpausing it schedules the next 03:00 run, not one now that the user's own run would wait behind
+    from airflow.timetables.base import TimeRestriction
+
+    now = pendulum.now("UTC")
+    first = dag.timetable.next_dagrun_info(last_automated_data_interval=None,
+                                           restriction=TimeRestriction(earliest=dag.start_date, latest=None,
+                                                                       catchup=False))
+    assert first.run_after > now and first.run_after.hour == 3
+    assert first.data_interval.end - first.data_interval.start == pendulum.duration(days=1)
     assert [o.uri for o in dag.get_task("summarize").outlets] == ["metgan://met/images"]
     assert set(dag.params.keys()) >= {"mode", "query", "department_ids", "limit", "batch_size",
                                       "additional_images"}

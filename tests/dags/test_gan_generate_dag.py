@@ -61,7 +61,7 @@ def test_a_search_publishes_its_best_model_and_gan_generate_writes_what_the_gall
     make_subset(settings.subsets_dir / "vases", count=32)
     search_run = dags["gan_search"].test(run_conf={
         "search_name": "gen", "subset": "vases", "grid": {"loss": ["hinge"]}, "base": TINY_GAN, "epochs": 2,
-        "time_budget_s": 120})
+        "budget_s": 600})
     assert search_run.state == "success", _states(search_run)
     search_dir = settings.results_dir / "gen"
     [trial_id] = json.loads((search_dir / "search.json").read_text())["trials"]

@@ -38,7 +38,7 @@ def test_a_search_whose_trials_all_failed_fails_its_run_after_writing_the_report
     make_subset(settings.subsets_dir / "vases", count=20)
     # Both batches are larger than the 20 images: valid configs that fail once training starts.
     run = dag.test(run_conf={"search_name": "all-fail", "subset": "vases", "grid": {"batch_size": [64, 128]},
-                             "base": TINY_GAN, "epochs": 1, "time_budget_s": 60})
+                             "base": TINY_GAN, "epochs": 1, "budget_s": 600})
     states = _states(run)
     assert run.state == "failed"
     assert states[("train_trial", 0)] == states[("train_trial", 1)] == "failed", states

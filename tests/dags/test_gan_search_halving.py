@@ -38,7 +38,7 @@ def test_a_halving_search_promotes_the_best_prunes_the_rest_and_a_rerun_trains_n
         airflow_db, db, settings, dag):
     make_subset(settings.subsets_dir / "vases", count=20)
     conf = {"search_name": "halve", "subset": "vases", "grid": {"g_lr": [0.0002, 0.002, 0.00002]},
-            "base": TINY_GAN, "epochs": 3, "time_budget_s": 600, "strategy": "halving", "factor": 3}
+            "base": TINY_GAN, "epochs": 3, "budget_s": 1200, "strategy": "halving", "factor": 3}
     run = dag.test(run_conf=conf)
     states = _states(run)
     assert run.state == "success", states

@@ -110,7 +110,7 @@ def test_ingest_subset_and_search_end_to_end(airflow_db, db, fake_met, settings,
     # Two trials that train, and one whose batch is larger than the subset: valid, fails in training.
     grid = [{"loss": ["non-saturating", "hinge"]}, {"batch_size": [4096]}]
     tis = _run(dags["gan_search"], {"search_name": "e2e", "subset": "vases", "grid": grid, "base": TINY_GAN,
-                                    "epochs": 2, "time_budget_s": 300}, failed=[("train_trial", 2)],
+                                    "epochs": 2, "budget_s": 600}, failed=[("train_trial", 2)],
                # a grid trains in one rung: halving's later stages have nothing to do and are skipped
                skipped=[(f"train_rung_{r}", -1) for r in range(1, MAX_RUNGS)]
                + [(f"promote_rung_{r}", -1) for r in range(2, MAX_RUNGS)])

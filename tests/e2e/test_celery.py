@@ -114,7 +114,7 @@ def test_training_runs_on_the_gpu_queue_worker_and_the_rest_on_the_default_one(c
     run_id = "celery_search"
     celery_cluster.trigger("gan_search", {"search_name": "celery-search", "subset": "vases",
                                           "grid": {"loss": ["non-saturating", "hinge"]}, "base": TINY_BASE,
-                                          "epochs": 1, "time_budget_s": 300}, run_id)
+                                          "epochs": 1, "budget_s": 600}, run_id)
     assert celery_cluster.wait_for_run("gan_search", run_id, timeout=600) == "success", (
         celery_cluster.log("worker-gpu")[-3000:])
     where = placement(celery_cluster, "gan_search", run_id)

@@ -133,7 +133,7 @@ def test_two_hosts_share_the_pipeline_through_the_object_store(cluster, metgan_s
     # train on host B; kill host B after the trial's second checkpoint
     base = {**TINY_BASE, "batch_size": 8, "checkpoint_every": 10, "swd_every": 100, "n_generated": 4}
     cluster.trigger("gan_search", {"search_name": "hosts", "subset": "vases", "grid": {"loss": ["hinge"]},
-                                   "base": base, "epochs": EPOCHS, "time_budget_s": 900}, "hosts_search")
+                                   "base": base, "epochs": EPOCHS, "budget_s": 1800}, "hosts_search")
     results = store(s3, tmp_path, "results")
     deadline = time.monotonic() + 400
     trial_key = None
