@@ -129,3 +129,19 @@ def test_the_configuration_table_lists_every_setting_once():
     text = (REPO / "docs" / "configuration.md").read_text()
     rows = re.findall(r"^\| `(METGAN_\w+)` \|", text, flags=re.M)
     assert sorted(rows) == sorted(variable.name for variable in VARIABLES)
+
+
+def grid_files() -> list[tuple[str, str]]:
+    return [(str(doc.relative_to(REPO)), block) for doc in DOCS
+            for block in re.findall(r"^```yaml\n(.*?)^```", doc.read_text(), flags=re.M | re.S)]
+
+
+@pytest.mark.parametrize(("doc", "text"), grid_files())
+def test_every_grid_file_shown_loads(doc, text, tmp_path):
+    from metgan.gan.search import expand_grid, load_grid
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    spec = load_grid(path)  # a file the docs show must not be refused
+    if not spec["strategy"].get("n_iter"):
+        assert expand_grid(spec["grid"]), f"{doc}: the grid has no trial"
