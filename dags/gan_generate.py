@@ -47,27 +47,12 @@ MODELS_ALIAS = AssetAlias("metgan-models")
 def gan_generate():
     @task
     def generate(params: dict | None = None) -> dict:
-        from metgan.errors import ConfigError
         from metgan.gan.generate import generate_for_search, parse_seeds, seed_range
+        from metgan.pipeline import search_to_generate
 
-        search_name = params.get("search_name")
-        if not search_name:
-            # an asset-triggered run: the newest event names the search (gan_search put it in extra)
-            events = get_current_context().get("triggering_asset_events") or {}
-            extras = [event.extra for asset_events in events.values() for event in asset_events
-                      if isinstance(event.extra, dict) and event.extra.get("search_name")]
-            if extras:
-                search_name = extras[-1]["search_name"]
-            else:  # by hand with the form's defaults: the newest search that has a model
-                from metgan.config import get_settings
-                from metgan.gan.best import newest_search_with_model
-                from metgan.gan.search import HEAVY_PARTS
-
-                settings = get_settings()
-                settings.results_store.pull("", exclude=HEAVY_PARTS)  # an object store: the searches' records
-                search_name = newest_search_with_model(settings.results_dir)
-                if search_name is None:
-                    raise ConfigError("no search has a model yet: run gan_search first, or name a search")
+        events = get_current_context().get("triggering_asset_events") or {}
+        extras = [event.extra for asset_events in events.values() for event in asset_events]
+        search_name = search_to_generate(params.get("search_name"), extras)
         seeds = parse_seeds(params["seeds"]) if params.get("seeds") else seed_range(0, int(params["n"]))
         return generate_for_search(search_name, trial_id=params.get("trial_id") or None, seeds=seeds,
                                    truncation=float(params["truncation"]), upscale=int(params["upscale"]))

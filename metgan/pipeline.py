@@ -9,7 +9,10 @@ orchestration of a scrape, whoever drives it:
     download_images(batch)             -> counts    (images of one batch, from the Met's CDN)
     finish_run(run_id)                 -> counts    (read from the database; the watermark)
     run_ingest(mode, ...)              all of the above in one process, resumable (the CLI)
+    render_trial(search_name, trial)   a trial's GIFs and plots (viz) from its folder (gan)
     publish_search(search_name)        a search's report (viz), failing when no trial (gan) finished
+    best_model(search_name)            the best trial's exported generator, for gan_generate
+    search_to_generate(...)            which search gan_generate generates from
 
 It is the one module that may import both :mod:`metgan.met` (the Met API, its CDN and the
 scrape-run tables) and :mod:`metgan.images` (which objects a subset can use): targeted scraping
@@ -24,7 +27,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from metgan import trialdir
+from metgan import search_record, trialdir
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError, MetRetryableError, TrainingError
 from metgan.met.ingest import (
@@ -40,8 +43,8 @@ from metgan.progress import Progress
 from metgan.store import get_engine
 from metgan.store import met as repository
 
-__all__ = ["DISCOVERY_MODES", "discover", "discover_targeted", "download_images", "fetch_records", "finish_run",
-           "import_csv", "publish_search", "run_ingest"]
+__all__ = ["DISCOVERY_MODES", "best_model", "discover", "discover_targeted", "download_images", "fetch_records",
+           "finish_run", "import_csv", "publish_search", "render_trial", "run_ingest", "search_to_generate"]
 
 log = logging.getLogger(__name__)
 
@@ -155,39 +158,52 @@ def run_ingest(mode: str, *, query: str | None = None, department_ids: list[int]
     return finish_run(run_id, settings=settings)
 
 
+def render_trial(search_name: str, trial_id: str, *, settings: Settings | None = None) -> dict:
+    """Render a trial's GIFs and score plots from its folder (synced with an object store around
+    it); returns {"trial_id", "files"}."""
+    from metgan.viz.render import render_trial as render
+
+    settings = settings or get_settings()
+    with search_record.synced(search_name, trial_id, settings=settings):
+        written = render(search_record.search_folder(search_name, settings) / trial_id)
+    return {"trial_id": trial_id, "files": sorted(str(path) for path in written.values())}
+
+
 def publish_search(search_name: str, trial_ids: list[str] | None = None, *,
                    settings: Settings | None = None) -> dict:
     """Write the search's report, then raise when none of ``trial_ids`` finished.
 
-    ``trial_ids`` defaults to every trial in search.json. A search whose trials all failed has
-    nothing to compare: its report says why each failed, and the DAG's last task, which calls
-    this, fails with the first error instead of ending the run green.
-    Returns publish_report's paths and counts plus ``"statuses"`` (status -> count).
+    ``trial_ids`` defaults to every trial in search.json. A trial that reads ``running`` while
+    nobody trains it is first recorded ``interrupted`` (:func:`metgan.search_record.settle`). A
+    search whose trials all failed has nothing to compare: its report says why each failed, and
+    the DAG's last task, which calls this, fails with the first error instead of ending the run
+    green. Returns publish_report's paths and counts plus ``"statuses"`` (status -> count).
     """
-    from metgan.gan.search import results_synced
-
     settings = settings or get_settings()
-    with results_synced(search_name, settings=settings):  # on an object store: pulled, then pushed
+    with search_record.synced(search_name, settings=settings):  # on an object store: pulled, then pushed
         return _publish_search(search_name, trial_ids, settings)
 
 
 def _publish_search(search_name: str, trial_ids: list[str] | None, settings: Settings) -> dict:
-    from metgan.gan.search import _planned_search, _readable_info, search_dir
     from metgan.gan.trial import FINISHED
     from metgan.viz.report import publish_report
 
-    folder = search_dir(search_name, settings)
-    search = _planned_search(search_name, folder)
+    folder = search_record.search_folder(search_name, settings)
+    search = search_record.planned_search(search_name, folder)
+    search_record.settle(folder, settings)
     written = publish_report(folder, settings=settings)
     trial_ids = list(trial_ids if trial_ids is not None else search.get("trials") or [])
-    infos = {trial_id: _readable_info(folder / trial_id) or {} for trial_id in trial_ids}
+    trials = {trial.trial_id: trial for trial in search_record.read_trials(folder, search, ask_database=False)}
     statuses: dict[str, int] = {}
-    for info in infos.values():
-        statuses[info.get("status") or "missing"] = statuses.get(info.get("status") or "missing", 0) + 1
+    for trial_id in trial_ids:
+        status = trials[trial_id].status if trial_id in trials and trials[trial_id].info else "missing"
+        statuses[status] = statuses.get(status, 0) + 1
     # a trial pruned by successive halving finished its rungs: it has a score, and the search a result
-    if trial_ids and not any(info.get("status") in (*FINISHED, "pruned") for info in infos.values()):
+    finished = [t for t in trial_ids if t in trials and trials[t].status in (*FINISHED, "pruned")]
+    if trial_ids and not finished:
         counts = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
-        example = next(((t, i.get("error_summary")) for t, i in infos.items() if i.get("error_summary")), None)
+        example = next(((t, trials[t].error_summary) for t in trial_ids if t in trials and trials[t].error_summary),
+                       None)
         why = f"; e.g. {example[0]}: {example[1]}" if example else ""
         raise TrainingError(f"no trial of search {search_name!r} finished ({counts}){why}; "
                             f"see {written['report']}")
@@ -195,15 +211,32 @@ def _publish_search(search_name: str, trial_ids: list[str] | None, settings: Set
 
 
 def best_model(search_name: str, *, settings: Settings | None = None) -> dict | None:
-    """The search's best exported generator, as an asset event's extra: {"search_name", "trial_id",
-    "epoch", "model"}; None when no trial has a best snapshot."""
-    from metgan.gan.best import best_trial
-    from metgan.gan.search import search_dir
-
-    folder = search_dir(search_name, settings or get_settings())
-    best = best_trial(folder)
+    """The search's best exported generator (:func:`metgan.search_record.best_trial`), as an asset
+    event's extra: {"search_name", "trial_id", "epoch", "model"}; None when no trial has a best snapshot."""
+    folder = search_record.search_folder(search_name, settings or get_settings())
+    best = search_record.best_trial(folder)
     if best is None:
         return None
     trial_id, record = best
     return {"search_name": search_name, "trial_id": trial_id, "epoch": record.get("epoch"),
             "model": str(trialdir.best_generator_path(folder / trial_id))}
+
+
+def search_to_generate(search_name: str | None, event_extras: list[dict], *,
+                       settings: Settings | None = None) -> str:
+    """The search gan_generate generates from: the one named, else the newest asset event's
+    (gan_search puts it in the event's extra), else the newest search that has a model."""
+    if search_name:
+        return search_name
+    named = [extra["search_name"] for extra in event_extras
+             if isinstance(extra, dict) and isinstance(extra.get("search_name"), str) and extra["search_name"]]
+    if named:
+        return named[-1]
+    from metgan.gan.best import newest_search_with_model
+
+    settings = settings or get_settings()
+    search_record.pull_records(settings)  # on an object store: every search's records
+    found = newest_search_with_model(settings.results_dir)
+    if found is None:
+        raise ConfigError("no search has a model yet: run gan_search first, or name a search")
+    return found

@@ -8,7 +8,8 @@ about it, so ``metgan search status``, the report, the gallery, successive halvi
 - :func:`read_trial`: a trial's status, true progress, label, score, floor and best snapshot;
 - :func:`rank`: which trial is best, and why (the one ranking);
 - :func:`best_trial`: the best trial that has a generator to use;
-- :func:`trial_lock`: one trainer per trial, whichever host it runs on.
+- :func:`trial_lock`: one trainer per trial, whichever host it runs on;
+- :func:`synced`: a search's (or trial's) folder synced with an object store around a step.
 
 A trial whose folder says ``running`` while nobody trains it (its trainer was killed, or its
 machine lost) reads ``interrupted``; :func:`settle` writes that into the folder and the
@@ -30,8 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from metgan import trialdir
-from metgan.errors import MetganError, TrialFolderError
+from metgan import names, trialdir
+from metgan.errors import (
+    ConfigError,
+    GanConfigError,
+    MetganError,
+    StorageError,
+    TrainingError,
+    TrialFolderError,
+)
 from metgan.gan import verdict
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,60 @@ INTERRUPTED = "interrupted"
 RUNNING = "running"
 
 T = TypeVar("T")
+
+
+# --- where a search is, and its sync with an object store --------------------------------------
+
+# On an object store (METGAN_RESULTS_DIR=s3://...), each step works on the worker's mirror of the
+# folder it touches and syncs it around the work (metgan.storage.Store.synced): a search step
+# pulls the search folder without the checkpoints, a training step pulls its trial folder with
+# them. On a local folder this is a no-op.
+HEAVY_PARTS = ("/checkpoints/",)
+
+
+def checked_name(name: object, kind: str) -> str:
+    """``name`` as a folder name (:func:`metgan.names.check_name`), as a GanConfigError."""
+    try:
+        return names.check_name(name, kind)
+    except ConfigError as exc:
+        raise GanConfigError(str(exc)) from None
+
+
+def search_folder(search_name: str, settings=None) -> Path:
+    """``<results_dir>/<search_name>`` for a valid search name (the worker's mirror on an object store)."""
+    from metgan.config import get_settings
+
+    settings = settings or get_settings()
+    return settings.results_dir / checked_name(search_name, "search name")
+
+
+def planned_search(search_name: str, folder: Path) -> trialdir.SearchRecord:
+    """search.json, or a TrainingError saying the search has not been planned."""
+    search = trialdir.read_search(folder)
+    if search is None:
+        raise TrainingError(f"search {search_name!r} has not been planned ({folder / trialdir.SEARCH} missing)")
+    return search
+
+
+@contextlib.contextmanager
+def synced(search_name: str, trial_id: str | None = None, *, settings, weights: bool = False):
+    """Sync a search folder (or one trial's, ``trial_id``) with the results store around a block;
+    yields the :class:`~metgan.storage.Sync` (a trainer pushes its checkpoints through it)."""
+    store = settings.results_store
+    key = checked_name(search_name, "search name")
+    if trial_id is not None:
+        key = f"{key}/{checked_name(trial_id, 'trial id')}"
+        if store.is_remote:  # the trial's step reads the plan too
+            with contextlib.suppress(StorageError):
+                store.fetch(f"{search_name}/{trialdir.SEARCH}", refresh=True)
+    with store.synced(key, exclude=() if weights else HEAVY_PARTS) as sync:
+        yield sync
+
+
+def pull_records(settings) -> None:
+    """Bring every search's records and pictures (not the checkpoints) from an object store into
+    this worker's mirror; nothing to do on a local folder."""
+    settings.results_store.pull("", exclude=HEAVY_PARTS)
 
 
 # --- the one ranking --------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def _refresh_from_store(path: str = "") -> None:
     it: one file (``path``) or every search's records and pictures (no checkpoints, and the
     gallery's own thumbnails stay). On a local folder: nothing to do."""
     from metgan.errors import MetganError
-    from metgan.gan.search import HEAVY_PARTS
+    from metgan.search_record import HEAVY_PARTS
 
     store = results_store()
     if not store.is_remote:

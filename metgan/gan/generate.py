@@ -181,19 +181,18 @@ def generate_for_search(search_name: str, *, trial_id: str | None = None, seeds:
     """Generate from a search's trial (its best trial when ``trial_id`` is None) into
     ``<search>/generations/<trial>-<hash>/``; a folder already complete is kept as it is."""
     from metgan.config import get_settings
-    from metgan.gan.search import results_synced
+    from metgan.search_record import synced
 
     settings = settings or get_settings()
-    with results_synced(search_name, settings=settings):  # on an object store: pulled, then pushed
+    with synced(search_name, settings=settings):  # on an object store: pulled, then pushed
         return _generate_for_search(search_name, trial_id, seeds, truncation, upscale, settings)
 
 
 def _generate_for_search(search_name: str, trial_id: str | None, seeds: list[int], truncation: float,
                          upscale: int, settings) -> dict:
-    from metgan.gan.best import best_trial
-    from metgan.gan.search import search_dir
+    from metgan.search_record import best_trial, search_folder
 
-    folder = search_dir(search_name, settings)
+    folder = search_folder(search_name, settings)
     if trialdir.read_search(folder) is None:
         raise ConfigError(f"search {search_name!r} has no search.json under {folder.parent}")
     if trial_id is None:

@@ -19,7 +19,6 @@ if it grows, is the grid file's parsing (``load_grid`` .. ``grid_labels``) into 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import logging
@@ -31,10 +30,8 @@ from typing import Any
 from metgan import names, search_record, trialdir
 from metgan.config import Settings, get_settings
 from metgan.errors import (
-    ConfigError,
     GanConfigError,
     MetganError,
-    StorageError,
     SubsetError,
     TrainingError,
     TrialFolderError,
@@ -228,41 +225,18 @@ def grid_labels(combos: list[dict]) -> list[str]:
 
 # --- folders ----------------------------------------------------------------------------------
 
-# On an object store (METGAN_RESULTS_DIR=s3://...), each step works on the worker's mirror of the
-# folder it touches and syncs it around the work (metgan.storage.Store.synced): a search step
-# pulls the search folder without the checkpoints, a training step pulls its trial folder with
-# them. On a local folder this is a no-op.
-HEAVY_PARTS = ("/checkpoints/",)
-
-
-@contextlib.contextmanager
-def results_synced(search_name: str, trial_id: str | None = None, *, settings: Settings,
-                   weights: bool = False):
-    """Sync a search folder (or one trial's, ``trial_id``) with the results store around a block;
-    yields the :class:`~metgan.storage.Sync` (a trainer pushes its checkpoints through it)."""
-    store = settings.results_store
-    key = _checked(search_name, "search name")
-    if trial_id is not None:
-        key = f"{key}/{_checked(trial_id, 'trial id')}"
-        if store.is_remote:  # the trial's step reads the plan too
-            with contextlib.suppress(StorageError):
-                store.fetch(f"{search_name}/{trialdir.SEARCH}", refresh=True)
-    with store.synced(key, exclude=() if weights else HEAVY_PARTS) as sync:
-        yield sync
+# The object-store sync of a search's folders belongs to its record; this name is gan_search's
+# render step's until it calls metgan.pipeline.render_trial.
+results_synced = search_record.synced
 
 
 def search_dir(search_name: str, settings: Settings | None = None) -> Path:
-    settings = settings or get_settings()
-    return settings.results_dir / _checked(search_name, "search name")
+    return search_record.search_folder(search_name, settings)
 
 
 def _checked(name: object, kind: str) -> str:
-    """``name`` as a folder name (:func:`metgan.names.check_name`), as the GanConfigError the DAG's
-    retry policy knows is final."""
-    try:
-        return names.check_name(name, kind)
-    except ConfigError as exc:
-        raise GanConfigError(str(exc)) from None
+    """``name`` as a folder name (:func:`metgan.names.check_name`), as a GanConfigError."""
+    return search_record.checked_name(name, kind)
 
 
 def subset_folder(subset: str, settings: Settings | None = None) -> Path:
@@ -337,7 +311,7 @@ def plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str,
                 airflow_run_id: str | None = None, strategy: dict | Strategy | None = None) -> dict:
     """:func:`_plan_search` on the search folder, synced with the results store around it."""
     settings = settings or get_settings()
-    with results_synced(search_name, settings=settings):
+    with search_record.synced(search_name, settings=settings):
         return _plan_search(search_name, grid, subset=subset, base=base, objective=objective,
                             direction=direction, settings=settings, dry_run=dry_run, airflow_dag_id=airflow_dag_id,
                             airflow_run_id=airflow_run_id, strategy=strategy)
@@ -486,7 +460,7 @@ def train_trial(search_name: str, trial_id: str, *, settings: Settings | None = 
                 log.warning("trial %s of search %s skipped: %s is training it", trial_id, search_name, holder)
                 return {"search_name": search_name, "trial_id": trial_id, "status": "skipped", "stop_reason": None,
                         "epochs": None, "objective": None, "error": None, "held_by": holder}
-            with results_synced(search_name, trial_id, settings=settings, weights=True) as sync:
+            with search_record.synced(search_name, trial_id, settings=settings, weights=True) as sync:
                 return _train_trial(search_name, trial_id, settings=settings, sync=sync, **options)
     except TrialInterrupted as interrupted:
         redeliver(interrupted)  # returns only when SIGTERM was ignored before the trial began
@@ -612,7 +586,7 @@ def rung_members(search_name: str, rung: int, *, settings: Settings | None = Non
 def promote(search_name: str, rung: int, *, settings: Settings | None = None) -> list[dict]:
     """:func:`_promote`, synced with the results store (it rewrites the rung's trial records)."""
     settings = settings or get_settings()
-    with results_synced(search_name, settings=settings):
+    with search_record.synced(search_name, settings=settings):
         return _promote(search_name, rung, settings=settings)
 
 
@@ -660,10 +634,7 @@ def _readable_info(trial_dir: Path) -> trialdir.TrialInfo | None:
 
 
 def _planned_search(search_name: str, folder: Path) -> trialdir.SearchRecord:
-    search = trialdir.read_search(folder)
-    if search is None:
-        raise TrainingError(f"search {search_name!r} has not been planned ({folder / trialdir.SEARCH} missing)")
-    return search
+    return search_record.planned_search(search_name, folder)
 
 
 def run_search(search_name: str, grid: dict | list[dict], *, subset: str, base: dict | None = None,
@@ -709,7 +680,7 @@ def search_summary(search_name: str, *, settings: Settings | None = None) -> dic
     """The search's strategy, its planned rungs and the training images its trials spent, beside
     what training every candidate to the end (the full grid) would have spent."""
     settings = settings or get_settings()
-    with results_synced(search_name, settings=settings):
+    with search_record.synced(search_name, settings=settings):
         folder = search_dir(search_name, settings)
     search = _planned_search(search_name, folder)
     trial_ids = list(search.get("candidates") or search.get("trials") or [])
@@ -730,7 +701,7 @@ def leaderboard(search_name: str, *, settings: Settings | None = None) -> list[d
     """
     settings = settings or get_settings()
     _checked(search_name, "search name")
-    with results_synced(search_name, settings=settings):
+    with search_record.synced(search_name, settings=settings):
         folder = search_dir(search_name, settings)
         search = trialdir.read_search(folder)
         if search is None:

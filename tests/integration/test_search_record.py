@@ -57,15 +57,19 @@ def test_a_trial_held_by_another_process_is_skipped_and_its_holder_named(db, set
         assert trialdir.read_trial_info(trial_dir)["status"] == "pending"
         assert not trialdir.read_metrics(trial_dir)
 
-        from metgan.cli import cli
+    from metgan.cli import cli
 
-        out = CliRunner().invoke(cli, ["search", "run", "--subset", subset, "--name", "held",
-                                       *[f"--param={key}={value}" for key, value in TINY.items()]])
+    args = ["search", "run", "--subset", subset, "--name", "held-cli",
+            *[f"--param={key}={value}" for key, value in TINY.items()]]
+    planned = CliRunner().invoke(cli, [*args, "--dry-run"])
+    trial_id = planned.output.split()[0]
+    with trial_lock(db, "held-cli", trial_id, "otherhost pid 4242"):
+        out = CliRunner().invoke(cli, args)
         assert out.exit_code == 0, out.output
-        assert f"skipped {item['trial_id']}" in out.output and "otherhost pid 4242 is training it" in out.output
-        status = CliRunner().invoke(cli, ["search", "status", "held"])
-        assert "pending" in status.output
-    assert search_record.lock_holders("held", [item["trial_id"]], settings, start_embedded=True) == {}
+        assert f"skipped {trial_id}" in out.output and "otherhost pid 4242 is training it" in out.output
+        status = CliRunner().invoke(cli, ["search", "status", "held-cli"])
+        assert "pending" in status.output and "trained now by otherhost pid 4242" in status.output
+    assert search_record.lock_holders("held-cli", [trial_id], settings, start_embedded=True) == {}
 
 
 def test_a_running_trial_nobody_holds_reads_interrupted_and_status_records_it_in_folder_and_db(db, settings):
