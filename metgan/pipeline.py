@@ -232,11 +232,9 @@ def search_to_generate(search_name: str | None, event_extras: list[dict], *,
              if isinstance(extra, dict) and isinstance(extra.get("search_name"), str) and extra["search_name"]]
     if named:
         return named[-1]
-    from metgan.gan.best import newest_search_with_model
-
     settings = settings or get_settings()
     search_record.pull_records(settings)  # on an object store: every search's records
-    found = newest_search_with_model(settings.results_dir)
+    found = search_record.newest_search_with_model(settings.results_dir)
     if found is None:
         raise ConfigError("no search has a model yet: run gan_search first, or name a search")
     return found

@@ -324,6 +324,19 @@ def best_trial(search_dir: Path | str) -> tuple[str, trialdir.ModelRecord] | Non
     return None
 
 
+def newest_search_with_model(results_dir: Path | str) -> str | None:
+    """The name of the newest search (by search.json's created_at) that has a best snapshot; None if none."""
+    found = []
+    for search_file in trialdir.search_files(Path(results_dir)):
+        try:
+            search = read_search(search_file.parent) or {}
+        except TrialFolderError:
+            continue
+        if best_trial(search_file.parent) is not None:
+            found.append((str(search.get("created_at") or ""), search_file.parent.name))
+    return max(found)[1] if found else None
+
+
 # --- who trains a trial -----------------------------------------------------------------------
 
 def holder_name() -> str:

@@ -304,7 +304,7 @@ def searches(root: Path, ui_root: str = "") -> list[dict]:
     for search_file in trialdir.search_files(root):
         search_dir = search_file.parent
         try:
-            search = trialdir.read_search(search_dir)
+            search = search_record.read_search(search_dir)
         except TrialFolderError as exc:
             log.warning("gallery: skipped search %s: %s", search_dir, exc)
             continue

@@ -190,10 +190,10 @@ def generate_for_search(search_name: str, *, trial_id: str | None = None, seeds:
 
 def _generate_for_search(search_name: str, trial_id: str | None, seeds: list[int], truncation: float,
                          upscale: int, settings) -> dict:
-    from metgan.search_record import best_trial, search_folder
+    from metgan.search_record import best_trial, read_search, search_folder
 
     folder = search_folder(search_name, settings)
-    if trialdir.read_search(folder) is None:
+    if read_search(folder) is None:
         raise ConfigError(f"search {search_name!r} has no search.json under {folder.parent}")
     if trial_id is None:
         best = best_trial(folder)

@@ -380,7 +380,7 @@ def publish_report(search_dir: str | Path, *, top_k: int = 3, images_per_trial: 
     if top_k < 0 or images_per_trial < 0:
         raise RenderError("top_k and images_per_trial must be 0 or more")
     try:
-        search = trialdir.read_search(search_dir) or {}
+        search = search_record.read_search(search_dir) or {}
     except TrialFolderError as exc:
         raise RenderError(str(exc)) from None
     trial_ids = search_record.trial_ids(search_dir, search)

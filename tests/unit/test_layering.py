@@ -161,3 +161,34 @@ def test_only_the_store_runs_sql():
     assert len(paths) > 30, "the SQL check would pass by looking at nothing"
     hits = [f"{path.relative_to(PACKAGE.parent)}:{hit}" for path in paths for hit in sql_calls(path)]
     assert hits == [], "SQL outside metgan/store/ (move it into a repository there):\n" + "\n".join(hits)
+
+
+# The functions of metgan.trialdir that read or write a search's record: search.json and trial.json.
+_RECORD_CALLS = {"read_trial_info", "write_trial_info", "read_search", "write_search", "record_rung",
+                 "record_rung_outcome", "pending_trial_info"}
+# metgan.search_record answers every question about a search; the trainer writes its own trial's
+# progress and outcome, the planner and halving write the plan and the rung decisions, and viz's
+# trial reader loads the folder it renders. Nothing else touches the records.
+_RECORD_MODULES = {"metgan/search_record.py", "metgan/trialdir.py", "metgan/gan/trial.py", "metgan/gan/callbacks.py",
+                   "metgan/gan/search.py", "metgan/viz/trial.py"}
+
+
+def record_calls(path: Path) -> list[str]:
+    """``line name`` for each call of a search-record function of metgan.trialdir in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [f"{node.lineno} {node.func.attr}()" for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _RECORD_CALLS and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "trialdir"]
+
+
+def test_only_the_search_record_and_its_writers_touch_trial_and_search_records():
+    roots = [PACKAGE, PACKAGE.parent / "dags", PACKAGE.parent / "plugins"]
+    paths = [path for root in roots for path in sorted(root.rglob("*.py"))
+             if not path.is_relative_to(PACKAGE / "testing")
+             and path.relative_to(PACKAGE.parent).as_posix() not in _RECORD_MODULES]
+    assert len(paths) > 30, "the record check would pass by looking at nothing"
+    assert record_calls(PACKAGE / "search_record.py"), "the checker sees no record call in the record's owner"
+    hits = [f"{path.relative_to(PACKAGE.parent)}:{hit}" for path in paths for hit in record_calls(path)]
+    assert hits == [], ("read search.json and trial.json through metgan.search_record (status, label, "
+                        "ranking, best snapshot):\n" + "\n".join(hits))
