@@ -72,7 +72,8 @@ DEFAULT_GRID = {"loss": ["non-saturating", "hinge"]}
                                   "budget affords (the subset's, or half, or a quarter: the report says which)"),
         "budget_s": Param(DEFAULT_SEARCH_BUDGET_S, type="integer", minimum=60, maximum=7 * 24 * 3600,
                           title="Time budget for the whole search (s)", section="Budget",
-                          description="split over the trials, which run one after another on the gpu pool"),
+                          description="split over the trials (they run one after another on the gpu pool); "
+                                      "used when Epochs is empty and the strategy is not halving"),
         "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=10000, title="Epochs per trial",
                         section="Budget", description="empty: as many as each trial's share of the budget "
                                                       "affords; halving: the last rung's epochs"),

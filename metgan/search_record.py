@@ -425,6 +425,32 @@ def record_interrupted(trial_dir: Path, info: dict, epochs_done: int, why: str) 
     return info
 
 
+def index_plan(search_name: str, record: trialdir.SearchRecord, folder: Path, trials: list[tuple[str, dict, str]],
+               settings=None) -> None:
+    """Index a search.json just written and its planned trials ``(trial_id, config, path)``."""
+    from metgan.store.searches import record_plan
+
+    record_plan(_database(settings, start_embedded=True), search_name, subset=record["subset"], grid=record["grid"],
+                objective=record["objective"], direction=record["direction"], path=str(folder),
+                strategy=record.get("strategy"), rungs=record.get("rungs"), trials=trials)
+
+
+def index_rungs(search_name: str, trial_id: str, info: dict, settings=None) -> None:
+    """Index a trial's rung history (and a halving decision's status and score) just written to trial.json."""
+    from metgan.store.searches import record_rungs
+
+    record_rungs(_database(settings, start_embedded=True), search_name, trial_id, status=info.get("status"),
+                 rung=info.get("rung"), rungs=list(info.get("rungs") or []), objective=info.get("pruned_score"))
+
+
+def index_recorder(search_name: str, trial_id: str, settings=None):
+    """What the trainer tells after it has written trial.json and metrics.jsonl: the trial's index rows
+    (:class:`metgan.store.searches.DbRecorder`)."""
+    from metgan.store.searches import DbRecorder
+
+    return DbRecorder(_database(settings, start_embedded=True), search_name, trial_id)
+
+
 def index_trial(search_name: str, trial_id: str, info: dict, settings=None) -> None:
     """Bring the trial's database row to its folder's status and progress."""
     from metgan.store.searches import index_trial as write_row

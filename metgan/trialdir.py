@@ -105,6 +105,7 @@ class TrialInfo(TypedDict, total=False):
     rungs: list[RungResult]  # successive halving: one entry per rung the trial trained in
     rung: int | None  # the last rung it reached (where halving pruned it, for a pruned trial)
     pruned_score: float | None  # the objective it was pruned with
+    fitted: dict[str, Any]  # the size and epochs its worker fitted to its time budget, and why
 
 
 class RungResult(TypedDict, total=False):
@@ -189,6 +190,7 @@ class SearchRecord(TypedDict, total=False):
     max_epochs: int
     planned_images: int  # the training images the plan spends (every rung, resuming)
     full_grid_images: int  # what training every candidate to max_epochs would spend
+    budget_s: float | None  # the whole search's time budget, split over its trials (metgan.gan.budget)
 
 
 class CheckpointMeta(TypedDict, total=False):

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from metgan import trialdir
-from metgan.gan import export
+from metgan.gan import export, verdict
 from metgan.gan import metrics as metrics_lib
 from metgan.gan._tf import tensorflow
 from metgan.gan.config import GanConfig
@@ -420,7 +420,9 @@ class BestSnapshot(keras.callbacks.Callback):
             epoch=epoch + 1, objective=state.objective, direction=state.direction, objective_value=value,
             metrics=metrics, ema=self.model.ema_generator is not None))
         state.best_epoch, state.best_value = epoch + 1, value
-        log.info("best snapshot: %s %.4g at epoch %d, generator saved", state.objective, value, epoch + 1)
+        score = (verdict.describe(value, metrics.get("swd_real")) if state.objective == "swd"
+                 else f"{state.objective} {value:.4g}")
+        log.info("best snapshot at epoch %d, generator saved: %s", epoch + 1, score)
 
 
 def epoch_summary(line: dict) -> str:
@@ -428,9 +430,8 @@ def epoch_summary(line: dict) -> str:
     (it read "swd null (real null)" on every epoch between SWD epochs)."""
     parts = [f"{key} {line[key]:.4g}" for key in ("d_loss", "g_loss") if line.get(key) is not None]
     if line.get("swd") is not None:
-        real = f" (real {line['swd_real']:.4g})" if line.get("swd_real") is not None else ""
-        count = f" [{line['swd_count']} img]" if line.get("swd_count") is not None else ""
-        parts.append(f"swd {line['swd']:.4g}{real}{count}")
+        count = f" [{line['swd_count']} img a side]" if line.get("swd_count") is not None else ""
+        parts.append(f"{verdict.describe(line['swd'], line.get('swd_real'))}{count};")
     if line.get("chroma") is not None:
         real = f" (real {line['chroma_real']:.3g})" if line.get("chroma_real") is not None else ""
         parts.append(f"chroma {line['chroma']:.3g}{real}")

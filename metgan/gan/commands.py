@@ -175,8 +175,10 @@ def _print_plan(overview: dict) -> None:
         fitted = " and ".join(overview["fitted"])
         click.echo(f"budget {overview['budget_s']:.0f} s: {overview['trial_budget_s']:.0f} s of training a trial"
                    + (f"; its worker fits the {fitted} to it" if fitted else ""))
-        if "epochs" in overview["fitted"]:
-            return
+        return
+    if overview.get("budget_unused"):
+        click.echo("budget unused: the epochs are set" + (" by successive halving's rungs"
+                                                          if strategy["strategy"] == "halving" else ""))
     for rung in overview["rungs"]:
         click.echo(f"  rung {rung['rung']}: {rung['trials']} trial(s) to epoch {rung['epochs']}")
     full = overview["full_grid_epochs"]

@@ -153,10 +153,6 @@ class GAN(keras.Model):
         """The generator used for samples and metrics: the EMA one when enabled."""
         return self.ema_generator if self.ema_generator is not None else self.generator
 
-    def generate(self, latents, batch_size: int = 64):
-        """uint8-ready float images in [-1, 1] from the sample generator, in inference mode."""
-        return self.sample_generator.predict(latents, batch_size=batch_size, verbose=0)
-
     # --- the step ---------------------------------------------------------------------------
 
     def _augment(self, images):

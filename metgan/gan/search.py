@@ -298,30 +298,39 @@ def check_subset(subset: str, settings: Settings | None = None) -> dict:
 def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str, base: dict | None = None,
                 objective: str = "swd", direction: str = "min", settings: Settings | None = None,
                 dry_run: bool = False, airflow_dag_id: str | None = None,
-                airflow_run_id: str | None = None, strategy: dict | Strategy | None = None) -> list[dict]:
+                airflow_run_id: str | None = None, strategy: dict | Strategy | None = None,
+                budget_s: float | None = None) -> list[dict]:
     """:func:`plan_search`'s trials: what the DAG maps its first training stage over."""
     return plan_search(search_name, grid, subset=subset, base=base, objective=objective, direction=direction,
                        settings=settings, dry_run=dry_run, airflow_dag_id=airflow_dag_id,
-                       airflow_run_id=airflow_run_id, strategy=strategy)["trials"]
+                       airflow_run_id=airflow_run_id, strategy=strategy, budget_s=budget_s)["trials"]
 
 
 def plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str, base: dict | None = None,
                 objective: str = "swd", direction: str = "min", settings: Settings | None = None,
                 dry_run: bool = False, airflow_dag_id: str | None = None,
-                airflow_run_id: str | None = None, strategy: dict | Strategy | None = None) -> dict:
+                airflow_run_id: str | None = None, strategy: dict | Strategy | None = None,
+                budget_s: float | None = None) -> dict:
     """:func:`_plan_search` on the search folder, synced with the results store around it."""
     settings = settings or get_settings()
     with search_record.synced(search_name, settings=settings):
         return _plan_search(search_name, grid, subset=subset, base=base, objective=objective,
                             direction=direction, settings=settings, dry_run=dry_run, airflow_dag_id=airflow_dag_id,
-                            airflow_run_id=airflow_run_id, strategy=strategy)
+                            airflow_run_id=airflow_run_id, strategy=strategy, budget_s=budget_s)
 
 
 def _plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str, base: dict | None = None,
                  objective: str = "swd", direction: str = "min", settings: Settings | None = None,
                  dry_run: bool = False, airflow_dag_id: str | None = None,
-                 airflow_run_id: str | None = None, strategy: dict | Strategy | None = None) -> dict:
+                 airflow_run_id: str | None = None, strategy: dict | Strategy | None = None,
+                 budget_s: float | None = None) -> dict:
     """Validate the whole grid and the subset, then write the search folder, trial folders and DB rows.
+
+    ``budget_s`` (seconds for the whole search) decides the training when neither the base nor the
+    grid sets ``epochs`` and the strategy is not halving: it is split over the trials
+    (:mod:`metgan.gan.budget`), each trains as many epochs as its share (``time_budget_s``) affords,
+    and, when neither sets ``height``/``width``, at the largest halving of the subset's size it
+    affords. Otherwise the budget is unused (``budget_unused`` in the overview).
 
     The subset must exist and hold images; the trials train at its image size: when neither
     ``base`` nor the grid sets ``height``/``width`` they are taken from the subset, and a size
@@ -357,8 +366,22 @@ def _plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str
     found = check_subset(subset, settings)
     base = dict(base or {})
     grid_keys = {key for keys, _ in _grid_parts(grid) for key in keys}
+    # The budget decides what the user left to it: the epochs (and, unless set, the size). Set
+    # epochs, or successive halving's rungs, decide the training themselves and the budget is unused.
+    budgeted = bool(budget_s) and strategy.strategy != "halving" and "epochs" not in set(base) | grid_keys
+    overview_budget: dict = {"budget_s": None, "budget_unused": bool(budget_s) and not budgeted}
     if not {"height", "width"} & (set(base) | grid_keys):
         base.update(height=found["height"], width=found["width"])
+        base["size_by_budget"] = budgeted
+    if budgeted:
+        from metgan.gan import budget
+
+        per_trial = budget.trial_budget(float(budget_s), len(combos))
+        if "time_budget_s" not in set(base) | grid_keys:
+            base["time_budget_s"] = per_trial
+        base["epochs"] = 0
+        fitted = ["epochs"] + ["size"] * bool(base.get("size_by_budget"))
+        overview_budget = {"budget_s": float(budget_s), "trial_budget_s": per_trial, "fitted": fitted}
     if strategy.strategy == "halving":
         if "epochs" in grid_keys:
             raise GanConfigError("successive halving decides how many epochs each trial trains: the grid may "
@@ -372,6 +395,11 @@ def _plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str
         base["epochs"] = rungs[-1].epochs
         resolved = resolve_grid(grid, base, combos)
     for combo, config in resolved:
+        training = found["images"] - round(found["images"] * config.holdout)
+        if training < config.batch_size:
+            raise GanConfigError(
+                f"grid combination {json.dumps(combo, sort_keys=True)} trains batches of {config.batch_size} but "
+                f"subset {subset!r} has {training} training images; scrape more, or set a smaller batch_size")
         if (config.height, config.width) != (found["height"], found["width"]):
             raise GanConfigError(
                 f"grid combination {json.dumps(combo, sort_keys=True)} trains at height {config.height}, "
@@ -392,7 +420,8 @@ def _plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str
     overview = {"trials": plan, "strategy": strategy.to_dict(),
                 "rungs": [{"rung": r.rung, "trials": r.trials, "epochs": r.epochs} for r in rungs],
                 "epochs_total": epochs_total, "full_grid_epochs": len(resolved) * max_epochs,
-                "planned_images": planned_images, "full_grid_images": sum(per_epoch) * max_epochs}
+                "planned_images": planned_images, "full_grid_images": sum(per_epoch) * max_epochs,
+                **overview_budget}
     if dry_run:
         return overview
     folder.mkdir(parents=True, exist_ok=True)
@@ -403,7 +432,8 @@ def _plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str
                                    created_at=previous.get("created_at", trialdir.utc_now()), trials=trial_ids,
                                    strategy=overview["strategy"], rungs=overview["rungs"],
                                    candidates=[p["trial_id"] for p in plan], max_epochs=max_epochs,
-                                   planned_images=planned_images, full_grid_images=overview["full_grid_images"])
+                                   planned_images=planned_images, full_grid_images=overview["full_grid_images"],
+                                   budget_s=overview["budget_s"])
     if airflow_dag_id or airflow_run_id:
         record["airflow"] = trialdir.AirflowLink(dag_id=airflow_dag_id, run_id=airflow_run_id)
     elif previous.get("airflow"):
@@ -426,14 +456,8 @@ def _plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str
 
 
 def _db_plan(search_name: str, record: dict, folder: Path, resolved, settings: Settings) -> None:
-    from metgan.store import get_engine
-    from metgan.store.searches import record_plan
-
-    record_plan(get_engine(settings), search_name, subset=record["subset"], grid=record["grid"],
-                objective=record["objective"], direction=record["direction"], path=str(folder),
-                strategy=record.get("strategy"), rungs=record.get("rungs"),
-                trials=[(config.trial_id(), config.to_dict(), str(folder / config.trial_id()))
-                        for _, config in resolved])
+    trials = [(config.trial_id(), config.to_dict(), str(folder / config.trial_id())) for _, config in resolved]
+    search_record.index_plan(search_name, record, folder, trials, settings)
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -491,10 +515,8 @@ def _train_trial(search_name: str, trial_id: str, *, settings: Settings | None =
     # hand-edited search.json must not make a trial (and the report's gallery) read outside the subsets.
     subset_dir = subset_folder(search.get("subset"), settings)
     from metgan.gan.trial import error_summary, run_trial, summary_from_files
-    from metgan.store import get_engine
-    from metgan.store.searches import DbRecorder
 
-    recorder = DbRecorder(get_engine(settings), search_name, trial_id)
+    recorder = search_record.index_recorder(search_name, trial_id, settings)
     error = None
     try:
         summary = run_trial(trial_dir, config, subset_dir, search_name=search_name, trial_id=trial_id,
@@ -533,15 +555,7 @@ def _record_rung(search_name: str, search: dict, trial_dir: Path, rung: int, epo
                                  score=score_at(trial_dir, epochs, search.get("objective", "swd"))
                                  if done >= epochs else None)
     info = trialdir.record_rung(trial_dir, result)
-    _db_rungs(search_name, trial_dir.name, info, settings)
-
-
-def _db_rungs(search_name: str, trial_id: str, info: dict, settings: Settings) -> None:
-    from metgan.store import get_engine
-    from metgan.store.searches import record_rungs
-
-    record_rungs(get_engine(settings), search_name, trial_id, status=info.get("status"), rung=info.get("rung"),
-                 rungs=list(info.get("rungs") or []), objective=info.get("pruned_score"))
+    search_record.index_rungs(search_name, trial_dir.name, info, settings)
 
 
 # --- successive halving -----------------------------------------------------------------------
@@ -611,7 +625,7 @@ def _promote(search_name: str, rung: int, *, settings: Settings | None = None) -
     for position, (trial_id, _) in enumerate(ranked):
         outcome = "promoted" if position < keep else "pruned"
         info = trialdir.record_rung_outcome(folder / trial_id, rung - 1, outcome)
-        _db_rungs(search_name, trial_id, info, settings)
+        search_record.index_rungs(search_name, trial_id, info, settings)
     log.info("search %s: rung %d keeps %d of %d trials (%d finished rung %d): %s", search_name, rung,
              len(survivors), len(previous), len(ranked), rung - 1, ", ".join(survivors) or "none")
     until = rungs[rung]["epochs"]

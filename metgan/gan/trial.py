@@ -165,6 +165,7 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
     trial_dir = Path(trial_dir)
     trial_id = trial_id or config.trial_id()
     trial_dir.mkdir(parents=True, exist_ok=True)
+    config, fitted = _fitted_config(trial_dir, config, subset_dir, images)
     existing = trialdir.read_config(trial_dir)
     if existing is not None and GanConfig.from_dict(existing) != config:
         raise TrainingError(f"{trial_dir / trialdir.CONFIG} holds a different config than this trial's; "
@@ -172,6 +173,8 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
     if existing is None:
         trialdir.write_config(trial_dir, config.to_dict())
     info = trialdir.read_trial_info(trial_dir) or {}
+    if fitted:
+        info["fitted"] = fitted
     if info.get("status") in FINISHED:
         log.info("trial %s already %s: skipped", trial_id, info["status"])
         return summary_from_files(trial_dir, objective)
@@ -198,6 +201,24 @@ def run_trial(trial_dir: Path | str, config: GanConfig, subset_dir: Path | str, 
         if recorder is not None:
             recorder.finished(info, {}, {}, None)
         raise
+
+
+def _fitted_config(trial_dir: Path, config: GanConfig, subset_dir, images) -> tuple[GanConfig, dict | None]:
+    """The config this worker trains for ``config``: itself, or, when it leaves the size or the
+    epochs to its time budget, the one fitted on this worker (metgan.gan.budget) and written to
+    config.json, so a resumed or retried trial trains exactly what it started."""
+    from metgan.gan import budget, data
+
+    if not budget.needs_fitting(config):
+        return config, None
+    fitted = (trialdir.read_trial_info(trial_dir) or {}).get("fitted")
+    existing = trialdir.read_config(trial_dir)
+    if fitted and fitted.get("requested") == config.to_dict() and existing is not None:
+        return GanConfig.from_dict(existing), fitted
+    count = len(images) if images is not None else data.subset_images(subset_dir)[0]
+    resolved, fitted = budget.fit_to_budget(config, round(count * (1 - config.holdout)))
+    trialdir.write_config(trial_dir, resolved.to_dict())
+    return resolved, fitted
 
 
 class TrialInterrupted(BaseException):
@@ -325,6 +346,8 @@ def _train_epochs(trial_dir: Path, config: GanConfig, subset_dir, info: dict, re
             np.save(temp, latents)
 
     reals = images if images is not None else data.load_images(subset_dir, config.height, config.width, config.channels)
+    if info.get("fitted") and reals.shape[1:3] != (config.height, config.width):
+        reals = data.resize_images(reals, config.height, config.width)  # the size its budget affords
     if reals.shape[1:] != (config.height, config.width, config.channels):
         raise TrainingError(f"training images are {reals.shape[1:]}, the config wants "
                             f"{(config.height, config.width, config.channels)}")
@@ -370,12 +393,15 @@ def _train_epochs(trial_dir: Path, config: GanConfig, subset_dir, info: dict, re
                  info["trial_id"], info["label"], len(reals), steps, first_epoch + 1, target, config.epochs,
                  device, precision, "on" if xla else "off")
         gan.fit(dataset, epochs=target, initial_epoch=first_epoch, steps_per_epoch=steps,
-                callbacks=cb.trial_callbacks(state), verbose=0)
+                callbacks=cb.trial_callbacks(state), verbose=0, shuffle=False)  # the dataset shuffles
 
     lines = trialdir.read_metrics(trial_dir)
     _write_final_images(trial_dir, gan, config)
     epochs_done = lines[-1]["epoch"] if lines else first_epoch
-    status = "stopped" if state.stop_reason else "completed" if epochs_done >= config.epochs else "paused"
+    # a trial whose epochs were fitted to its budget ends as planned when the budget is spent
+    planned_end = state.stop_reason == "time_budget" and (info.get("fitted") or {}).get("epochs_fitted")
+    status = ("completed" if planned_end else "stopped" if state.stop_reason
+              else "completed" if epochs_done >= config.epochs else "paused")
     info.update(status=status, stop_reason=state.stop_reason,
                 stop_detail=state.stop_detail, epochs_done=epochs_done,
                 wall_s=round(state.wall_s, 3), finished_at=trialdir.utc_now(), images_seen=state.images_seen,

@@ -49,27 +49,6 @@ def record_plan(engine: Engine, search_name: str, *, subset: str, grid: Any, obj
                 {"search": search_name, "trial": trial_id, "config": json.dumps(config), "path": trial_path})
 
 
-def search_row(engine: Engine, search_name: str) -> dict | None:
-    """The search's objective, direction, strategy and planned rungs, or None when no such search is recorded."""
-    with engine.connect() as conn:
-        row = conn.execute(text("SELECT objective, direction, strategy, rungs FROM searches WHERE name = :name"),
-                           {"name": search_name}).mappings().first()
-    return dict(row) if row is not None else None
-
-
-def ranked_trials(engine: Engine, search_name: str, direction: str) -> list[dict]:
-    """The search's trial rows, those that reached a later halving rung first, then by objective
-    (best first for ``direction``; no value last)."""
-    order = "ASC" if direction == "min" else "DESC"
-    with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT trial_id, status, stop_reason, epochs_done, objective, images_per_s, device, config, "
-            "final_metrics, best_metrics, path, rung, rungs, images_seen FROM trials WHERE search_name = :name "
-            f"ORDER BY (objective IS NULL), rung DESC NULLS LAST, objective {order} NULLS LAST, trial_id"),
-            {"name": search_name}).mappings().all()
-    return [dict(row) for row in rows]
-
-
 def record_rungs(engine: Engine, search_name: str, trial_id: str, *, status: str | None, rung: int | None,
                  rungs: list[dict], objective: float | None = None) -> None:
     """Mirror a trial's rung history (and a halving decision's status and score) into its row."""

@@ -34,10 +34,17 @@ def test_a_missing_subset_fails_plan_trials_and_nothing_else(airflow_db, db, set
 
 
 @pytest.mark.slow
-def test_a_search_whose_trials_all_failed_fails_its_run_after_writing_the_report(airflow_db, db, settings, dag):
+def test_a_search_whose_trials_all_failed_fails_its_run_after_writing_the_report(airflow_db, db, settings, dag,
+                                                                                 monkeypatch):
+    from metgan.errors import TrainingError
+    from metgan.gan import data
+
+    def out_of_memory(images, *, batch_size, **kwargs):  # valid configs that fail once training starts
+        raise TrainingError(f"batch_size {batch_size} ran out of memory (injected)")
+
+    monkeypatch.setattr(data, "training_dataset", out_of_memory)
     make_subset(settings.subsets_dir / "vases", count=20)
-    # Both batches are larger than the 20 images: valid configs that fail once training starts.
-    run = dag.test(run_conf={"search_name": "all-fail", "subset": "vases", "grid": {"batch_size": [64, 128]},
+    run = dag.test(run_conf={"search_name": "all-fail", "subset": "vases", "grid": {"batch_size": [8, 16]},
                              "base": TINY_GAN, "epochs": 1, "budget_s": 600})
     states = _states(run)
     assert run.state == "failed"
@@ -70,4 +77,4 @@ def test_every_param_is_submittable_with_its_default_and_names_use_the_one_patte
     assert dag.params.get_param("subset").schema["pattern"] == NAME_PATTERN
     assert dag.params.get_param("search_name").schema["pattern"] == NAME_PATTERN
     hint = dag.params.get_param("base").description
-    assert '"height"' in hint and '"width"' in hint and "Epochs" in hint and "win" in hint
+    assert '"height"' in hint and '"width"' in hint and "budget" in hint

@@ -83,7 +83,7 @@ def test_a_csv_bootstrap_then_a_targeted_scrape_of_its_vases(airflow_db, db, fak
     assert fetched == targeted, "only the subset's candidates were asked of the API"
 
 
-def test_ingest_subset_and_search_end_to_end(airflow_db, db, fake_met, settings, dags):
+def test_ingest_subset_and_search_end_to_end(airflow_db, db, fake_met, settings, dags, monkeypatch):
     truth = fake_met.fake.truth()
 
     # no csv_source: the import shows as skipped, and the scrape after it runs all the same
@@ -107,15 +107,26 @@ def test_ingest_subset_and_search_end_to_end(airflow_db, db, fake_met, settings,
                                   "AND status = 'ok'")).scalar_one()
     assert built == len(manifest) - 1
 
-    # Two trials that train, and one whose batch is larger than the subset: valid, fails in training.
-    grid = [{"loss": ["non-saturating", "hinge"]}, {"batch_size": [4096]}]
+    # Two trials that train, and one valid config that runs out of memory once training starts.
+    from metgan.errors import TrainingError
+    from metgan.gan import data
+
+    real_dataset = data.training_dataset
+
+    def out_of_memory_at_8(images, *, batch_size, **kwargs):
+        if batch_size == 8:
+            raise TrainingError("batch_size 8 ran out of memory (injected)")
+        return real_dataset(images, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(data, "training_dataset", out_of_memory_at_8)
+    grid = [{"loss": ["non-saturating", "hinge"]}, {"batch_size": [8]}]
     tis = _run(dags["gan_search"], {"search_name": "e2e", "subset": "vases", "grid": grid, "base": TINY_GAN,
                                     "epochs": 2, "budget_s": 600}, failed=[("train_trial", 2)],
                # a grid trains in one rung: halving's later stages have nothing to do and are skipped
                skipped=[(f"train_rung_{r}", -1) for r in range(1, MAX_RUNGS)]
                + [(f"promote_rung_{r}", -1) for r in range(2, MAX_RUNGS)])
     assert [tis[("train_trial", m)].rendered_map_index for m in (0, 1, 2)] == [
-        "loss=non-saturating", "loss=hinge", "batch_size=4096"]
+        "loss=non-saturating", "loss=hinge", "batch_size=8"]
     assert tis[("train_trial", 2)].try_number == 1  # a training failure is not retried
     with db.connect() as conn:
         trials = dict(conn.execute(text("SELECT trial_id, status FROM trials WHERE search_name = 'e2e'")).all())
@@ -127,7 +138,7 @@ def test_ingest_subset_and_search_end_to_end(airflow_db, db, fake_met, settings,
         folder = search / trial_id
         info = json.loads((folder / "trial.json").read_text())
         assert info["status"] == status
-        assert info["label"] in ("loss=non-saturating", "loss=hinge", "batch_size=4096")  # the varying keys only
+        assert info["label"] in ("loss=non-saturating", "loss=hinge", "batch_size=8")  # the varying keys only
         assert (folder / "progress.gif").is_file()  # rendered whatever the outcome
         if status == "completed":
             for name in ("graph_expanding.gif", "graph_rolling.gif", "graph_static.gif",

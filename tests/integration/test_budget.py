@@ -65,10 +65,13 @@ def test_planning_with_a_budget_gives_each_trial_its_share_and_leaves_size_and_e
         assert config.size_by_budget and config.epochs == 0 and (config.height, config.width) == (160, 128)
         assert config.time_budget_s == overview["trial_budget_s"]
         assert item["label"] in ("loss=hinge", "loss=non-saturating")
-    # what the person sets wins: epochs and a size are kept, only the time is capped
+    # what the person sets wins: set epochs (or halving's rungs) decide the training, the budget is unused
     kept = search.plan_search("kept", {"loss": ["hinge"]}, subset="vases", settings=settings, budget_s=480,
-                              base={"epochs": 3, "height": 160, "width": 128}, dry_run=True)
-    assert kept["fitted"] == [] and kept["rungs"][0]["epochs"] == 3
+                              base={"epochs": 3}, dry_run=True)
+    assert kept["budget_unused"] and kept["budget_s"] is None and kept["rungs"][0]["epochs"] == 3
+    halving = search.plan_search("halved", {"loss": ["hinge", "non-saturating"]}, subset="vases", settings=settings,
+                                 budget_s=480, strategy={"strategy": "halving", "max_epochs": 4}, dry_run=True)
+    assert halving["budget_unused"] and halving["rungs"][-1]["epochs"] == 4
     with pytest.raises(GanConfigError, match="raise the budget"):
         search.plan_search("tiny", {"loss": ["hinge", "non-saturating"]}, subset="vases", settings=settings,
                            budget_s=60, dry_run=True)

@@ -34,13 +34,24 @@ def _lines(trial_dir):
     return [json.loads(line) for line in (trial_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(db, settings, subset):
-    grid = {"batch_size": [16, 128]}  # 128 > 64 images: valid config, fails when training starts
+def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(db, settings, subset, monkeypatch):
+    from metgan.errors import TrainingError
+    from metgan.gan import data
+
+    real_dataset = data.training_dataset
+
+    def out_of_memory_at_32(images, *, batch_size, **kwargs):  # a valid config that fails once training starts
+        if batch_size == 32:
+            raise TrainingError("batch_size 32 ran out of memory (injected)")
+        return real_dataset(images, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(data, "training_dataset", out_of_memory_at_32)
+    grid = {"batch_size": [16, 32]}
     results = search.run_search("tiny", grid, subset=subset, base=TINY, settings=settings)
     by_status = {r["status"]: r for r in results}
     assert set(by_status) == {"completed", "failed"}
     good, bad = by_status["completed"], by_status["failed"]
-    assert good["epochs"] == 2 and good["objective"] is not None and "batch_size 128" in bad["error"]
+    assert good["epochs"] == 2 and good["objective"] is not None and "batch_size 32" in bad["error"]
 
     folder = settings.results_dir / "tiny"
     search_json = json.loads((folder / "search.json").read_text())
@@ -66,7 +77,7 @@ def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(
     assert trialdir.checkpoint_epochs(trial_dir) == [1, 2]  # every epoch, the newest keep_checkpoints (2)
     failed_info = json.loads((folder / bad["trial_id"] / "trial.json").read_text())
     assert failed_info["status"] == "failed" and "Traceback" in failed_info["error"]
-    assert failed_info["error_summary"].startswith("TrainingError: batch_size 128 is larger than the 64")
+    assert failed_info["error_summary"].startswith("TrainingError: batch_size 32 ran out of memory")
     assert info["error_summary"] is None
 
     with db.connect() as conn:
@@ -210,7 +221,7 @@ def test_a_healthy_short_run_completes_instead_of_reading_collapsed(tmp_path, ca
     assert (summary["status"], summary["stop_reason"], summary["epochs"]) == ("completed", None, 5), info
     epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert len(epoch_lines) == 5 and not any("null" in line for line in epoch_lines)
-    assert ["swd" in line for line in epoch_lines] == [False, False, False, False, True]  # scored at epoch 5 only
+    assert ["SWD" in line for line in epoch_lines] == [False, False, False, False, True]  # scored at epoch 5 only
 
 
 class _ConstantGan:

@@ -164,7 +164,6 @@ def test_a_search_never_migrates_the_schema_itself(fresh_url, monkeypatch, tmp_p
     from metgan.config import get_settings
     from metgan.errors import StoreError
     from metgan.gan import search
-
     from tests.gan_support import TINY, make_subset
 
     monkeypatch.setenv("METGAN_DATABASE_URL", fresh_url)

@@ -31,7 +31,8 @@ BAD_VALUES = [
     ("collapse_across_std", -2.0, "collapse_across_std"), ("collapse_patience", 0, "collapse_patience"),
     ("n_samples", 0, "n_samples"), ("n_generated", 5000, "n_generated"),
     ("architecture", "stylegan", "architecture"), ("recon_weight", -1.0, "recon_weight"),
-    ("holdout", 0.6, "holdout"),
+    ("holdout", 0.6, "holdout"), ("size_by_budget", "yes", "size_by_budget"),
+    ("size_by_budget", True, "time_budget_s"),
 ]
 
 
@@ -115,17 +116,6 @@ def test_grid_with_one_invalid_combination_fails_naming_it():
         resolve_grid(grid)
     message = str(error.value)
     assert '"d_norm": "batch"' in message and '"loss": "wgan-gp"' in message
-
-
-def test_the_demos_grid_resolves_to_two_trials_with_its_settings():
-    from metgan.demo import DEMO_GAN_BASE, DEMO_GRID
-
-    resolved = resolve_grid(DEMO_GRID, base=DEMO_GAN_BASE)
-    assert sorted(config.loss for _, config in resolved) == ["hinge", "non-saturating"]
-    for _, config in resolved:  # preset default plus the demo's base, nothing else
-        overrides = config.overrides()
-        overrides.pop("loss", None)
-        assert overrides == DEMO_GAN_BASE
 
 
 def test_config_and_search_planning_import_no_tensorflow():

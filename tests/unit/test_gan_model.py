@@ -214,4 +214,5 @@ def test_epoch_summary_prints_the_image_count_beside_the_swd_and_the_object_chro
     from metgan.gan.callbacks import epoch_summary
 
     text = epoch_summary({"swd": 81.2, "swd_real": 23.1, "swd_count": 64, "chroma": 20.0, "chroma_real": 42.0})
-    assert "swd 81.2 (real 23.1) [64 img]" in text and "chroma 20 (real 42)" in text
+    assert "SWD 81.2 = 3.5x the data's floor (23.1): rough" in text and "[64 img a side]" in text
+    assert "chroma 20 (real 42)" in text

@@ -13,7 +13,7 @@ def test_labels_name_only_the_settings_that_vary_across_the_grid():
 
 
 def test_a_one_trial_grid_falls_back_to_the_config_label(settings):
-    make_subset(settings.subsets_dir / "vases", count=2, height=80, width=64)  # the default size: no label
+    make_subset(settings.subsets_dir / "vases", count=20, height=80, width=64)  # the default size: no label
     plan = plan_trials("labels", {"loss": ["hinge"]}, subset="vases", base={"epochs": 2}, dry_run=True)
     assert plan[0]["label"] == "loss=hinge"  # epochs is in the _LABEL_SKIP list of GanConfig.label
     many = plan_trials("labels", {"loss": ["hinge", "non-saturating"]}, subset="vases",

@@ -77,7 +77,7 @@ def test_an_empty_subset_is_refused(settings):
 
 
 def test_the_image_size_comes_from_the_subset_unless_it_is_set_and_then_it_must_match(settings):
-    make_subset(settings.subsets_dir / "tall", count=4, height=160, width=128)
+    make_subset(settings.subsets_dir / "tall", count=20, height=160, width=128)
     [trial] = search.plan_trials("s", {}, subset="tall", dry_run=True)
     config = dict(search.resolve_grid({}, {"height": 160, "width": 128})[0][1].to_dict())
     assert trial["trial_id"] == search.GanConfig.from_dict(config).trial_id()
@@ -88,6 +88,13 @@ def test_the_image_size_comes_from_the_subset_unless_it_is_set_and_then_it_must_
     with pytest.raises(GanConfigError, match="trains at height 80"):
         search.plan_trials("s", {"height": [160, 80], "width": 128}, subset="tall", dry_run=True)
     assert len(search.plan_trials("s", {"height": [160]}, subset="tall", base={"width": 128}, dry_run=True)) == 1
+
+
+def test_a_subset_smaller_than_one_batch_is_refused_when_planned_not_when_trained(settings):
+    make_subset(settings.subsets_dir / "few", count=4, height=80, width=64)
+    with pytest.raises(GanConfigError, match=r"trains batches of 16 but subset 'few' has 4 training images"):
+        search.plan_trials("s", {"loss": ["hinge"]}, subset="few", dry_run=True)
+    assert len(search.plan_trials("s", {}, subset="few", base={"batch_size": 4}, dry_run=True)) == 1
 
 
 def _metgan(*args, tmp_path):
