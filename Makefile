@@ -30,8 +30,8 @@ test-embedded: $(STAMP)  ## the integration tests again, on the embedded Postgre
 demo: $(STAMP)  ## the whole pipeline end to end on embedded defaults
 	$(BIN)/python -m metgan.demo
 
-up: $(STAMP)  ## airflow standalone with the project's DAGs, pools created
-	$(BIN)/python -m metgan.demo --up
+up: $(STAMP)  ## airflow standalone with the project's DAGs, pools created (FAKE_MET=1: scrape the fake Met)
+	$(BIN)/python -m metgan.demo --up $(if $(FAKE_MET),--fake-met)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

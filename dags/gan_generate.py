@@ -29,10 +29,10 @@ MODELS_ALIAS = AssetAlias("metgan-models")
     tags=["metgan", "gan"],
     doc_md=__doc__,
     params={
-        "search_name": Param(None, type=["null", "string"], pattern=NAME_PATTERN, title="Search name",
+        "search_name": Param(None, type=["null", "string"], pattern=NAME_PATTERN, title="Search name (letters, digits, - and _)",
                              description="empty: the search whose model triggered this run, else the newest "
                                          "search with a model"),
-        "trial_id": Param(None, type=["null", "string"], pattern=NAME_PATTERN, title="Trial id",
+        "trial_id": Param(None, type=["null", "string"], pattern=NAME_PATTERN, title="Trial id (letters, digits, - and _)",
                           description="empty: the search's best trial by its objective"),
         "n": Param(16, type="integer", minimum=1, maximum=1024, title="Images",
                    description="with empty seeds: seeds 0 to n-1"),

@@ -13,9 +13,10 @@ images; the trials train at its image size), so a bad subset is one red task, no
 
 Strategy ``grid`` trains every combination, ``random`` ``n_iter`` seeded draws (a grid value may
 be a distribution, e.g. ``{"loguniform": [1e-5, 1e-3]}``), ``halving`` successive halving: the
-first ``train_trial`` stage is rung 0, then each ``promote_rung_N`` keeps the best 1/factor (the
-rest are marked ``pruned``) and ``train_rung_N`` trains them on, each resuming from its
-checkpoint. The DAG has ``MAX_RUNGS`` such stages; one with nothing to train is skipped.
+first ``train_trial`` stage is rung 0, then each ``halving.promote_rung_N`` keeps the best 1/factor
+(the rest are marked ``pruned``) and ``halving.train_rung_N`` trains them on, each resuming from
+its checkpoint. The DAG has ``MAX_RUNGS`` such stages, in the task group ``halving``; one with
+nothing to train is skipped.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from airflow.sdk import (
     Param,
     RetryAction,
     RetryRule,
+    TaskGroup,
     TriggerRule,
     dag,
     get_current_context,
@@ -59,9 +61,9 @@ DEFAULT_GRID = {"loss": ["non-saturating", "hinge"]}
     tags=["metgan", "gan"],
     doc_md=__doc__,
     params={
-        "search_name": Param("vases-search", type="string", pattern=NAME_PATTERN, title="Search name",
+        "search_name": Param("vases-search", type="string", pattern=NAME_PATTERN, title="Search name (letters, digits, - and _)",
                              description="results go to <results_dir>/<search name>/ (letters, digits, - and _)"),
-        "subset": Param("vases", type="string", pattern=NAME_PATTERN, title="Subset",
+        "subset": Param("vases", type="string", pattern=NAME_PATTERN, title="Subset (letters, digits, - and _)",
                         description="a subset built by vase_subset; trials train at its image size"),
         "grid": Param(DEFAULT_GRID, type=["object", "array"], title="Grid",
                       description="GAN settings to try: a dict of lists, or a list of such dicts"),
@@ -178,10 +180,13 @@ def gan_search():
 
     trials = plan_trials()
     trained = train_trial.expand(trial=trials)  # rung 0: every trial (to the end, unless halving)
-    for rung in range(1, MAX_RUNGS):
-        survivors = promote.override(task_id=f"promote_rung_{rung}")(rung)
-        trained >> survivors
-        trained = train_trial.override(task_id=f"train_rung_{rung}").expand(trial=survivors)
+    # Halving's later rungs, in one group the UI folds into a single row: a grid or random search
+    # leaves them all skipped, and a user who did not ask for halving need not read ten of them.
+    with TaskGroup("halving", tooltip="successive halving's later rungs; skipped unless the strategy is halving"):
+        for rung in range(1, MAX_RUNGS):
+            survivors = promote.override(task_id=f"promote_rung_{rung}")(rung)
+            trained >> survivors
+            trained = train_trial.override(task_id=f"train_rung_{rung}").expand(trial=survivors)
     rendered = render_gifs.expand(trial=trials)
     trained >> rendered
     publish_report(rendered)

@@ -119,7 +119,7 @@ def met_ingest():
         from metgan import pipeline
 
         summary = pipeline.finish_run(scrape_run_id)
-        if not summary["counts"]["images"].get("ok"):
+        if not summary["counts"]["primary_images"].get("ok"):
             raise AirflowSkipException(f"scrape run {summary['run_id']} stored no image: nothing to announce")
         return summary
 

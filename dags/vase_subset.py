@@ -30,7 +30,7 @@ SUBSETS_ALIAS = AssetAlias("metgan-subsets")
     tags=["metgan", "subset"],
     doc_md=__doc__,
     params={
-        "name": Param("vases", type="string", pattern=NAME_PATTERN, title="Subset name"),
+        "name": Param("vases", type="string", pattern=NAME_PATTERN, title="Subset name (letters, digits, - and _)"),
         "include": Param(["vase"], type="array", items={"type": "string"}, title="Include words",
                          description="the object name contains one of these words (whole words, any case, "
                                      "optional plural: 'vase' matches Bottle vase, not Vaseline jar)"),

@@ -41,8 +41,8 @@ DEMO_SEARCH_BUDGET_S = 240
 FIRST_SESSION_SCRAPE = {"mode": "search", "query": "vase"}
 
 # Unpausing starts no run for these: vase_subset waits for the images asset, gan_search has no
-# schedule, gan_generate waits for a search's model asset. met_ingest stays paused: it is scheduled daily with catchup=False, and unpausing it
-# makes the scheduler queue the latest interval's incremental scrape at once.
+# schedule, gan_generate waits for a search's model asset. met_ingest stays paused until the user
+# triggers it (the form unpauses it): then its daily incremental scrape starts at the next 03:00 UTC.
 FIRST_SESSION_DAGS = ("vase_subset", "gan_search", "gan_generate")
 KEPT_PAUSED = "met_ingest"
 
@@ -71,7 +71,15 @@ def airflow_env(home: Path) -> dict:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     })
+    # Airflow's default of 32 LocalExecutor worker processes took 5.5 GB on a 2-core machine; two
+    # per core keeps the met_api pool's four slots busy. A value the user exported wins.
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", str(local_parallelism()))
     return env
+
+
+def local_parallelism() -> int:
+    """Task slots for ``make up``'s LocalExecutor on this machine: two per core, at least four."""
+    return max(4, 2 * (os.cpu_count() or 1))
 
 
 def run(args: list[str], env: dict, **kwargs) -> subprocess.CompletedProcess:
@@ -122,6 +130,22 @@ def release(server: EmbeddedServer) -> str:
     return "database: the embedded PostgreSQL is not running"
 
 
+def task_results(output: str, width: int = 300) -> str:
+    """What each task of an ``airflow dags test`` returned, one line each, from its output: the
+    rest is Airflow's own bookkeeping (and, for assets an alias creates, its "AssetModel ... not
+    found"/"inactive" warnings, which apache/airflow#48565 made harmless)."""
+    lines, task = [], None
+    for line in output.splitlines():
+        if "[DAG TEST] starting task_id=" in line:
+            task = line.split("task_id=", 1)[1].split()[0]
+            index = line.split("map_index=", 1)[1].split()[0] if "map_index=" in line else "-1"
+            task += f"[{index}]" if index != "-1" else ""
+        elif "Returned value was:" in line and task:
+            value = line.split("Returned value was:", 1)[1].split(" [airflow.", 1)[0].strip()
+            lines.append(f"  {task}: {value[:width]}{'...' if len(value) > width else ''}")
+    return "\n".join(lines)
+
+
 def dag_test(dag_id: str, conf: dict, env: dict) -> None:
     _say(f"airflow dags test {dag_id}")
     started = time.monotonic()
@@ -129,8 +153,7 @@ def dag_test(dag_id: str, conf: dict, env: dict) -> None:
                             env=env, cwd=REPO, capture_output=True, text=True)
     output = result.stdout + result.stderr
     failed = result.returncode != 0 or "state=failed" in output or "DagRunState.FAILED" in output
-    tail = "\n".join(line for line in output.splitlines()[-15:])
-    print(tail)
+    print("\n".join(output.splitlines()[-30:]) if failed else task_results(output))
     log = Path(env["AIRFLOW_HOME"]) / f"{dag_id}.demo.log"
     log.write_text(output)
     if failed:
@@ -212,8 +235,32 @@ def print_best_model(search: Path) -> None:
             print(f"{'walk:' if name == trialdir.WALK_GIF else 'walk frames:':<20}{search / trial_id / name}")
 
 
+def met_line(url: str, *, fake: bool, timeout: float = 5.0) -> str:
+    """Which Met ``make up`` scrapes and, for a real one, whether it answers from here: offline,
+    met_ingest's discovery would fail only after its retries."""
+    if fake:
+        return f"scraping the fake Met at {url} (a local collection for a first session)"
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/departments", timeout=timeout):
+            return f"scraping the Met at {url}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return (f"scraping the Met at {url}, which does not answer from here ({reason}): met_ingest will fail. "
+                "For a first session without it: make up FAKE_MET=1")
+
+
 def up(args: argparse.Namespace) -> int:
     home = REPO / ".airflow"
+    fake = None
+    if args.fake_met:
+        from metgan.testing.fakemet import run_in_thread
+
+        fake = run_in_thread(seed=args.seed, objects=args.objects)
+        os.environ["METGAN_MET_API_URL"] = fake.url
+        os.environ["METGAN_IMAGE_HOSTS"] = fake.image_host
     env = airflow_env(home)
     env.setdefault("AIRFLOW__API__PORT", str(args.port))
     env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
@@ -223,6 +270,9 @@ def up(args: argparse.Namespace) -> int:
     except BaseException:
         print(release(server), flush=True)
         raise
+    from metgan.config import Settings
+
+    _say(met_line(Settings.from_env(env).met_api_url, fake=fake is not None))
     log_path = home / "standalone.log"
     _say(f"starting airflow standalone (log: {log_path})")
     with open(log_path, "w") as log:
@@ -244,6 +294,8 @@ def up(args: argparse.Namespace) -> int:
         pass
     finally:
         stop_process_groups([process])
+        if fake is not None:
+            fake.stop()
         print(release(server), flush=True)
     return 0
 
@@ -291,9 +343,8 @@ def first_session_guide(url: str, unpaused: list[str]) -> str:
 First session ({url}, user admin and the password above):
   1. Dags -> {KEPT_PAUSED} -> Trigger. Set Mode "search", Search query "vase" and a small Limit
      (e.g. 200), keep "Unpause {KEPT_PAUSED} on trigger" ticked (a paused DAG's runs never start), Trigger.
-     {KEPT_PAUSED} is left paused until then because unpausing it also queues its daily scheduled
-     incremental scrape for the latest interval (catchup=False), after your run; pause it again
-     afterwards if you do not want the daily scrape.
+     Unpausing queues no scheduled run: the daily incremental scrape starts at the next 03:00 UTC;
+     pause {KEPT_PAUSED} again afterwards if you do not want it.
   2. vase_subset starts by itself when {KEPT_PAUSED}'s images are stored (unpaused: {on}).
   3. Dags -> gan_search -> Trigger with its defaults (subset "vases"): one mapped task per trial.
   4. gan_generate starts by itself when the search publishes its best model: 16 new images from
@@ -345,6 +396,8 @@ def _healthy(url: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metgan.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--up", action="store_true", help="run airflow standalone instead of the demo")
+    parser.add_argument("--fake-met", action="store_true",
+                        help="--up: serve the fake Met (--objects, --seed) and scrape it instead of the real one")
     parser.add_argument("--port", type=int, default=8080, help="api-server port for --up")
     parser.add_argument("--objects", type=int, default=400, help="objects in the fake collection")
     parser.add_argument("--budget-s", type=int, default=DEMO_SEARCH_BUDGET_S,

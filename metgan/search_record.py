@@ -159,6 +159,22 @@ class TrialRecord:
         return verdict.describe(self.score, None, metric=self.objective)
 
     @property
+    def trained_at(self) -> str | None:
+        """What its worker fitted to the time budget and why, on one line (None: nothing was fitted)."""
+        from metgan.gan.budget import describe_fit
+
+        fitted = self.info.get("fitted")
+        return describe_fit(fitted) if isinstance(fitted, dict) else None
+
+    @property
+    def trained_size(self) -> str | None:
+        """"trained at WxH" when its worker trained below the requested size to fit its budget."""
+        fitted = self.info.get("fitted")
+        if not isinstance(fitted, dict) or not fitted.get("below_subset_size"):
+            return None
+        return f"trained at {fitted.get('width')}x{fitted.get('height')} to fit its time budget"
+
+    @property
     def error_summary(self) -> str | None:
         summary = self.info.get("error_summary")
         if isinstance(summary, str) and summary.strip():

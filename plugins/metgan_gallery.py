@@ -242,6 +242,7 @@ def _trial_card(search_dir: Path, record) -> dict:
         "label": record.label, "status": status, "note": note,
         "epochs": f"{record.epochs_done}/{record.epochs}" if record.epochs else str(record.epochs_done),
         "best": f"{record.describe()} at epoch {record.score_epoch}" if record.score is not None else None,
+        "trained_at": record.trained_size,
         "thumb": f"thumbs/{base}/{quote(picture)}" if picture else None,
         "full": f"files/{base}/{quote(picture)}" if picture else None,
         "walk": f"files/{base}/{quote(trialdir.WALK_GIF)}" if walk.is_file() else None,
@@ -347,6 +348,7 @@ figcaption{font-size:.85rem} .failed{color:#a00} .note{display:block;overflow-wr
 <figcaption><b>{{ trial.label }}</b><br><span class="status {{ trial.status }}">{{ trial.status }}</span>
 {% if trial.epochs %} · {{ trial.epochs }} epochs{% endif %}
 {% if trial.best %}<br>best {{ trial.best }}{% endif %}
+{% if trial.trained_at %}<br>{{ trial.trained_at }}{% endif %}
 {% if trial.model %}<br><a href="{{ trial.model }}" download>Download model</a>{% endif %}
 {% if trial.walk %}<br><a href="{{ trial.walk }}"><img class="walk" src="{{ trial.walk }}" alt="latent walk of {{ trial.label }}" loading="lazy"></a>{% endif %}
 {% if trial.note %}<span class="note">{{ trial.note }}</span>{% endif %}</figcaption></figure>

@@ -204,6 +204,8 @@ def _print_board(board: list[dict]) -> None:
                    f"{epochs}  {objective:>10}  {real:>9}  {ips:>7}  {row['label']}")
         if row["objective"] is not None:
             click.echo(f"{'':>3}  {'':<12}  {row['verdict']}")
+        if row.get("trained_at"):
+            click.echo(f"{'':>3}  {'':<12}  {row['trained_at']}")
         if row.get("held_by"):
             click.echo(f"{'':>3}  {'':<12}  trained now by {row['held_by']}")
         if row.get("error_summary"):

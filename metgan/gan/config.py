@@ -38,6 +38,7 @@ overrides a field. Unknown keys and impossible combinations raise
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -146,8 +147,9 @@ class GanConfig:
         valid = cls.field_names()
         for key in data:
             if key not in valid:
-                raise GanConfigError(
-                    f"unknown GAN config key {key!r}; valid keys: preset, {', '.join(valid)}")
+                close = difflib.get_close_matches(str(key), ["preset", *valid], n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"valid keys: preset, {', '.join(valid)}"
+                raise GanConfigError(f"unknown GAN config key {key!r}; {hint}")
         values = {**PRESETS[preset], **data}
         return cls(**{k: _coerce(k, v) for k, v in values.items()})
 

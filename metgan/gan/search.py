@@ -530,9 +530,14 @@ def _train_trial(search_name: str, trial_id: str, *, settings: Settings | None =
         error = error_summary(exc)
     if rung is not None:
         _record_rung(search_name, search, trial_dir, rung, until_epoch or config.epochs, settings)
+    record = search_record.read_trial(trial_dir, search.get("objective", "swd"))
+    if record.score is not None:
+        log.info("trial %s (%s) %s: best %s at epoch %s%s", trial_id, record.label, summary["status"],
+                 record.describe(), record.score_epoch, f"; {record.trained_at}" if record.trained_at else "")
     return {"search_name": search_name, "trial_id": trial_id, "status": summary["status"],
             "stop_reason": summary["stop_reason"], "epochs": summary["epochs"],
-            "objective": summary["objective"], "error": error}
+            "objective": summary["objective"], "error": error,
+            "verdict": record.describe() if record.score is not None else None, "trained_at": record.trained_at}
 
 
 def score_at(trial_dir: Path, epoch: int, objective: str) -> float | None:
@@ -729,7 +734,7 @@ def leaderboard(search_name: str, *, settings: Settings | None = None) -> list[d
              "rung": trial.rung, "rungs": trial.rungs, "images_seen": trial.info.get("images_seen"),
              "strategy": strategy, "stop_reason": trial.info.get("stop_reason"), "epochs_done": trial.epochs_done,
              "epochs": trial.epochs, "objective": trial.score, "objective_name": search.get("objective", "swd"),
-             "swd_real": trial.floor, "verdict": trial.describe(), "images_per_s": trial.info.get("images_per_s"),
+             "swd_real": trial.floor, "verdict": trial.describe(), "trained_at": trial.trained_at, "images_per_s": trial.info.get("images_per_s"),
              "device": trial.info.get("device"), "path": str(trial.path), "held_by": trial.holder,
              "error_summary": trial.error_summary if trial.status == "failed" else None}
             for rank, trial in enumerate(trials, start=1)]

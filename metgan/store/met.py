@@ -117,12 +117,18 @@ def run_counts(engine: Engine, run_id: int) -> dict:
         cursor.execute("SELECT coalesce(status, 'pending'), count(*), sum(attempts) FROM scrape_run_items "
                        "WHERE run_id = %s GROUP BY 1", (run_id,))
         rows = cursor.fetchall()
-        cursor.execute("SELECT i.status, count(*) FROM scrape_run_items r JOIN met_images i "
-                       "ON i.object_id = r.object_id WHERE r.run_id = %s GROUP BY 1", (run_id,))
-        images = dict(cursor.fetchall())
+        cursor.execute("SELECT i.seq = 0, i.status, count(*) FROM scrape_run_items r JOIN met_images i "
+                       "ON i.object_id = r.object_id WHERE r.run_id = %s GROUP BY 1, 2", (run_id,))
+        images: dict[str, int] = {}
+        additional: dict[str, int] = {}
+        for primary, status, count in cursor.fetchall():
+            if primary:
+                images[status] = count
+            else:  # an additional image still pending was not asked for (download_images' additional_images)
+                additional["not downloaded" if status == "pending" else status] = count
     records = {status: count for status, count, _ in rows}
-    return {"objects": sum(records.values()), "records": records, "images": images,
-            "records_requests": int(sum(attempts or 0 for _, _, attempts in rows))}
+    return {"objects": sum(records.values()), "records": records, "primary_images": images,
+            "additional_images": additional, "records_requests": int(sum(attempts or 0 for _, _, attempts in rows))}
 
 
 def object_count(engine: Engine) -> int:

@@ -98,6 +98,7 @@ def _entry(search_dir: Path, record: search_record.TrialRecord) -> Entry:
         "epochs": trial.epochs_planned,
         "objective": record.score,
         "score_text": record.describe() if record.score is not None else "",
+        "trained_at": record.trained_at or "",
         "floor": record.floor,
         "swd_best": _min(trial, "swd"),
         "d_loss": _last(trial, "d_loss"),
@@ -290,6 +291,7 @@ def _card(entry: Entry, search_dir: Path) -> dict:
     status = str(values.get("status"))
     card = {"trial_id": entry.trial_id, "label": str(values.get("label")), "status": status, "best": None,
             "banner": values["stop"] if values.get("stop") and status != "completed" else "",
+            "trained_at": values.get("trained_at") or "",
             "found": entry.trial is not None}
     if entry.trial is None:
         return card

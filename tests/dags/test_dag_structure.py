@@ -85,9 +85,9 @@ def test_gan_search_wiring(dagbag):
 
     dag = dagbag.dags["gan_search"]
     # rung 0 is train_trial; each later rung a promotion then a mapped training of its survivors
-    rungs = ["train_trial"] + [f"train_rung_{rung}" for rung in range(1, MAX_RUNGS)]
+    rungs = ["train_trial"] + [f"halving.train_rung_{rung}" for rung in range(1, MAX_RUNGS)]
     halving = {edge for rung in range(1, MAX_RUNGS)
-               for edge in ((rungs[rung - 1], f"promote_rung_{rung}"), (f"promote_rung_{rung}", rungs[rung]))}
+               for edge in ((rungs[rung - 1], f"halving.promote_rung_{rung}"), (f"halving.promote_rung_{rung}", rungs[rung]))}
     assert _edges(dag) == {
         ("plan_trials", "train_trial"),
         ("plan_trials", "render_gifs"),
@@ -97,8 +97,8 @@ def test_gan_search_wiring(dagbag):
     }
     for rung in range(1, MAX_RUNGS):
         # a failed trial is just not promoted; a rung with nothing trained skips the ones after it
-        assert dag.get_task(f"promote_rung_{rung}").trigger_rule == "all_done_min_one_success"
-        task = dag.get_task(f"train_rung_{rung}")
+        assert dag.get_task(f"halving.promote_rung_{rung}").trigger_rule == "all_done_min_one_success"
+        task = dag.get_task(f"halving.train_rung_{rung}")
         assert task.pool == "gpu" and task.queue == "gpu" and task.retries == dag.get_task("train_trial").retries
     assert dag.params["strategy"] == "grid" and dag.params["factor"] == 3
     assert dag.get_task("render_gifs").trigger_rule == "all_done"

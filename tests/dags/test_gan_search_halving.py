@@ -43,13 +43,13 @@ def test_a_halving_search_promotes_the_best_prunes_the_rest_and_a_rerun_trains_n
     states = _states(run)
     assert run.state == "success", states
     assert [states[("train_trial", i)] for i in range(3)] == ["success"] * 3
-    assert states[("promote_rung_1", -1)] == "success" and states[("train_rung_1", 0)] == "success"
-    assert ("train_rung_1", 1) not in states
+    assert states[("halving.promote_rung_1", -1)] == "success" and states[("halving.train_rung_1", 0)] == "success"
+    assert ("halving.train_rung_1", 1) not in states
     # rung 2 has nothing to train: its mapped stage over an empty list is skipped, not failed
-    assert states[("promote_rung_2", -1)] == "success"
+    assert states[("halving.promote_rung_2", -1)] == "success"
     for rung in range(2, MAX_RUNGS):
-        assert states[(f"train_rung_{rung}", -1)] == "skipped", states
-    assert all(states[(f"promote_rung_{rung}", -1)] == "skipped" for rung in range(3, MAX_RUNGS)), states
+        assert states[(f"halving.train_rung_{rung}", -1)] == "skipped", states
+    assert all(states[(f"halving.promote_rung_{rung}", -1)] == "skipped" for rung in range(3, MAX_RUNGS)), states
     assert states[("publish_report", -1)] == "success"
 
     folder = settings.results_dir / "halve"

@@ -123,8 +123,8 @@ def test_ingest_subset_and_search_end_to_end(airflow_db, db, fake_met, settings,
     tis = _run(dags["gan_search"], {"search_name": "e2e", "subset": "vases", "grid": grid, "base": TINY_GAN,
                                     "epochs": 2, "budget_s": 600}, failed=[("train_trial", 2)],
                # a grid trains in one rung: halving's later stages have nothing to do and are skipped
-               skipped=[(f"train_rung_{r}", -1) for r in range(1, MAX_RUNGS)]
-               + [(f"promote_rung_{r}", -1) for r in range(2, MAX_RUNGS)])
+               skipped=[(f"halving.train_rung_{r}", -1) for r in range(1, MAX_RUNGS)]
+               + [(f"halving.promote_rung_{r}", -1) for r in range(2, MAX_RUNGS)])
     assert [tis[("train_trial", m)].rendered_map_index for m in (0, 1, 2)] == [
         "loss=non-saturating", "loss=hinge", "batch_size=8"]
     assert tis[("train_trial", 2)].try_number == 1  # a training failure is not retried

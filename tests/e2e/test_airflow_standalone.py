@@ -272,6 +272,12 @@ def test_the_gallery_lists_the_search_with_its_images(ui, session):
         ui.page.wait_for_timeout(500)
         widths = frame.evaluate(loaded)
     assert len(widths) >= 2 and all(w > 0 for w in widths), widths
+    # every scored trial says its score against the data's floor, and a verdict in words
+    captions = frame.locator("figcaption").all_inner_texts()
+    scored = [text for text in captions if "SWD" in text]
+    assert scored and all("x the data's floor" in text for text in scored), captions
+    assert all(any(word in text for word in ("close to the data", "good", "rough", "far from the data"))
+               for text in scored), captions
     ui.screenshots.take(ui.page, "metgan-gallery")
 
 

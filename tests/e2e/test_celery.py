@@ -122,7 +122,7 @@ def test_training_runs_on_the_gpu_queue_worker_and_the_rest_on_the_default_one(c
     assert where[("train_trial", 1)] == ("worker-gpu", "gpu")
     ran = {key: value for key, value in where.items() if value[0]}  # skipped halving stages reach no worker
     others = {key: value for key, value in ran.items() if not key[0].startswith("train_")}
-    assert len(others) == 5  # plan_trials, promote_rung_1 (a grid has one rung), render_gifs x2, publish_report
+    assert len(others) == 5  # plan_trials, halving.promote_rung_1 (a grid has one rung), render_gifs x2, publish_report
     assert set(others.values()) == {("worker-default", "default")}
     search_dir = metgan_store.results_dir / "celery-search"
     trials = [json.loads(path.read_text()) for path in sorted(search_dir.glob("*/trial.json"))]

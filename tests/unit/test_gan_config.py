@@ -135,3 +135,12 @@ def test_fastgan_preset_is_the_papers_recipe_and_round_trips_through_json():
     assert again == config and again.trial_id() == config.trial_id()
     assert config.label() == "fastgan"
     assert preset("default").architecture == "dcgan"
+
+
+def test_a_misspelled_key_gets_a_did_you_mean_on_one_short_line():
+    with pytest.raises(GanConfigError) as error:
+        resolve_grid({"los": ["hinge"]})
+    message = str(error.value)
+    assert message.endswith("unknown GAN config key 'los'; did you mean 'loss'?") and "\n" not in message
+    with pytest.raises(GanConfigError, match="valid keys: preset, architecture"):  # nothing close: every key
+        GanConfig.from_dict({"zzz": 1})
