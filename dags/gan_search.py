@@ -154,14 +154,9 @@ def gan_search():
     # stopped trial still gets its GIFs and its place in the report, saying why it ended.
     @task(map_index_template="{{ task.op_kwargs['trial']['label'] }}", trigger_rule=TriggerRule.ALL_DONE)
     def render_gifs(trial: dict) -> dict:
-        from metgan.config import get_settings
-        from metgan.gan.search import results_synced
-        from metgan.viz.render import render_trial
+        from metgan.pipeline import render_trial
 
-        settings = get_settings()
-        with results_synced(trial["search_name"], trial["trial_id"], settings=settings):
-            written = render_trial(settings.results_dir / trial["search_name"] / trial["trial_id"])
-        return {"trial_id": trial["trial_id"], "files": sorted(str(p) for p in written.values())}
+        return render_trial(trial["search_name"], trial["trial_id"])
 
     # Once every rendering is done and at least one succeeded, so a failed or stopped trial is
     # still reported; when plan_trials failed nothing was rendered and this reads upstream_failed,

@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import posixpath
-import shutil
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -502,11 +501,6 @@ class Store:
     def remove_all(self, keys: Iterable[str]) -> None:
         """:meth:`remove` every key (concurrently on a remote store)."""
         _each(self.remove, keys)
-
-    def clear_mirror(self, prefix: str) -> None:
-        """Forget the mirror's copy of ``prefix`` (a remote store only; a local one is the data)."""
-        if self.is_remote:
-            shutil.rmtree(self.mirror / check_key(prefix), ignore_errors=True)
 
     # --- errors -----------------------------------------------------------------------------
 

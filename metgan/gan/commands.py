@@ -39,7 +39,7 @@ def _parse_param(text: str) -> tuple[str, list]:
 
 def _read_config(path: Path) -> dict:
     from metgan.files import check_input_file
-    from metgan.gan.search import read_yaml_file
+    from metgan.gan.param_grid import read_yaml_file
 
     check_input_file(path, "config file", error=GanConfigError)  # a FIFO, a device or a huge file: refused
     data = read_yaml_file(path, "config file")
@@ -101,6 +101,7 @@ def run_command(grid_path, params, preset, subset, search_name, objective, direc
     The grid file's ``strategy`` (grid, random with n_iter and seed, halving with factor,
     min_epochs, max_epochs) decides which trials train and for how long.
     """
+    from metgan.gan import param_grid
     from metgan.gan import search as search_lib
     from metgan.progress import Progress
 
@@ -109,7 +110,7 @@ def run_command(grid_path, params, preset, subset, search_name, objective, direc
         from metgan.files import check_input_file
 
         check_input_file(grid_path, "grid file", error=GanConfigError)
-    spec = search_lib.load_grid(grid_path) if grid_path else {"grid": {}, "base": {}, "objective": "swd",
+    spec = param_grid.load_grid_file(grid_path) if grid_path else {"grid": {}, "base": {}, "objective": "swd",
                                                                "direction": "min"}
     grid = spec["grid"]
     if params:

@@ -98,12 +98,6 @@ def resize_images(images: np.ndarray, height: int, width: int) -> np.ndarray:
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
 
 
-def to_float(images):
-    """uint8 [0, 255] -> float32 [-1, 1] (works on numpy arrays and tensors)."""
-    return images.astype(np.float32) / 127.5 - 1.0 if isinstance(images, np.ndarray) else \
-        tensorflow().cast(images, "float32") / 127.5 - 1.0
-
-
 def to_uint8(images) -> np.ndarray:
     """Generator output in [-1, 1] -> uint8 [0, 255], correctly rescaled (the origin cast without it)."""
     images = np.asarray(images, dtype=np.float32)

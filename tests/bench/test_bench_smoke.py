@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 BENCH = REPO / "bench"
 PYTHON_BENCHMARKS = sorted(path.name for path in BENCH.glob("*.py"))
-SPEEDUP = re.compile(r"^speedup: (\d+(\.\d+)?x|not reached)", re.M)
+# first_session.py measures quality, not speed: its baseline is the data's own floor.
+SPEEDUP = re.compile(r"^(speedup: (\d+(\.\d+)?x|not reached)|best/floor: \d+\.\d+x)", re.M)
 
 
 def bench_env(**extra: str) -> dict[str, str]:
@@ -39,7 +40,7 @@ def test_every_benchmark_is_smoke_tested():
     """A new bench/*.py is picked up by the parametrised test below; any other kind of script needs
     a test of its own here."""
     assert {"ingest.py", "resize.py", "render.py", "csv_import.py", "train.py", "search.py", "storage.py",
-            "quality.py", "bf16_cpu.py"} <= set(PYTHON_BENCHMARKS)
+            "quality.py", "bf16_cpu.py", "first_session.py"} <= set(PYTHON_BENCHMARKS)
     others = {path.name for path in BENCH.iterdir() if path.is_file() and path.suffix != ".py"}
     assert others == {"gpu_check.sh"}
 
@@ -47,7 +48,9 @@ def test_every_benchmark_is_smoke_tested():
 @pytest.mark.parametrize("script", PYTHON_BENCHMARKS)
 def test_quick_mode_runs_to_its_speedup_line(script, tmp_path):
     extra = ["--out", str(tmp_path / "out")] if script == "quality.py" else []
-    result = run([sys.executable, str(BENCH / script), "--quick", *extra])
+    # the first session runs three DAGs through Airflow, a 110 s search among them
+    result = run([sys.executable, str(BENCH / script), "--quick", *extra],
+                 timeout=900 if script == "first_session.py" else 300)
     assert result.returncode == 0, f"{script} --quick failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     assert SPEEDUP.search(result.stdout), f"{script} printed no speedup line:\n{result.stdout[-3000:]}"
 

@@ -6,7 +6,7 @@ import pytest
 
 from metgan.errors import GanConfigError
 from metgan.gan.config import PRESETS, GanConfig, preset
-from metgan.gan.search import expand_grid, resolve_grid
+from metgan.gan.param_grid import expand_grid, resolve_grid
 
 # (key, a bad value, words the error must contain): one row per config key.
 BAD_VALUES = [
@@ -120,7 +120,7 @@ def test_grid_with_one_invalid_combination_fails_naming_it():
 
 def test_config_and_search_planning_import_no_tensorflow():
     code = ("import json, sys, metgan.gan.config, metgan.gan.search, metgan.gan.commands;"
-            "metgan.gan.search.resolve_grid({'g_lr': [1e-4, 2e-4]});"
+            "metgan.gan.param_grid.resolve_grid({'g_lr': [1e-4, 2e-4]});"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []

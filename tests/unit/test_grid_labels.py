@@ -1,4 +1,5 @@
-from metgan.gan.search import grid_labels, plan_trials
+from metgan.gan.param_grid import grid_labels
+from metgan.gan.search import plan_trials
 from tests.gan_support import make_subset
 
 

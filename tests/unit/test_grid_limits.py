@@ -11,7 +11,7 @@ import tracemalloc
 import pytest
 
 from metgan.errors import GanConfigError
-from metgan.gan import search
+from metgan.gan import param_grid, search
 from tests.conftest import REPO
 from tests.gan_support import MANIFEST_HEADER, make_subset
 
@@ -21,17 +21,17 @@ def test_a_billion_combination_grid_is_refused_at_once_without_building_it():
     tracemalloc.start()
     started = time.perf_counter()
     with pytest.raises(GanConfigError, match=r"1,000,000,000 combinations, more than the limit of 1,024"):
-        search.expand_grid(grid)
+        param_grid.expand_grid(grid)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert time.perf_counter() - started < 1 and peak < 1_000_000
 
 
 def test_the_count_sums_the_products_of_each_part_and_the_limit_is_inclusive():
-    assert search.count_grid([{"a": [1, 2], "b": [1, 2, 3]}, {"c": [1, 2]}, {}]) == 9
-    assert search.count_grid({"g_lr": list(range(1024))}) == 1024
+    assert param_grid.count_grid([{"a": [1, 2], "b": [1, 2, 3]}, {"c": [1, 2]}, {}]) == 9
+    assert param_grid.count_grid({"g_lr": list(range(1024))}) == 1024
     with pytest.raises(GanConfigError, match="1,025 combinations"):
-        search.count_grid([{"g_lr": list(range(1024))}, {"loss": "hinge"}])
+        param_grid.count_grid([{"g_lr": list(range(1024))}, {"loss": "hinge"}])
 
 
 def test_plan_refuses_a_grid_over_the_limit_before_looking_at_anything_else(settings):
