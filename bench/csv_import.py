@@ -261,8 +261,8 @@ def main() -> None:
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
-    from metgan.store import migrate
-    from metgan.store.engine import dispose_all
+    from metgan.db import migrate
+    from metgan.db.engine import dispose_all
 
     rows = 20_000 if args.quick else args.rows
     name = f"metgan_bench_csv_{uuid.uuid4().hex[:8]}"

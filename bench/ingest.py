@@ -56,7 +56,7 @@ def admin_url(workdir: Path) -> tuple[str, Path | None]:
         psycopg2.connect(LOCAL_ADMIN_URL, connect_timeout=3).close()
         return LOCAL_ADMIN_URL, None
     except psycopg2.OperationalError:
-        from metgan.store import embedded
+        from metgan.db import embedded
 
         data = workdir / "embedded"
         return embedded.ensure_server(data), data
@@ -78,7 +78,7 @@ def drop_database(admin: str, url: str) -> None:
     import psycopg2
     from sqlalchemy.engine import make_url
 
-    from metgan.store.engine import dispose_all
+    from metgan.db.engine import dispose_all
 
     dispose_all()
     conn = psycopg2.connect(admin)
@@ -282,7 +282,7 @@ def main() -> int:
 
     logging.basicConfig(level=logging.WARNING)
     from metgan.config import get_settings
-    from metgan.store import get_engine, migrate
+    from metgan.db import get_engine, migrate
 
     for name in [n for n in os.environ if n.startswith("METGAN_")]:
         if name != "METGAN_DATABASE_URL":
@@ -358,7 +358,7 @@ def main() -> int:
     finally:
         drop_database(admin, db_url)
         if embedded_dir is not None:
-            from metgan.store import embedded
+            from metgan.db import embedded
 
             embedded.stop_server(embedded_dir)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -55,7 +55,7 @@ def scratch_database() -> tuple[str, str | None]:
 def drop_database(name: str) -> None:
     import psycopg2
 
-    from metgan.store import engine
+    from metgan.db import engine
 
     engine.dispose_all()
     conn = psycopg2.connect(ADMIN_URL)
@@ -96,7 +96,7 @@ def main() -> None:
         os.environ["METGAN_DATABASE_URL"] = url
         try:
             from metgan.config import get_settings
-            from metgan.store import get_engine, migrations
+            from metgan.db import get_engine, migrations
             from metgan.testing.trialfolders import make_subset
 
             settings = get_settings()

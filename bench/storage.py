@@ -40,10 +40,10 @@ def run(kind: str, env: dict, objects: int, epochs: int) -> dict:
     """The three stages under ``env`` (the METGAN_* settings of this run); seconds per stage."""
     from metgan import pipeline
     from metgan.config import get_settings
+    from metgan.db import get_engine
+    from metgan.db.migrations import migrate
     from metgan.gan import search
     from metgan.images.subset import build_subset
-    from metgan.store import get_engine
-    from metgan.store.migrations import migrate
 
     for name in [n for n in os.environ if n.startswith("METGAN_")]:
         del os.environ[name]

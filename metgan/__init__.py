@@ -1,7 +1,7 @@
 """metgan: the Met's open-access collection, turned into trained GANs.
 
 Importing this package is cheap: it pulls in neither TensorFlow nor Airflow. The pipeline's
-pieces live in subpackages (``metgan.met``, ``metgan.store``, ``metgan.images``, ``metgan.gan``,
+pieces live in subpackages (``metgan.met``, ``metgan.db``, ``metgan.images``, ``metgan.gan``,
 ``metgan.viz``) and are imported where they are used.
 """
 

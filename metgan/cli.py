@@ -17,7 +17,7 @@ from metgan.errors import MetganError
 
 # name -> (module:attribute, one-line help shown by `metgan --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "db": ("metgan.store.commands:db", "Manage the PostgreSQL store (migrate, status, url, stop)."),
+    "db": ("metgan.db.commands:db", "Manage the PostgreSQL store (migrate, status, url, stop)."),
     "fake-met": ("metgan.testing.fakemet.commands:fake_met", "Run the fake Met API server (tests and demo)."),
     "ingest": ("metgan.pipeline_commands:ingest", "Scrape object records and images from the Met API."),
     "import-csv": ("metgan.met.csv_commands:import_csv", "Import the Met's Open Access MetObjects.csv."),
@@ -72,7 +72,7 @@ def cli(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("pgserver", "urllib3", "aiohttp.access"):
-        # set either way: metgan.store.embedded quiets pgserver only when nobody chose a level
+        # set either way: metgan.db.embedded quiets pgserver only when nobody chose a level
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
 
 

@@ -107,7 +107,7 @@ class EmbeddedServer:
 def embedded_before(env: dict) -> EmbeddedServer:
     """Note, before a command starts anything, whether its embedded server is already running."""
     from metgan.config import Settings
-    from metgan.store import embedded
+    from metgan.db import embedded
 
     settings = Settings.from_env(env)
     if settings.database_url:
@@ -117,7 +117,7 @@ def embedded_before(env: dict) -> EmbeddedServer:
 
 def release(server: EmbeddedServer) -> str:
     """Stop the embedded server if this command started it; say what happened either way."""
-    from metgan.store import embedded
+    from metgan.db import embedded
 
     if server.data_dir is None:
         return "database: METGAN_DATABASE_URL's server (not started or stopped by this command)"

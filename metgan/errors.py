@@ -2,7 +2,7 @@
 
     MetganError
     ├── ConfigError             a setting or option is malformed (names the variable or key)
-    ├── StoreError              PostgreSQL could not be reached or used
+    ├── DatabaseError              PostgreSQL could not be reached or used
     │   └── MigrationError      a migration failed, or an applied one was changed
     ├── MetApiError             the Met Collection API misbehaved
     │   ├── MetRetryableError   5xx, 429, timeouts, resets: worth retrying later
@@ -31,11 +31,11 @@ class ConfigError(MetganError):
     """A setting or option is malformed; the message names it."""
 
 
-class StoreError(MetganError):
+class DatabaseError(MetganError):
     """The PostgreSQL store could not be reached or used."""
 
 
-class MigrationError(StoreError):
+class MigrationError(DatabaseError):
     """A migration failed, or an already-applied migration file was changed."""
 
 

@@ -29,6 +29,8 @@ from typing import Any
 
 from metgan import search_record, trialdir
 from metgan.config import Settings, get_settings
+from metgan.db import get_engine
+from metgan.db import met as repository
 from metgan.errors import ConfigError, MetRetryableError, TrainingError
 from metgan.met.ingest import (
     create_run,
@@ -40,8 +42,6 @@ from metgan.met.ingest import (
     finish_run,
 )
 from metgan.progress import Progress
-from metgan.store import get_engine
-from metgan.store import met as repository
 
 __all__ = ["DISCOVERY_MODES", "best_model", "discover", "discover_targeted", "download_images", "fetch_records",
            "finish_run", "import_csv", "publish_search", "render_trial", "run_ingest", "search_to_generate"]

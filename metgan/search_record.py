@@ -362,7 +362,7 @@ def holder_name() -> str:
 
 def _database(settings, *, start_embedded: bool):
     from metgan.config import get_settings
-    from metgan.store import get_engine
+    from metgan.db import get_engine
 
     settings = settings or get_settings()
     if not settings.database_url and not start_embedded:
@@ -376,7 +376,7 @@ def lock_holders(search_name: str, ids: Sequence[str], settings=None, *,
     database is not configured (the embedded one is not started for this) or does not answer."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from metgan.store.searches import trial_lock_holders
+    from metgan.db.searches import trial_lock_holders
 
     try:
         engine = _database(settings, start_embedded=start_embedded)
@@ -393,8 +393,8 @@ def trial_lock(search_name: str, trial_id: str, settings=None) -> Iterator[str |
     """Hold the trial's lock for the block: yields None when this process holds it, else who
     does ("host pid N"), and holds nothing. Every trainer of a search's trial takes it, so one
     process trains a trial at a time across every host that shares the database."""
-    from metgan.store.searches import trial_lock as database_lock
-    from metgan.store.searches import trial_lock_holders
+    from metgan.db.searches import trial_lock as database_lock
+    from metgan.db.searches import trial_lock_holders
 
     engine = _database(settings, start_embedded=True)
     with database_lock(engine, search_name, trial_id, holder_name()) as held:
@@ -444,7 +444,7 @@ def record_interrupted(trial_dir: Path, info: dict, epochs_done: int, why: str) 
 def index_plan(search_name: str, record: trialdir.SearchRecord, folder: Path, trials: list[tuple[str, dict, str]],
                settings=None) -> None:
     """Index a search.json just written and its planned trials ``(trial_id, config, path)``."""
-    from metgan.store.searches import record_plan
+    from metgan.db.searches import record_plan
 
     record_plan(_database(settings, start_embedded=True), search_name, subset=record["subset"], grid=record["grid"],
                 objective=record["objective"], direction=record["direction"], path=str(folder),
@@ -453,7 +453,7 @@ def index_plan(search_name: str, record: trialdir.SearchRecord, folder: Path, tr
 
 def index_rungs(search_name: str, trial_id: str, info: dict, settings=None) -> None:
     """Index a trial's rung history (and a halving decision's status and score) just written to trial.json."""
-    from metgan.store.searches import record_rungs
+    from metgan.db.searches import record_rungs
 
     record_rungs(_database(settings, start_embedded=True), search_name, trial_id, status=info.get("status"),
                  rung=info.get("rung"), rungs=list(info.get("rungs") or []), objective=info.get("pruned_score"))
@@ -461,15 +461,15 @@ def index_rungs(search_name: str, trial_id: str, info: dict, settings=None) -> N
 
 def index_recorder(search_name: str, trial_id: str, settings=None):
     """What the trainer tells after it has written trial.json and metrics.jsonl: the trial's index rows
-    (:class:`metgan.store.searches.DbRecorder`)."""
-    from metgan.store.searches import DbRecorder
+    (:class:`metgan.db.searches.DbRecorder`)."""
+    from metgan.db.searches import DbRecorder
 
     return DbRecorder(_database(settings, start_embedded=True), search_name, trial_id)
 
 
 def index_trial(search_name: str, trial_id: str, info: dict, settings=None) -> None:
     """Bring the trial's database row to its folder's status and progress."""
-    from metgan.store.searches import index_trial as write_row
+    from metgan.db.searches import index_trial as write_row
 
     engine = _database(settings, start_embedded=True)
     write_row(engine, search_name, trial_id, status=str(info.get("status")),

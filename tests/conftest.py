@@ -62,7 +62,7 @@ def create_database(admin_url: str, prefix: str = "metgan_test") -> str:
 def drop_database(admin_url: str, url: str) -> None:
     from sqlalchemy.engine import make_url
 
-    from metgan.store.engine import dispose_all
+    from metgan.db.engine import dispose_all
 
     dispose_all()
     name = make_url(url).database
@@ -86,7 +86,7 @@ def embedded_server(prefix: str):
     an unprivileged user who must traverse the path, and pytest resets its basetemp root to 0700."""
     import shutil
 
-    from metgan.store import embedded
+    from metgan.db import embedded
 
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     try:
@@ -99,7 +99,7 @@ def embedded_server(prefix: str):
 @pytest.fixture(scope="session")
 def database_url(pg_admin_url) -> str:
     """A fresh, migrated database for this test session; METGAN_DATABASE_URL points at it."""
-    from metgan.store import get_engine, migrate
+    from metgan.db import get_engine, migrate
 
     url = create_database(pg_admin_url)
     os.environ["METGAN_DATABASE_URL"] = url
@@ -124,7 +124,7 @@ def db(database_url, settings):
     """The session database, emptied of data before the test (the schema stays)."""
     from sqlalchemy import text
 
-    from metgan.store import get_engine
+    from metgan.db import get_engine
 
     engine = get_engine()
     with engine.begin() as conn:
@@ -142,7 +142,7 @@ def embedded_env():
     caller, data under a fresh folder; the server is stopped and the folder removed afterwards."""
     import shutil
 
-    from metgan.store import embedded
+    from metgan.db import embedded
 
     # outside pytest's basetemp, which pytest keeps at 0700: PostgreSQL runs as another user
     data_dir = Path(tempfile.mkdtemp(prefix="metgan-embedded-")) / "data"

@@ -1,7 +1,7 @@
 """Which objects and images go into a training subset: the parameters, and the selection run.
 
 The rule itself is the named query ``metgan/sql/queries/subset_candidates.sql``, which
-:mod:`metgan.store.subsets` runs with the bound parameters :meth:`Selection.query_params` builds.
+:mod:`metgan.db.subsets` runs with the bound parameters :meth:`Selection.query_params` builds.
 
 Patterns are matched against the object name, case-insensitively and word-aware. By default a
 pattern is **plain words**: every character is literal (quotes, ``%``, ``.`` and the like are
@@ -40,9 +40,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from metgan.db import subsets as repository
 from metgan.errors import ConfigError
 from metgan.images.resize import Shape, parse_mode, parse_size
-from metgan.store import subsets as repository
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Selection:
                 word_pattern(pattern)
 
     def query_params(self) -> dict[str, Any]:
-        """The bound parameters of the named selection query (run by metgan.store.subsets)."""
+        """The bound parameters of the named selection query (run by metgan.db.subsets)."""
         compile_ = (lambda p: p) if self.regex else word_pattern
         return {
             "include": [compile_(p) for p in self.include],

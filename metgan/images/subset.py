@@ -40,6 +40,8 @@ from sqlalchemy import Engine
 
 from metgan import names
 from metgan.config import Settings, get_settings
+from metgan.db import get_engine
+from metgan.db import subsets as repository
 from metgan.errors import StorageError, SubsetError
 from metgan.files import DISK_ERRNOS, write_text_atomic, writing_to
 from metgan.images.resize import convert_many
@@ -52,8 +54,6 @@ from metgan.images.selection import (
 )
 from metgan.progress import Progress
 from metgan.storage import STORE_CONCURRENCY, Store
-from metgan.store import get_engine
-from metgan.store import subsets as repository
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ def import_csv(source: str, keep_absent: bool, chunk_rows: int, show_errors: int
     their API fields. Prints the counts of new, changed, unchanged and removed objects. The
     database must be migrated (`metgan db migrate`).
     """
+    from metgan.db import csv_imports, get_engine
     from metgan.met.csv_import import import_csv as run_import
-    from metgan.store import csv_imports, get_engine
 
     settings = get_settings()
     engine = get_engine(settings)

@@ -3,7 +3,7 @@
 The import reads the file (``metgan.met.csv_read``: the source, its lines and records, a checked
 row) and loads it a chunk at a time (``metgan.met.csv_load``: COPY lines, lookup, COPY and merge
 in a second thread); this module runs the import itself: its row in ``csv_imports``, its lock
-and its one transaction (``metgan.store.csv_imports.CsvImport`` holds their statements).
+and its one transaction (``metgan.db.csv_imports.CsvImport`` holds their statements).
 
 The whole import is one transaction: a failed one leaves nothing behind. It holds ``met_objects``
 in SHARE ROW EXCLUSIVE mode: readers go on, concurrent imports take turns, and an API ingest
@@ -39,6 +39,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from metgan.config import Settings, get_settings
+from metgan.db.csv_imports import ABANDONED_MESSAGE, ABSENT_REASON, IMPORT_LOCK_CLASS, CsvImport
+from metgan.db.csv_imports import mark_abandoned_imports as _mark_abandoned_imports
 from metgan.errors import ConfigError
 from metgan.met.csv_load import Loader, error_line
 from metgan.met.csv_read import (
@@ -54,8 +56,6 @@ from metgan.met.csv_read import (
     records,
 )
 from metgan.progress import Progress
-from metgan.store.csv_imports import ABANDONED_MESSAGE, ABSENT_REASON, IMPORT_LOCK_CLASS, CsvImport
-from metgan.store.csv_imports import mark_abandoned_imports as _mark_abandoned_imports
 from metgan.urlpolicy import excerpt
 
 # tests/hostile/test_http.py reaches the source policy through this module
@@ -87,7 +87,7 @@ def import_csv(source: str | os.PathLike, *, mark_removed: bool = True, chunk_ro
     dict (an Airflow task may return it). Importing the same file twice changes nothing the
     second time.
     """
-    from metgan.store import get_engine
+    from metgan.db import get_engine
 
     settings = settings or get_settings()
     engine = engine or get_engine(settings)
@@ -118,7 +118,7 @@ def mark_abandoned_imports(engine: Engine | None = None, settings: Settings | No
 
     Every import does this before it starts; call it before reading ``csv_imports`` statuses.
     """
-    from metgan.store import get_engine
+    from metgan.db import get_engine
 
     return _mark_abandoned_imports(engine or get_engine(settings))
 

@@ -14,7 +14,7 @@ Per chunk of rows (``Loader.add``):
    deleted and the constituents and tags ``COPY``d into ``met_constituents`` and ``met_tags``.
 
 Everything runs in the import's transaction (``metgan.met.csv_import`` owns it; the statements
-are ``metgan.store.csv_imports``'s). The loader takes ``met_objects`` in SHARE ROW EXCLUSIVE
+are ``metgan.db.csv_imports``'s). The loader takes ``met_objects`` in SHARE ROW EXCLUSIVE
 mode, so no object can appear between a chunk's lookup and its COPY, and keeps the line of every
 object id seen: at the end it gives the duplicates and, with one query, the objects absent from
 this file.
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 
+from metgan.db.csv_imports import CsvImport
 from metgan.met.csv_read import (
     ARTIST_COLUMNS,
     BREAKS,
@@ -47,7 +48,6 @@ from metgan.met.csv_read import (
     WHITESPACE,
     ParsedRow,
 )
-from metgan.store.csv_imports import CsvImport
 
 log = logging.getLogger(__name__)
 

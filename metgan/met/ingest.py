@@ -25,6 +25,9 @@ from datetime import date
 from typing import Any, TypeVar
 
 from metgan.config import Settings, get_settings
+from metgan.db import get_engine
+from metgan.db import met as repository
+from metgan.db.met import FetchOutcome, ImageOutcome
 from metgan.errors import (
     ConfigError,
     DiskWriteError,
@@ -40,9 +43,6 @@ from metgan.met.download import ImageGone, download_image, image_key, stored_int
 from metgan.met.parse import parse_record
 from metgan.progress import Progress
 from metgan.storage import STORE_CONCURRENCY, Store
-from metgan.store import get_engine
-from metgan.store import met as repository
-from metgan.store.met import FetchOutcome, ImageOutcome
 from metgan.urlpolicy import redact_url
 
 log = logging.getLogger(__name__)

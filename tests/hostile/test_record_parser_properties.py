@@ -95,7 +95,7 @@ def test_any_depth_is_parsed_or_refused_never_a_recursion_error(depth):
 
 @pytest.fixture(scope="module")
 def engine(database_url):
-    from metgan.store import get_engine
+    from metgan.db import get_engine
 
     return get_engine()
 
@@ -106,8 +106,8 @@ def engine(database_url):
 def test_postgresql_stores_every_parsed_record(engine, record):
     from sqlalchemy import text
 
-    from metgan.store import met as repository
-    from metgan.store.met import FetchOutcome
+    from metgan.db import met as repository
+    from metgan.db.met import FetchOutcome
 
     parsed = parsed_or_refused(record)
     if parsed is None:

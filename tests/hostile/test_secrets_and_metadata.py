@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metgan.config import Settings
-from metgan.errors import ConfigError, ImageError, MetApiError, StoreError
+from metgan.db.engine import connect_error, get_engine_for_url, safe_url
+from metgan.errors import ConfigError, DatabaseError, ImageError, MetApiError
 from metgan.met.client import ForbiddenAddress, MetClient, PublicResolver
-from metgan.store.engine import connect_error, get_engine_for_url, safe_url
 from metgan.urlpolicy import UrlPolicy, check_resolved, forbidden_host, redact_url, redact_urls_in
 
 SECRET = "s3cr3t-Pa55"
@@ -83,7 +83,7 @@ def test_the_engine_refuses_a_malformed_url_and_messages_drop_the_query():
     url = f"postgresql://u:{SECRET}@127.0.0.1:1/db?password={SECRET}"
     assert SECRET not in safe_url(url)
     error = connect_error(url, OSError(f'could not connect to "postgresql://u:{SECRET}@h/db?password={SECRET}"'))
-    assert isinstance(error, StoreError) and SECRET not in str(error)
+    assert isinstance(error, DatabaseError) and SECRET not in str(error)
 
 
 # --- link-local and metadata addresses ---------------------------------------------------------

@@ -275,8 +275,8 @@ API_SAMPLE = SHARED / "met-samples" / "objects" / "object_436535.json"
 
 def store_api_record(db, record: dict) -> None:
     """Write one API record through the API ingest's own upsert (as fetch_records does)."""
+    from metgan.db import met as repository
     from metgan.met.parse import parse_record
-    from metgan.store import met as repository
 
     parsed = parse_record(record)
     repository.store_fetch_outcomes(db, 0, [repository.FetchOutcome(parsed.object_id, "ok", 1, parsed)])

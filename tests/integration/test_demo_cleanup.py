@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from metgan import demo
-from metgan.store import embedded
+from metgan.db import embedded
 
 
 def postgres_processes(data_dir: Path) -> list[str]:

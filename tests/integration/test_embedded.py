@@ -6,9 +6,9 @@ import sys
 
 import psycopg2
 
-from metgan.store import embedded
+from metgan.db import embedded
 
-WHO = ("import json, psycopg2; from metgan.store import engine;"
+WHO = ("import json, psycopg2; from metgan.db import engine;"
        "url = engine.database_url();"
        "c = psycopg2.connect(url); cur = c.cursor(); cur.execute('SELECT pg_postmaster_start_time()::text');"
        "print(json.dumps({'url': url, 'started': cur.fetchone()[0]}))")
@@ -54,7 +54,7 @@ def test_cli_migrates_the_embedded_server(embedded_env):
 
 
 QUIET_START = ("import logging, warnings; logging.basicConfig(level=logging.INFO); warnings.simplefilter('default');"
-               "from metgan.store import embedded, engine; from metgan.config import get_settings;"
+               "from metgan.db import embedded, engine; from metgan.config import get_settings;"
                "engine.database_url(); engine.database_url(); print(embedded.is_running(get_settings().data_dir))")
 
 

@@ -15,9 +15,9 @@ from sqlalchemy import text
 
 from metgan import pipeline
 from metgan.config import get_settings
+from metgan.db import met as repository
 from metgan.errors import MetRetryableError
 from metgan.met import ingest
-from metgan.store import met as repository
 
 pytest_plugins = ["tests.fakemet"]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from metgan.db import met as repository
+from metgan.db.met import FetchOutcome, ImageOutcome
 from metgan.met import ingest, parse
-from metgan.store import met as repository
-from metgan.store.met import FetchOutcome, ImageOutcome
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "met-samples" / "objects"
 RECORDS = ([json.loads(p.read_text(encoding="utf-8")) for p in sorted(SAMPLES.glob("*.json"))]

@@ -5,8 +5,8 @@ import sys
 import pytest
 from sqlalchemy import create_engine, text
 
+from metgan.db import migrations
 from metgan.errors import MigrationError
-from metgan.store import migrations
 from tests.conftest import create_database, drop_database
 
 EXPECTED_TABLES = {
@@ -42,7 +42,7 @@ def test_fresh_database_then_second_run_is_a_no_op(fresh_url):
 
 
 def test_two_runners_at_once_apply_each_migration_once(fresh_url):
-    code = ("import sys; from metgan.store import migrations; from sqlalchemy import create_engine;"
+    code = ("import sys; from metgan.db import migrations; from sqlalchemy import create_engine;"
             "e = create_engine(sys.argv[1].replace('postgresql://', 'postgresql+psycopg2://', 1));"
             "print(len(migrations.migrate(e)))")
     procs = [subprocess.Popen([sys.executable, "-c", code, fresh_url], stdout=subprocess.PIPE,
@@ -162,7 +162,7 @@ def test_a_search_never_migrates_the_schema_itself(fresh_url, monkeypatch, tmp_p
     """Only `metgan db migrate` migrates: a search against an unmigrated database gets the
     store's one-line error and leaves the database as it was (it used to migrate on its own)."""
     from metgan.config import get_settings
-    from metgan.errors import StoreError
+    from metgan.errors import DatabaseError
     from metgan.gan import search
     from tests.gan_support import TINY, make_subset
 
@@ -171,7 +171,7 @@ def test_a_search_never_migrates_the_schema_itself(fresh_url, monkeypatch, tmp_p
     monkeypatch.setenv("METGAN_RESULTS_DIR", str(tmp_path / "results"))
     make_subset(tmp_path / "data" / "subsets" / "vases", count=16)
     # planning writes the search's index rows (the leaderboard reads the folders, not the database)
-    with pytest.raises(StoreError, match=r"has no metgan schema; run `metgan db migrate`"):
+    with pytest.raises(DatabaseError, match=r"has no metgan schema; run `metgan db migrate`"):
         search.plan_trials("tiny", {}, subset="vases", base=TINY, settings=get_settings())
     engine = _engine(fresh_url)
     with engine.connect() as conn:

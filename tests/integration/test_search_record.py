@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from metgan import search_record, trialdir
+from metgan.db.searches import trial_lock
 from metgan.gan import search
-from metgan.store.searches import trial_lock
 from tests.gan_support import TINY, make_subset
 from tests.trialfolders import make_search
 
@@ -79,7 +79,7 @@ def test_a_running_trial_nobody_holds_reads_interrupted_and_status_records_it_in
     info = trialdir.read_trial_info(folder / "t1")
     trialdir.write_trial_info(folder / "t1", {**info, "epochs_done": 0, "pid": _dead_pid(),
                                               "hostname": socket.gethostname()})
-    from metgan.store.searches import record_plan
+    from metgan.db.searches import record_plan
 
     record_plan(db, "killed", subset="vases", grid={}, objective="swd", direction="min", path=str(folder),
                 trials=[("t1", {}, str(folder / "t1")), ("t2", {}, str(folder / "t2"))])

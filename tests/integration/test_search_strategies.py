@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import text
 
 from metgan import trialdir
+from metgan.db.searches import DbRecorder
 from metgan.errors import GanConfigError
 from metgan.gan import search
 from metgan.gan.config import GanConfig
 from metgan.gan.trial import run_trial
-from metgan.store.searches import DbRecorder
 from tests.gan_support import TINY, make_subset
 
 SMALL = {**TINY, "epochs": 3, "checkpoint_every": 1, "keep_checkpoints": 5}

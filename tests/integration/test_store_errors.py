@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from metgan.errors import StoreError
+from metgan.db import engine
+from metgan.errors import DatabaseError
 from metgan.met.csv_read import CSV_HEADER
-from metgan.store import engine
 from tests.conftest import REPO, create_database, drop_database, with_database
 
 PASSWORD = "s3cret-pw"  # the server trusts local connections; the password must never be printed
@@ -88,7 +88,7 @@ def test_unmigrated_database_says_run_migrate(fresh_database, data_dir, command)
 
 
 def test_partly_migrated_database_names_the_pending_migrations(fresh_database, data_dir, tmp_path):
-    from metgan.store import engine, migrations
+    from metgan.db import engine, migrations
 
     first_only = tmp_path / "sql"
     first_only.mkdir()
@@ -139,33 +139,33 @@ def test_unknown_host_is_one_line(data_dir):
 
 
 def test_library_calls_raise_the_same_line_for_dag_tasks(fresh_database):
-    """DAG tasks call the library: SQLAlchemy and raw-cursor code both get the StoreError."""
-    from metgan.store import engine
-    from metgan.store import met as repository
+    """DAG tasks call the library: SQLAlchemy and raw-cursor code both get the DatabaseError."""
+    from metgan.db import engine
+    from metgan.db import met as repository
 
     eng = engine.get_engine_for_url(fresh_database)
-    with pytest.raises(StoreError, match="has no metgan schema; run `metgan db migrate`"):
+    with pytest.raises(DatabaseError, match="has no metgan schema; run `metgan db migrate`"):
         with eng.connect() as conn:
             conn.execute(text("SELECT count(*) FROM scrape_runs"))
-    with pytest.raises(StoreError, match="has no metgan schema"):
+    with pytest.raises(DatabaseError, match="has no metgan schema"):
         with repository.transaction(eng) as cursor:
             cursor.execute("SELECT count(*) FROM scrape_runs")
     # a typo in a query on a current schema is not blamed on migrations
-    from metgan.store import migrations
+    from metgan.db import migrations
 
     migrations.migrate(eng)
     with pytest.raises(Exception, match="no_such_table") as raised:
         with eng.connect() as conn:
             conn.execute(text("SELECT * FROM no_such_table"))
-    assert not isinstance(raised.value, StoreError)
+    assert not isinstance(raised.value, DatabaseError)
     engine.dispose_all()
 
 
 def test_unreachable_server_in_library_calls(tmp_path):
-    from metgan.store import engine
+    from metgan.db import engine
 
     eng = engine.get_engine_for_url(f"postgresql://postgres:{PASSWORD}@127.0.0.1:{_free_port()}/metgan")
-    with pytest.raises(StoreError, match="cannot connect to PostgreSQL at 127.0.0.1") as raised:
+    with pytest.raises(DatabaseError, match="cannot connect to PostgreSQL at 127.0.0.1") as raised:
         with eng.connect():
             pass
     assert PASSWORD not in str(raised.value)

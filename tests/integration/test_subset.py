@@ -256,7 +256,7 @@ def test_cli_build_list_show(db, settings):
 
 
 def test_two_builds_of_one_subset_never_run_at_once(db, settings):
-    from metgan.store.subsets import _LOCK_CLASS
+    from metgan.db.subsets import _LOCK_CLASS
 
     insert_objects(db, COLLECTION)
     add_image(db, settings, 1, portrait((200, 10, 10)))
@@ -390,8 +390,8 @@ def test_a_rebuild_at_a_new_size_never_shows_a_reader_a_mixed_subset(db, setting
 def test_the_selection_rule_is_read_from_one_named_query_by_both_uses(db, tmp_path, monkeypatch):
     """Editing subset_candidates.sql alone changes both the targeted scrape's ids and the images a
     subset is built from (no migration, no second copy of the rule)."""
+    from metgan.db import subsets as subsets_store
     from metgan.images import selection
-    from metgan.store import subsets as subsets_store
 
     insert_objects(db, {1: ("Vase", "Vases", True, "ok"), 2: ("Bowl", "Bowls", True, "ok")})
     with db.begin() as conn:

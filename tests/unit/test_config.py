@@ -152,7 +152,7 @@ def test_an_object_store_location_works_through_a_local_mirror(tmp_path):
 
 
 def test_an_object_store_needs_a_database_server(tmp_path):
-    from metgan.store.engine import database_url
+    from metgan.db.engine import database_url
 
     settings = Settings.from_env({"METGAN_DATA_DIR": "s3://bucket/metgan", "METGAN_CACHE_DIR": str(tmp_path)})
     with pytest.raises(ConfigError, match="set METGAN_DATABASE_URL"):

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "metgan"
-PRODUCT = ("met", "images", "gan", "viz", "store", "pipeline")  # a package or a module (pipeline.py)
+PRODUCT = ("met", "images", "gan", "viz", "db", "pipeline")  # a package or a module (pipeline.py)
 
 
 def imported_modules(path: Path, package: str | None = None) -> set[str]:
@@ -82,19 +82,19 @@ def test_the_test_scaffolding_lives_in_metgan_testing_only():
 
 
 def test_store_imports_no_domain_package():
-    # store/ is the bottom layer: repositories per domain on an injected engine. The domains call
+    # db/ is the bottom layer: repositories per domain on an injected engine. The domains call
     # it, never the reverse (that would be a cycle, and a repository reaching for settings, images
     # or training). The one allowance is metgan.met.parse, the record's column schema (pure, no
     # I/O), which the met repository's bulk upsert is written against.
     allowed = {"metgan.met.parse"}
     hits = [hit for package in ("met", "images", "gan", "viz", "pipeline", "pipeline_commands", "demo")
-            for hit in imports_from("store", f"metgan.{package}")
+            for hit in imports_from("db", f"metgan.{package}")
             if hit.split(": ")[1].rsplit(".", 1)[0] not in allowed and hit.split(": ")[1] not in allowed]
-    assert hits == [], "metgan.store must not import a domain package:\n" + "\n".join(hits)
+    assert hits == [], "metgan.db must not import a domain package:\n" + "\n".join(hits)
 
 
 def test_no_module_keeps_a_private_engine_helper():
-    # One way to reach the database: the entry point calls metgan.store.get_engine once and
+    # One way to reach the database: the entry point calls metgan.db.get_engine once and
     # passes the engine down; private _engine() helpers were several ways to do the same.
     hits = []
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -153,14 +153,14 @@ def test_the_sql_checker_sees_sqlalchemy_and_driver_calls(tmp_path):
 
 
 def test_only_the_store_runs_sql():
-    # One database access style: the repositories under metgan/store/ hold every statement and
+    # One database access style: the repositories under metgan/db/ hold every statement and
     # take an injected engine; the domains, the pipeline, the CLI, the DAGs and the plugin call them.
     roots = [PACKAGE, PACKAGE.parent / "dags", PACKAGE.parent / "plugins"]
     paths = [path for root in roots for path in sorted(root.rglob("*.py"))
-             if not path.is_relative_to(PACKAGE / "store")]
+             if not path.is_relative_to(PACKAGE / "db")]
     assert len(paths) > 30, "the SQL check would pass by looking at nothing"
     hits = [f"{path.relative_to(PACKAGE.parent)}:{hit}" for path in paths for hit in sql_calls(path)]
-    assert hits == [], "SQL outside metgan/store/ (move it into a repository there):\n" + "\n".join(hits)
+    assert hits == [], "SQL outside metgan/db/ (move it into a repository there):\n" + "\n".join(hits)
 
 
 # The functions of metgan.trialdir that read or write a search's record: search.json and trial.json.

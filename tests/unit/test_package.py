@@ -5,7 +5,7 @@ import sys
 
 def test_import_metgan_pulls_in_neither_tensorflow_nor_airflow():
     code = (
-        "import json, sys, metgan, metgan.cli, metgan.store, metgan.config, metgan.errors;"
+        "import json, sys, metgan, metgan.cli, metgan.db, metgan.config, metgan.errors;"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'airflow'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

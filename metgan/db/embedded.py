@@ -15,7 +15,7 @@ import subprocess
 import warnings
 from pathlib import Path
 
-from metgan.errors import StoreError
+from metgan.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def ensure_server(data_dir: Path, database: str = "postgres") -> str:
     try:
         pgserver = _pgserver()
     except ImportError as exc:  # pragma: no cover - pgserver is a hard dependency
-        raise StoreError("the embedded PostgreSQL needs the 'pgserver' package") from exc
+        raise DatabaseError("the embedded PostgreSQL needs the 'pgserver' package") from exc
     pgdata = pgdata_dir(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -52,7 +52,7 @@ def ensure_server(data_dir: Path, database: str = "postgres") -> str:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         log_file = pgdata / "log"
         tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
-        raise StoreError(f"the embedded PostgreSQL under {pgdata} did not start: {exc}\n{tail}") from exc
+        raise DatabaseError(f"the embedded PostgreSQL under {pgdata} did not start: {exc}\n{tail}") from exc
     return server.get_uri(database)
 
 

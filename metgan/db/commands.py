@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from metgan.config import get_settings
-from metgan.store import embedded, engine, migrations
+from metgan.db import embedded, engine, migrations
 
 
 @click.group()

@@ -1,7 +1,7 @@
 """SQLAlchemy engines for metgan's PostgreSQL store.
 
 This is the one place that turns the driver's errors about the store itself into one-line
-:class:`~metgan.errors.StoreError` messages, so the CLI and the DAG task logs say the same thing:
+:class:`~metgan.errors.DatabaseError` messages, so the CLI and the DAG task logs say the same thing:
 a server that cannot be reached (host:port and the cause, never the password), a database that
 does not exist, a database without metgan's schema or with migrations pending. The engine's
 connections get a cursor class that explains "relation does not exist" errors; SQLAlchemy code and
@@ -19,8 +19,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
 from metgan.config import Settings, get_settings
-from metgan.errors import ConfigError, StoreError
-from metgan.store import embedded
+from metgan.db import embedded
+from metgan.errors import ConfigError, DatabaseError
 from metgan.urlpolicy import redact_url, redact_urls_in
 
 # undefined_table, undefined_function, undefined_column: what a missing or older schema raises
@@ -72,8 +72,8 @@ def _server(url: URL) -> str:
     return f"{host}:{url.port or 5432}"
 
 
-def connect_error(url: str | URL, exc: Exception) -> StoreError:
-    """The one-line StoreError for a failed connection: host:port and the cause, never the password."""
+def connect_error(url: str | URL, exc: Exception) -> DatabaseError:
+    """The one-line DatabaseError for a failed connection: host:port and the cause, never the password."""
     parsed = parse_url(url) if isinstance(url, str) else url
     cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     # libpq prefixes 'connection to server at "h" (addr), port p failed: '; the message names them
@@ -81,20 +81,20 @@ def connect_error(url: str | URL, exc: Exception) -> StoreError:
         cause = cause.split(" failed: ", 1)[1]
     cause = redact_urls_in(cause.removeprefix("FATAL:").strip())
     if "does not exist" in cause and f'database "{parsed.database}"' in cause:
-        return StoreError(f"the database {parsed.database!r} does not exist on PostgreSQL at {_server(parsed)}; "
+        return DatabaseError(f"the database {parsed.database!r} does not exist on PostgreSQL at {_server(parsed)}; "
                           "create it with `metgan db migrate --create-database`")
     # a socket folder is the embedded server's (metgan db status / the server log say more)
     hint = "" if _server(parsed).startswith("/") else "; check METGAN_DATABASE_URL"
-    return StoreError(f"cannot connect to PostgreSQL at {_server(parsed)} (database {parsed.database!r}): "
+    return DatabaseError(f"cannot connect to PostgreSQL at {_server(parsed)} (database {parsed.database!r}): "
                       f"{cause}{hint}")
 
 
-def schema_error(url: str | URL, exc: Exception) -> StoreError | None:
-    """A StoreError saying the schema is missing or older than the code; None when it is current.
+def schema_error(url: str | URL, exc: Exception) -> DatabaseError | None:
+    """A DatabaseError saying the schema is missing or older than the code; None when it is current.
 
     Asked only after a statement failed with an undefined table, function or column, on a
     connection of its own (the failed one is in an aborted transaction)."""
-    from metgan.store import migrations
+    from metgan.db import migrations
 
     parsed = parse_url(url) if isinstance(url, str) else url
     try:
@@ -108,10 +108,10 @@ def schema_error(url: str | URL, exc: Exception) -> StoreError | None:
         connection.close()
     where = safe_url(parsed)
     if applied is None:
-        return StoreError(f"the database at {where} has no metgan schema; run `metgan db migrate`")
+        return DatabaseError(f"the database at {where} has no metgan schema; run `metgan db migrate`")
     pending = [m.path.name for m in migrations.discover() if m.version not in applied]
     if pending:
-        return StoreError(f"the database at {where} has {len(pending)} pending migration(s) "
+        return DatabaseError(f"the database at {where} has {len(pending)} pending migration(s) "
                           f"({', '.join(pending)}): its schema is older than this code; run `metgan db migrate`")
     return None
 
@@ -176,7 +176,7 @@ def _explain_connect_failures(engine: Engine, url: URL) -> None:
 
 
 def check(engine: Engine) -> str:
-    """The server's version string; raises StoreError with the URL when it cannot be reached."""
+    """The server's version string; raises DatabaseError with the URL when it cannot be reached."""
     try:
         with engine.connect() as conn:
             return conn.execute(text("SELECT version()")).scalar_one()

@@ -3,7 +3,7 @@ and the repositories per domain (met: runs, objects, images; csv_imports: the CS
 lock and load; subsets: subsets, their images, the selection query; searches: searches, trials,
 epochs), each on an injected engine."""
 
-from metgan.store.engine import database_url, get_engine
-from metgan.store.migrations import migrate
+from metgan.db.engine import database_url, get_engine
+from metgan.db.migrations import migrate
 
 __all__ = ["database_url", "get_engine", "migrate"]
