@@ -265,7 +265,8 @@ def _cell(key: str, kind: str, values: dict) -> dict:
     """One leaderboard cell: ``data`` is what the sorting script compares, ``text`` what is shown."""
     value = values.get(key)
     if key == "epochs_done":
-        planned = values.get("epochs")
+        # a trial whose epochs its budget fitted ends when the time is spent: its epoch cap is no plan
+        planned = values.get("epochs") if not values.get("trained_at") else None
         return {"key": key, "kind": kind, "data": str(value), "text": f"{value}/{planned}" if planned else str(value)}
     if key == "objective":
         return {"key": key, "kind": kind, "data": "" if value is None else repr(float(value)),
@@ -332,11 +333,14 @@ def _page(search: dict, search_dir: Path, ranked: list[Entry], pairs: dict[str, 
     for entry in ranked:
         counts[str(entry.values.get("status"))] = counts.get(str(entry.values.get("status")), 0) + 1
     objective_label = SCORE_LABELS.get(objective, objective)
+    strategy = search.get("strategy")
+    halving = isinstance(strategy, dict) and strategy.get("strategy") == "halving"
+    shown = [column for column in COLUMNS if column[0] != "rungs" or halving]  # one rung says nothing
     columns = [{"key": key, "kind": kind, "sorted": key == "rank",
                 "heading": f"{objective_label} against the data's floor ({'lower' if direction == 'min' else 'higher'} "
                            "is better)" if key == "objective" else heading}
-               for key, heading, kind in COLUMNS]
-    rows = [{"trial_id": entry.trial_id, "cells": [_cell(key, kind, entry.values) for key, _, kind in COLUMNS]}
+               for key, heading, kind in shown]
+    rows = [{"trial_id": entry.trial_id, "cells": [_cell(key, kind, entry.values) for key, _, kind in shown]}
             for entry in ranked]
     entries = {e.trial_id: e for e in ranked}
     return _TEMPLATES.get_template("report.html.j2").render(
