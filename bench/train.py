@@ -18,6 +18,14 @@
    vase drawer when that package is present, else a procedural one here); the SWD (x1e3, vs
    held-out halves of the reals) of the final epoch, with the real-vs-real floor beside it.
 
+3. Efficiency against the machine's limit. For each architecture's preset (default = DCGAN,
+   fastgan, r3gan) at the quality size and the preset's batch: training images/s over timed steps
+   after warm-up, times the FLOPs one training image costs (counted from the layers,
+   ``metgan.gan.budget.train_flops_per_image``: G and D forward and backward, penalties), as a
+   share of a large float32 matmul's FLOP rate timed in the same run
+   (``metgan.gan.budget.device_rate``, 2048x2048). A low share says the step is bound by
+   something other than arithmetic (small matrices, memory-bound layers, Python/TF overhead).
+
 Ends with ``speedup: <ratio>x`` of the throughput comparison.
 
     python bench/train.py            # 80x64, 4 rounds of 2 timed steps, 300 s per preset
@@ -160,6 +168,27 @@ def throughput(origin_config, our_config, folder: Path, rounds: int, steps: int)
     return totals["origin"][0] / totals["origin"][1], totals["ours"][0] / totals["ours"][1], median
 
 
+# --- efficiency -------------------------------------------------------------------------------
+
+def efficiency(presets: tuple[str, ...], overrides: dict, folder: Path, steps: int) -> tuple[float, list[dict]]:
+    """(matmul FLOP/s, one row per preset: images/s, FLOPs per image, achieved FLOP/s and its share)."""
+    from metgan.gan import budget
+    from metgan.gan.config import GanConfig
+
+    _, peak = budget.device_rate(size=2048, repeats=4)
+    rows = []
+    for preset in presets:
+        config = GanConfig.from_dict({"preset": preset, **overrides})
+        run = our_runner(config, folder)
+        run(3)  # tracing and first execution
+        images, seconds = run(steps + 1)
+        flops = budget.train_flops_per_image(config)
+        rate = images / seconds
+        rows.append({"preset": preset, "batch": config.batch_size, "images_per_s": rate, "flops_per_image": flops,
+                     "flops_per_s": rate * flops, "share": rate * flops / peak})
+    return peak, rows
+
+
 # --- quality ----------------------------------------------------------------------------------
 
 def preset_swd(preset: str, overrides: dict, images: np.ndarray, budget_s: float, out: Path) -> dict:
@@ -214,6 +243,11 @@ def main() -> None:
         q_origin = preset_swd("origin", common, images, budget, tmp / "quality")
         q_default = preset_swd("default", common, images, budget, tmp / "quality")
 
+        size = {"height": quality["height"], "width": quality["width"]}
+        write_folder(vase_images(64, size["height"], size["width"], seed=3), tmp / "efficiency")
+        peak, shares = efficiency(("default", "fastgan", "r3gan"), {**size, **(arch if args.quick else {})},
+                                  tmp / "efficiency", steps=2 if args.quick else 12)
+
     reduction = 1 - q_default["swd"] / q_origin["swd"]
     rows = [
         ("measurement", "origin-style", "ours", "ours vs origin"),
@@ -230,11 +264,20 @@ def main() -> None:
         print("| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |")
         if index == 0:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    print(f"\nshare of the machine's limit: a 2048x2048 float32 matmul runs at {peak / 1e9:.1f} GFLOP/s here")
+    rows = [("preset", "batch", "train images/s", "GFLOP per image", "GFLOP/s", "share of matmul")]
+    rows += [(row["preset"], str(row["batch"]), f"{row['images_per_s']:.1f}", f"{row['flops_per_image'] / 1e9:.2f}",
+              f"{row['flops_per_s'] / 1e9:.1f}", f"{100 * row['share']:.0f}%") for row in shares]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        print("| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |")
+        if index == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print(f"targets: throughput >= 2x ({'met' if speedup >= 2 else 'NOT met'}); "
           f"SWD >= 30% lower ({'met' if reduction >= 0.3 else 'NOT met'})")
     print(json.dumps({"origin_images_per_s": origin_rate, "our_images_per_s": ours, "speedup_median": speedup,
                       "swd_origin": q_origin,
-                      "swd_default": q_default}, default=str))
+                      "swd_default": q_default, "matmul_flops_per_s": peak, "efficiency": shares}, default=str))
     print(f"speedup: {speedup:.2f}x")
 
 

@@ -148,6 +148,7 @@ class MetricsLine(TypedDict, total=False):
     d_acc_real: float | None
     d_acc_fake: float | None
     recon_loss: float | None  # fastgan's decoder MSE on real images; null for dcgan
+    ada_p: float | None  # adaptive augmentation's probability at the epoch's end; null without ada_target
     swd: float | None
     swd_real: float | None
     swd_levels: dict[str, float] | None
@@ -159,6 +160,18 @@ class MetricsLine(TypedDict, total=False):
     color_distance: float | None
     chroma: float | None  # mean chroma of the samples' object pixels (metrics.object_chroma)
     chroma_real: float | None
+    # precision, recall, density, coverage and KID on random-CNN features (metrics.prdc_kid_against_reals),
+    # each with its real-vs-real reference on the same halves of the evaluation images
+    precision: float | None
+    precision_real: float | None
+    recall: float | None
+    recall_real: float | None
+    density: float | None
+    density_real: float | None
+    coverage: float | None
+    coverage_real: float | None
+    kid: float | None
+    kid_real: float | None
     fid: float | None
     within_std: float | None
     across_std: float | None

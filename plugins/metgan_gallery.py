@@ -223,6 +223,7 @@ def _trial_card(search_dir: Path, record) -> dict:
         log.warning("gallery: skipped trial %s: %s", trial_dir, exc)
         return {"label": trial_dir.name, "status": "unreadable", "note": "its trial.json is not a trial record"}
     from metgan import trialdir
+    from metgan.gan.metrics import describe_prdc
 
     trial.info["status"] = record.status  # a running trial nobody trains reads interrupted
     picture = _picture(trial)
@@ -242,6 +243,8 @@ def _trial_card(search_dir: Path, record) -> dict:
         "label": record.label, "status": status, "note": note,
         "epochs": f"{record.epochs_done}/{record.epochs}" if record.epochs else str(record.epochs_done),
         "best": f"{record.describe()} at epoch {record.score_epoch}" if record.score is not None else None,
+        # the best snapshot's precision, recall, density, coverage and KID, each beside the data's own
+        "prdc": describe_prdc(record.best.get("metrics")) if record.best else None,
         "trained_at": record.trained_size,
         "thumb": f"thumbs/{base}/{quote(picture)}" if picture else None,
         "full": f"files/{base}/{quote(picture)}" if picture else None,
@@ -334,7 +337,8 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>metg
 figure.trial img{width:220px;image-rendering:pixelated;border:1px solid #ccc}
 figure.trial img.walk{width:auto;max-width:220px;margin-top:.3rem}
 .empty{width:220px;height:120px;background:#eee;display:flex;align-items:center;justify-content:center}
-figcaption{font-size:.85rem} .failed{color:#a00} .note{display:block;overflow-wrap:anywhere}</style></head>
+figcaption{font-size:.85rem} .failed{color:#a00} .note{display:block;overflow-wrap:anywhere}
+.prdc{font-size:.75rem;color:#555}</style></head>
 <body><h1>metgan gallery</h1>
 {% for search in searches %}<section class="search">
 <h2>{{ search.name }}</h2>
@@ -348,6 +352,7 @@ figcaption{font-size:.85rem} .failed{color:#a00} .note{display:block;overflow-wr
 <figcaption><b>{{ trial.label }}</b><br><span class="status {{ trial.status }}">{{ trial.status }}</span>
 {% if trial.epochs %} · {{ trial.epochs }} epochs{% endif %}
 {% if trial.best %}<br>best {{ trial.best }}{% endif %}
+{% if trial.prdc %}<br><span class="prdc">{{ trial.prdc }}</span>{% endif %}
 {% if trial.trained_at %}<br>{{ trial.trained_at }}{% endif %}
 {% if trial.model %}<br><a href="{{ trial.model }}" download>Download model</a>{% endif %}
 {% if trial.walk %}<br><a href="{{ trial.walk }}"><img class="walk" src="{{ trial.walk }}" alt="latent walk of {{ trial.label }}" loading="lazy"></a>{% endif %}

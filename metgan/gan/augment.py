@@ -3,7 +3,8 @@
 The same random transform family is applied to real and fake images before every call of the
 discriminator, in both the D and the G steps, so gradients flow through it to the generator.
 Images are NHWC in [-1, 1]; randomness comes from the ``tf.random.Generator`` passed in, whose
-state is checkpointed with the trial.
+state is checkpointed with the trial. With adaptive augmentation (``ada_target``) each policy
+applies to a sample with a probability the training step adjusts (:class:`metgan.gan.model.GAN`).
 """
 
 from __future__ import annotations
@@ -57,9 +58,20 @@ def cutout(x, rng, ratio: float = 0.5):
 _POLICIES = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def diff_augment(x, policies, rng):
-    """Apply the named policies in the canonical order colour, translation, cutout."""
+def diff_augment(x, policies, rng, probability=None):
+    """Apply the named policies in the canonical order colour, translation, cutout.
+
+    With ``probability`` (a scalar tensor, adaptive augmentation) each policy transforms each
+    sample with that probability and leaves it unchanged otherwise, as StyleGAN2-ADA does; at 0
+    the images pass through untouched.
+    """
     for name in ("color", "translation", "cutout"):
-        if name in policies:
-            x = _POLICIES[name](x, rng)
+        if name not in policies:
+            continue
+        changed = _POLICIES[name](x, rng)
+        if probability is None:
+            x = changed
+        else:
+            chosen = rng.uniform([tf.shape(x)[0], 1, 1, 1]) < tf.cast(probability, tf.float32)
+            x = tf.where(chosen, changed, x)
     return x

@@ -90,45 +90,58 @@ def candidate_sizes(config: GanConfig) -> list[tuple[int, int]]:
     return sizes or [(config.height, config.width)]
 
 
-def _layer_flops(layer, shapes: dict) -> float:
-    """Multiply-adds x2 of one layer's forward pass for one image (0 for cheap layers)."""
+def _layer_flops(layer, wrapper=None) -> float:
+    """Multiply-adds x2 of one layer's forward pass for one image (0 for cheap layers); a layer
+    wrapped by another (SpectralNormalization) has its wrapper's input and output shapes."""
     import keras
 
     inner = getattr(layer, "layer", None)  # SpectralNormalization wraps a layer
     if inner is not None and isinstance(inner, keras.layers.Layer):
-        return _layer_flops(inner, shapes)
+        return _layer_flops(inner, wrapper=layer)
     if isinstance(layer, keras.Model):
         return model_flops(layer)
     name = type(layer).__name__
+    if name == "GroupedConv2D":  # metgan.gan.r3gan's: a Conv2D whose kernel is (kh, kw, in / groups, out)
+        name = "Conv2D"
+    if name == "DepthwiseConv2D":  # kernel (kh, kw, channels, multiplier)
+        out_shape = (wrapper or layer).output.shape
+        return 2.0 * int(out_shape[1]) * int(out_shape[2]) * int(out_shape[3]) * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
     if name not in ("Conv2D", "Conv2DTranspose", "Dense"):
         return 0.0
+    outer = wrapper or layer
     kernel = layer.kernel.shape
     fan = 1
     for dim in kernel[:-1]:
         fan *= int(dim)
-    out_shape = layer.output.shape if hasattr(layer, "output") else None
     if name == "Dense":
         return 2.0 * fan * int(kernel[-1])
     if name == "Conv2DTranspose":
         # kernel (kh, kw, out, in): every input position scatters kh*kw*out values per input channel
-        in_shape = layer.input.shape
+        in_shape = outer.input.shape
         return 2.0 * int(in_shape[1]) * int(in_shape[2]) * int(kernel[0]) * int(kernel[1]) * int(kernel[2]) * int(kernel[3])
+    out_shape = outer.output.shape  # a grouped kernel is (kh, kw, in / groups, out): fan counts one group
     return 2.0 * int(out_shape[1]) * int(out_shape[2]) * fan * int(kernel[-1])
 
 
 def model_flops(model) -> float:
     """Forward-pass FLOPs of one image through a functional Keras model."""
-    return sum(_layer_flops(layer, {}) for layer in model.layers)
+    return sum(_layer_flops(layer) for layer in model.layers)
 
 
 def train_flops_per_image(config: GanConfig) -> float:
     """FLOPs one training image costs: D's step (G forward, D forward and backward on a real and a
-    fake) and G's step (G and D forward and backward), a backward pass counted as twice a forward."""
-    from metgan.gan.model import build_discriminator, build_generator
+    fake) and G's step (G and D forward and backward), a backward pass counted as twice a forward;
+    each gradient penalty (R1, R2, WGAN-GP) adds a D forward and a double backward (about 5 D
+    forwards, every ``penalty_every`` steps), and the relativistic loss a D forward on the real images in G's step."""
+    from metgan.gan.model import build_models
 
-    generator, discriminator = build_generator(config), build_discriminator(config)
+    generator, discriminator, decoder = build_models(config)
     g_fwd, d_fwd = model_flops(generator), model_flops(discriminator)
-    return (g_fwd + 2 * 3 * d_fwd) + config.g_batch_factor * 3 * (g_fwd + d_fwd)
+    if decoder is not None:
+        d_fwd += model_flops(decoder) / 2  # the decoders see the real images only
+    penalties = (config.r1_weight > 0) + (config.r2_weight > 0) + (config.loss == "wgan-gp")
+    relativistic = d_fwd if config.loss == "relativistic" else 0.0
+    return (g_fwd + 2 * 3 * d_fwd + penalties * 5 * d_fwd / config.penalty_every) + config.g_batch_factor * 3 * (g_fwd + d_fwd) + relativistic
 
 
 def device_rate(size: int = 1024, repeats: int = 8) -> tuple[str, float]:

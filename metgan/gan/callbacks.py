@@ -42,7 +42,9 @@ import keras  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-LOSS_KEYS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "recon_loss")  # recon_loss: fastgan only, else null
+# recon_loss: fastgan only; ada_p: the adaptive augmentation's probability at the epoch's end
+# (ada_target > 0 only); else null
+LOSS_KEYS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "recon_loss", "ada_p")
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -94,6 +96,8 @@ class TrialState:
     swd_real: float | None = None
     diversity_real: float | None = None
     color_real: dict | None = None
+    # metrics.FeatureReference: the reals' random-CNN features and PRDC/KID reference, taken once
+    feature_reference: Any = None
     best_metrics: dict = field(default_factory=dict)
     images_seen: int = 0
     train_seconds: float = 0.0
@@ -301,16 +305,18 @@ class TimeBudget(keras.callbacks.Callback):
 
 
 class QualityMetrics(keras.callbacks.Callback):
-    """Adds the epoch's quality scores to ``logs`` (SWD, MS-SSIM diversity, colour, FID).
+    """Adds the epoch's quality scores to ``logs`` (SWD, MS-SSIM diversity, colour, precision,
+    recall, density, coverage, KID, FID).
 
     They are measured every ``swd_every`` epochs and at the last one; on other epochs (and after
-    a NaN) the keys are present and null, so every metrics line has the same keys. The FID's
-    Inception network is built once per trial, at the first evaluation, and only when a local
-    weights file is configured.
+    a NaN) the keys are present and null, so every metrics line has the same keys. Each score
+    against the reals comes with its real-vs-real reference (``swd_real``, ``precision_real`` ...),
+    computed once per trial on the same halves of the reals. The FID's Inception network is built
+    once per trial, at the first evaluation, and only when a local weights file is configured.
     """
 
     KEYS = ("swd", "swd_real", "swd_levels", "swd_count", "diversity", "diversity_real", "color", "color_real",
-            "color_distance", "chroma", "chroma_real", "fid")
+            "color_distance", "chroma", "chroma_real", *metrics_lib.PRDC_LINE_KEYS, "fid")
 
     def __init__(self, state: TrialState):
         super().__init__()
@@ -336,8 +342,12 @@ class QualityMetrics(keras.callbacks.Callback):
         if state.diversity_real is None:
             state.diversity_real = metrics_lib.ms_ssim_diversity(state.reals, seed=config.seed)
             state.color_real = metrics_lib.color_stats(state.reals)
+        if state.feature_reference is None:
+            state.feature_reference = metrics_lib.feature_reference(state.reals, seed=config.seed)
+        prdc = metrics_lib.prdc_kid_against_reals(fakes, state.reals, seed=config.seed,
+                                                  reference=state.feature_reference)
         color = metrics_lib.color_stats(fakes)
-        return {**swd, "diversity": metrics_lib.ms_ssim_diversity(fakes, seed=config.seed),
+        return {**swd, **prdc, "diversity": metrics_lib.ms_ssim_diversity(fakes, seed=config.seed),
                 "diversity_real": state.diversity_real, "color": color, "color_real": state.color_real,
                 "color_distance": metrics_lib.color_distance(color, state.color_real),
                 "chroma": metrics_lib.object_chroma(fakes), "chroma_real": metrics_lib.object_chroma(state.reals),
@@ -414,7 +424,7 @@ class BestSnapshot(keras.callbacks.Callback):
         if state.stop_reason == "nan" or value is None or not is_better(value, state.best_value, state.direction):
             return
         metrics = {key: finite(logs.get(key)) for key in (*LOSS_KEYS, "swd", "swd_real", "diversity",
-                                                          "color_distance", "fid")}
+                                                          "color_distance", *metrics_lib.PRDC_LINE_KEYS, "fid")}
         export.save_generator(state.trial_dir, self.model.sample_generator, trialdir.ModelRecord(
             trial_id=state.trial_id or state.trial_dir.name, search_name=state.search_name, subset=state.subset,
             epoch=epoch + 1, objective=state.objective, direction=state.direction, objective_value=value,
@@ -435,6 +445,10 @@ def epoch_summary(line: dict) -> str:
     if line.get("chroma") is not None:
         real = f" (real {line['chroma_real']:.3g})" if line.get("chroma_real") is not None else ""
         parts.append(f"chroma {line['chroma']:.3g}{real}")
+    if line.get("precision") is not None and line.get("recall") is not None:
+        parts.append(f"precision {line['precision']:.2f} recall {line['recall']:.2f}")
+    if line.get("ada_p") is not None:
+        parts.append(f"augment p {line['ada_p']:.2f}")
     if line.get("images_per_s") is not None:
         parts.append(f"{line['images_per_s']:.1f} img/s")
     return " ".join(parts) or "no metrics measured"

@@ -1,31 +1,33 @@
 """The GAN configuration: one frozen dataclass, validated at construction.
 
 Pure Python on purpose (no TensorFlow import), so that planning a grid search, or parsing an
-Airflow DAG, stays cheap. Three presets exist:
+Airflow DAG, stays cheap. Four presets exist:
 
-* ``default``: our best known small-data setup (DCGAN 4x4 stride-2 convolutions, batch norm in
-  G and in D, LeakyReLU(0.2) in D, non-saturating loss, Adam(8e-4, 0.5) for both, batch 16, an
-  EMA of G, DiffAugment translation, x-flips; G's batch-norm statistics follow at momentum 0.9,
-  PyTorch's DCGAN default, so samples drawn in inference mode are right after a few steps). Until
-  2026-12-01 D had dropout 0.3 and no norm, and DiffAugment added colour: at equal time that
-  drew grey, look-alike vases; and both learning rates were DCGAN's 2e-4 at batch 32, which at
-  equal time (300 s, 80x64) ended at SWD 70.4 where 8e-4 at batch 16 reached 49.7, and on the
-  demo's 135 vases stalled near 70 where 8e-4 reached 45 (bench/quality.py, README "Quality at
-  equal time"). With ``loss: wgan-gp`` set ``d_norm: none`` too (the gradient penalty is per sample).
-  It is sized for CPUs (G 128 filters halving over 3 blocks, D 32 doubling): on our 2-core
-  machine that many more, smaller steps beat a wider model in the same time (bench/train.py).
-  On a GPU, widen it in the grid (e.g. g_filters 256-512, d_filters 64, batch 64; a larger batch
-  may want the learning rates measured again).
-* ``origin``: the origin project's model and training step (noise 62, dense to a seed grid of
-  64 channels, stride-2 transposed-conv blocks with batch norm and ReLU halving the filters,
-  tanh, Keras' default initialisers and batch-norm momentum; D conv blocks with batch norm and LeakyReLU(0.1), dense sigmoid output; binary
-  cross-entropy; the generator step on twice the batch; Adam(2e-4) with Keras' default betas;
-  no augmentation, no EMA), so our changes can be measured against it.
-
+* ``default``: our best measured small-data setup on CPUs (DCGAN 4x4 stride-2 convolutions, batch
+  norm in G and in D, LeakyReLU(0.2) in D, non-saturating loss, Adam(8e-4, 0.5) for both, batch
+  16, an EMA of G, DiffAugment translation, x-flips; G's batch-norm statistics follow at momentum
+  0.9, PyTorch's DCGAN default, so samples drawn in inference mode are right after a few steps).
+  How each choice was measured: docs/benchmarks.md and CHANGELOG.md. With ``loss: wgan-gp`` set
+  ``d_norm: none`` too (the gradient penalty is per sample). It is sized for CPUs (G 128 filters
+  halving over 3 blocks, D 32 doubling): on a 2-core machine many more, smaller steps beat a
+  wider model in the same time (bench/train.py). On a GPU, widen it in the grid (e.g. g_filters
+  256-512, d_filters 64, batch 64; a larger batch may want the learning rates measured again).
+* ``origin``: the model of the notebook project metgan grew from (README, "the origin"): noise 62, dense to a seed grid of 64 channels, stride-2 transposed-conv blocks with batch norm
+  and ReLU halving the filters, tanh, Keras' default initialisers and batch-norm momentum; D conv
+  blocks with batch norm and LeakyReLU(0.1), dense sigmoid output; binary cross-entropy; the
+  generator step on twice the batch; Adam(2e-4) with Keras' default betas; no augmentation, no
+  EMA. Kept so our changes can be measured against it.
 * ``fastgan``: ``architecture: fastgan`` (:mod:`metgan.gan.fastgan`): skip-layer excitation, GLU
   blocks with noise injection, a two-scale spectrally normalised D whose decoders rebuild real
   images (MSE x ``recon_weight``), hinge loss with a soft real margin, DiffAugment, EMA G,
-  Adam(2e-4, 0.5, 0.999), batch 32. On our 2-core CPU it has not yet beaten ``default`` at equal time.
+  Adam(2e-4, 0.5, 0.999), batch 32.
+* ``r3gan``: ``architecture: r3gan`` (:mod:`metgan.gan.r3gan`), R3GAN's recipe sized for CPUs: a
+  normalisation-free residual G and D with depthwise 3x3 convolutions (``group_size`` 1:
+  TensorFlow's grouped kernels are slow on CPUs), the relativistic loss with R1 and R2 (gamma 1
+  each, every 16th D step and weighted 16x: StyleGAN2's lazy regularisation, which R3GAN does not
+  use), Adam(6e-4, 0, 0.99) (the paper's 2e-4 at its batch 256 trained too slowly in a CPU's
+  minutes), adaptive augmentation (translation, colour and cutout, target 0.6), EMA G, batch 16.
+  On a GPU: ``group_size`` 16, ``g_filters`` 256, ``d_filters`` 64, ``res_blocks`` 2.
 
 ``holdout`` (0 to 0.5) keeps that share of the subset out of training; the scores then compare
 against those images only.
@@ -51,19 +53,20 @@ from metgan.errors import GanConfigError
 # trial id, so a rerun after such a change trains afresh instead of skipping.
 SCHEMA_VERSION = 1
 
-LOSSES = ("non-saturating", "hinge", "wgan-gp", "least-squares")
+LOSSES = ("non-saturating", "hinge", "wgan-gp", "least-squares", "relativistic")
 G_NORMS = ("batch", "none")
 D_NORMS = ("batch", "spectral", "none")
 AUGMENTATIONS = ("translation", "cutout", "color")
 SWITCHES = ("auto", "on", "off")
-ARCHITECTURES = ("dcgan", "fastgan")
+ARCHITECTURES = ("dcgan", "fastgan", "r3gan")
 
 
 @dataclass(frozen=True)
 class GanConfig:
     """Every setting of one GAN trial. Field defaults are the ``default`` preset."""
 
-    # architecture: "dcgan" (metgan.gan.model's builders) or "fastgan" (metgan.gan.fastgan)
+    # architecture: "dcgan" (metgan.gan.model's builders), "fastgan" (metgan.gan.fastgan) or
+    # "r3gan" (metgan.gan.r3gan)
     architecture: str = "dcgan"
     # images
     height: int = 80
@@ -89,12 +92,23 @@ class GanConfig:
     d_norm: str = "batch"
     d_dropout: float = 0.0
     d_leak: float = 0.2
+    # r3gan: residual blocks per stage, and channels per group of their 3x3 convolution
+    res_blocks: int = 1
+    group_size: int = 16
     # training
     loss: str = "non-saturating"
     gp_weight: float = 10.0
     r1_weight: float = 0.0
+    r2_weight: float = 0.0  # R2: R1's penalty on generated images (R3GAN applies both)
+    # lazy regularisation (StyleGAN2): the gradient penalties every this many D steps, weighted as many times
+    penalty_every: int = 1
     recon_weight: float = 1.0
     diffaugment: tuple[str, ...] = ("translation",)
+    # adaptive augmentation (StyleGAN2-ADA): above 0, each diffaugment policy applies to a sample
+    # with a probability p that rises while the share of real images D scores positive exceeds
+    # this target, and falls below it; p moves by at most 1 per ada_images images seen
+    ada_target: float = 0.0
+    ada_images: int = 20_000
     ema_decay: float = 0.999
     g_lr: float = 8e-4
     g_beta1: float = 0.5
@@ -166,8 +180,9 @@ class GanConfig:
 
     def canonical_json(self) -> str:
         config = self.to_dict()
-        if not config["size_by_budget"]:  # absent unless set, so the ids of fixed-size trials stay as they were
-            del config["size_by_budget"]
+        for key, default in LATER_FIELDS.items():  # absent unless set, so older trials keep their ids
+            if config[key] == default:
+                del config[key]
         return json.dumps({"schema_version": SCHEMA_VERSION, "config": config},
                           sort_keys=True, separators=(",", ":"))
 
@@ -205,6 +220,11 @@ class GanConfig:
     def seed_width(self) -> int:
         return self.width // 2 ** self.g_blocks
 
+
+# Fields added after trial ids were first issued, with their defaults: a config that leaves them at
+# the default has the id it had before they existed.
+LATER_FIELDS: dict[str, Any] = {"size_by_budget": False, "r2_weight": 0.0, "res_blocks": 1, "group_size": 16,
+                                "ada_target": 0.0, "ada_images": 20_000, "penalty_every": 1}
 
 # Settings that do not change what is trained, left out of labels.
 _LABEL_SKIP = {"epochs", "seed", "swd_every", "swd_images", "checkpoint_every", "keep_checkpoints",
@@ -283,7 +303,8 @@ UPPER_BOUNDS: dict[str, int | float] = {
     "g_dense": 8, "d_dense": 8, "g_dense_units": 8192, "d_dense_units": 8192,
     "batch_size": 4096, "g_batch_factor": 16, "d_steps": 100, "steps_per_execution": 10_000,
     "epochs": 1_000_000, "swd_images": 65_536, "n_samples": 256, "keep_checkpoints": 1000,
-    "time_budget_s": 30 * 24 * 3600.0,
+    "time_budget_s": 30 * 24 * 3600.0, "res_blocks": 8, "group_size": 4096, "ada_images": 10**9,
+    "penalty_every": 1000,
     # numpy's seeds stop at 2**32 - 1 and the trainer derives a few seeds as seed + small offsets
     "seed": 2**31 - 1,
 }
@@ -333,7 +354,8 @@ def _validate(c: GanConfig) -> None:
               "g_kernel", "g_dense_units", "d_blocks", "d_filters", "d_kernel", "d_dense_units",
               "batch_size", "g_batch_factor", "d_steps", "steps_per_execution", "swd_every",
               "checkpoint_every", "keep_checkpoints", "collapse_patience", "n_samples")
-    _at_least(c, 0, "g_dense", "d_dense", "gp_weight", "r1_weight", "seed", "time_budget_s", "epochs",
+    _at_least(c, 1, "res_blocks", "group_size", "ada_images", "penalty_every")
+    _at_least(c, 0, "g_dense", "d_dense", "gp_weight", "r1_weight", "r2_weight", "seed", "time_budget_s", "epochs",
               "collapse_within_std", "collapse_across_std", "n_generated", "d_leak")
     if (c.epochs == 0 or c.size_by_budget) and not c.time_budget_s:
         what = "epochs 0 (as many as the budget affords)" if c.epochs == 0 else "size_by_budget"
@@ -352,6 +374,14 @@ def _validate(c: GanConfig) -> None:
                              f"training for the scores); got {c.holdout!r}")
     if c.architecture == "fastgan":
         _validate_fastgan(c)
+    if not 0 <= c.ada_target < 1:
+        raise GanConfigError(f"GAN config key 'ada_target' must be in [0, 1) (0 = off; ADA's paper uses 0.6); "
+                             f"got {c.ada_target!r}")
+    if c.ada_target and not c.diffaugment:
+        raise GanConfigError("GAN config key 'ada_target' needs augmentation policies to adapt: set diffaugment "
+                             f"(e.g. translation, color, cutout); got ada_target={c.ada_target} with none")
+    if c.architecture == "r3gan":
+        _validate_r3gan(c)
     for name in ("height", "width"):
         size = getattr(c, name)
         for blocks_key in ("g_blocks", "d_blocks"):
@@ -389,9 +419,18 @@ def _validate(c: GanConfig) -> None:
         raise GanConfigError("GAN config keys 'loss'='wgan-gp' and 'd_norm'='batch' cannot be combined: "
                              "the gradient penalty is per sample, batch norm mixes samples "
                              "(set d_norm: none or spectral with wgan-gp)")
-    if c.loss == "wgan-gp" and c.r1_weight > 0:
-        raise GanConfigError("GAN config keys 'loss'='wgan-gp' and 'r1_weight' > 0 cannot be combined: "
+    if c.loss == "wgan-gp" and (c.r1_weight > 0 or c.r2_weight > 0):
+        key = "r1_weight" if c.r1_weight > 0 else "r2_weight"
+        raise GanConfigError(f"GAN config keys 'loss'='wgan-gp' and {key!r} > 0 cannot be combined: "
                              "choose one gradient penalty")
+    if c.loss == "relativistic" and c.g_batch_factor != 1:
+        raise GanConfigError(f"GAN config key 'g_batch_factor'={c.g_batch_factor} cannot be used with "
+                             "'loss'='relativistic': the loss pairs each generated image with one real image "
+                             "of the batch (set g_batch_factor: 1)")
+    if c.loss == "relativistic" and c.d_norm == "batch" and c.architecture == "dcgan":
+        raise GanConfigError("GAN config keys 'loss'='relativistic' and 'd_norm'='batch' cannot be combined: "
+                             "the loss pairs each real image with a generated one, batch norm mixes them "
+                             "(set d_norm: none or spectral)")
     if c.n_generated > 1000:
         raise GanConfigError(f"GAN config key 'n_generated' must be at most 1000; got {c.n_generated}")
     if c.swd_images < 4:
@@ -422,6 +461,21 @@ def _validate_fastgan(c: GanConfig) -> None:
     if c.seed_height * c.seed_width * c.g_seed_filters > 1 << 18:
         raise GanConfigError(f"GAN config key 'g_blocks'={c.g_blocks} is too few for {c.height}x{c.width} with "
                              f"'architecture'='fastgan': the seed grid {c.seed_height}x{c.seed_width}x"
+                             f"{c.g_seed_filters} would exceed 2**18 values; raise g_blocks")
+
+
+def _validate_r3gan(c: GanConfig) -> None:
+    """What the R3GAN-style builders cannot do, refused by key."""
+    for key in ("g_dense", "d_dense"):
+        if getattr(c, key):
+            raise GanConfigError(f"GAN config key {key!r} must be 0 with 'architecture'='r3gan' "
+                                 "(it has no hidden dense layers)")
+    if c.d_dropout:
+        raise GanConfigError("GAN config key 'd_dropout' must be 0 with 'architecture'='r3gan' "
+                             "(its discriminator has no dropout)")
+    if c.seed_height * c.seed_width * c.g_seed_filters > 1 << 18:
+        raise GanConfigError(f"GAN config key 'g_blocks'={c.g_blocks} is too few for {c.height}x{c.width} with "
+                             f"'architecture'='r3gan': the seed grid {c.seed_height}x{c.seed_width}x"
                              f"{c.g_seed_filters} would exceed 2**18 values; raise g_blocks")
 
 
@@ -474,6 +528,33 @@ PRESETS: dict[str, dict[str, Any]] = {
         "g_lr": 2e-4,
         "d_lr": 2e-4,
         "batch_size": 32,
+    },
+    "r3gan": {
+        "architecture": "r3gan",
+        "noise_dim": 64,
+        "g_blocks": 3,
+        "g_filters": 64,
+        "g_seed_filters": 128,
+        "g_norm": "none",
+        "d_blocks": 3,
+        "d_filters": 16,
+        "d_norm": "none",
+        "res_blocks": 1,
+        "group_size": 1,
+        "loss": "relativistic",
+        "r1_weight": 1.0,
+        "r2_weight": 1.0,
+        "penalty_every": 16,
+        "diffaugment": ("translation", "color", "cutout"),
+        "ada_target": 0.6,
+        "ema_decay": 0.999,
+        "g_lr": 6e-4,
+        "g_beta1": 0.0,
+        "g_beta2": 0.99,
+        "d_lr": 6e-4,
+        "d_beta1": 0.0,
+        "d_beta2": 0.99,
+        "batch_size": 16,
     },
 }
 

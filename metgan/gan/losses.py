@@ -1,9 +1,14 @@
-"""GAN losses on discriminator logits: non-saturating, hinge, WGAN(-GP) and least squares.
+"""GAN losses on discriminator logits: non-saturating, hinge, WGAN(-GP), least squares, relativistic.
 
 Each loss returns (d_loss, g_loss_fn): the discriminator loss from real and fake logits, and the
 generator's loss from fake logits. The origin's "dense sigmoid + binary cross-entropy" is the
 non-saturating loss; it is computed here from logits (the same value, without the float32
 saturation of a sigmoid followed by a log).
+
+``relativistic`` is RpGAN (Jolicoeur-Martineau 2019; R3GAN's loss): D scores each real image
+against the generated image it is paired with, softplus(-(D(real) - D(fake))), and G the reverse;
+the generator's loss therefore needs D's real logits too. With the zero-centred penalties R1 (on
+real images) and R2 (on generated ones) it converges locally (Huang et al. 2024).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ def discriminator_loss(kind: str, real_logits, fake_logits):
         return tf.reduce_mean(fake_logits) - tf.reduce_mean(real_logits)
     if kind == "least-squares":
         return 0.5 * (tf.reduce_mean(tf.square(real_logits - 1.0)) + tf.reduce_mean(tf.square(fake_logits)))
+    if kind == "relativistic":
+        return tf.reduce_mean(tf.nn.softplus(fake_logits - real_logits))
     raise ValueError(f"unknown loss {kind!r}")
 
 
@@ -41,8 +48,11 @@ def hinge_soft_real_loss(real_logits, fake_logits, rng):
     return tf.reduce_mean(tf.nn.relu(margin - real_logits)) + tf.reduce_mean(tf.nn.relu(1.0 + fake_logits))
 
 
-def generator_loss(kind: str, fake_logits):
+def generator_loss(kind: str, fake_logits, real_logits=None):
+    """G's loss from D's logits on its images (and, for ``relativistic``, on the paired real ones)."""
     fake_logits = tf.cast(fake_logits, tf.float32)
+    if kind == "relativistic":
+        return tf.reduce_mean(tf.nn.softplus(tf.cast(real_logits, tf.float32) - fake_logits))
     if kind == "non-saturating":
         return _bce(fake_logits, 1.0)
     if kind in ("hinge", "wgan-gp"):
@@ -66,7 +76,7 @@ def gradient_penalty(discriminator, real, fake, rng, augment=None):
 
 
 def r1_penalty(discriminator, real, augment=None):
-    """R1: mean squared gradient norm of D on real images (zero-centred)."""
+    """R1: mean squared gradient norm of D on real images (zero-centred); on generated images it is R2."""
     with tf.GradientTape() as tape:
         tape.watch(real)
         logits = discriminator(augment(real) if augment else real, training=True)

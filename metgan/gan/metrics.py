@@ -10,17 +10,26 @@
 * :func:`color_stats`: per-channel mean and std, which SWD's normalisation hides.
 * :func:`object_chroma`: the mean chroma of the object's pixels (not the background's), which
   sees grey samples that ``color_distance`` (dominated by the off-white background) misses.
+* :func:`prdc` and :func:`kid`: precision, recall, density and coverage (Naeem et al. 2020) and
+  the kernel inception distance (Bińkowski et al. 2018) on the features of a fixed random CNN
+  (:mod:`metgan.gan.features`); :func:`prdc_kid_against_reals` scores generated images with them,
+  beside the same scores between two halves of the real images.
 * :func:`frechet_inception_distance`: only with a local Inception weights file; else ``None``.
 
-All functions take uint8 NHWC arrays.
+The image functions take uint8 NHWC arrays; :func:`prdc` and :func:`kid` take feature matrices.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from metgan.gan.features import random_features
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +283,180 @@ def spread(images: np.ndarray) -> tuple[float, float]:
     within = float(gray.reshape(len(gray), -1).std(axis=1).mean())
     across = float(gray.std(axis=0).mean()) if len(gray) > 1 else 0.0
     return within, across
+
+
+# --- precision, recall, density, coverage and KID on random-CNN features ----------------------
+
+PRDC_K = 5  # the k of Naeem et al.'s experiments and code
+KID_SUBSETS = 100  # subset draws and their size, torchmetrics' defaults; sets no larger than
+KID_SUBSET_SIZE = 1000  # the size are used whole, once (every draw would be the whole set)
+PRDC_KEYS = ("precision", "recall", "density", "coverage", "kid")
+# each score beside its real-vs-real reference, as metrics.jsonl and model.json hold them
+PRDC_LINE_KEYS = tuple(name for key in PRDC_KEYS for name in (key, f"{key}_real"))
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between the rows of ``a`` and of ``b`` (float64)."""
+    squared = (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * (a @ b.T)
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def knn_radii(features: np.ndarray, k: int = PRDC_K) -> np.ndarray:
+    """Each point's distance to its k-th nearest other point (the point itself is the 0th)."""
+    features = np.asarray(features, np.float64)
+    if len(features) <= k:
+        raise ValueError(f"k-nearest-neighbour radii with k={k} need more than {k} points; got {len(features)}")
+    return np.partition(_distances(features, features), k, axis=1)[:, k]
+
+
+def _prdc(real: np.ndarray, real_radii: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
+    distances = _distances(real, fake)  # (reals, fakes)
+    inside_real = distances <= real_radii[:, None]  # fake j in real i's k-NN ball
+    inside_fake = distances <= knn_radii(fake, k)[None, :]  # real i in fake j's k-NN ball
+    return {"precision": float(inside_real.any(axis=0).mean()),
+            "recall": float(inside_fake.any(axis=1).mean()),
+            "density": float(inside_real.sum(axis=0).mean() / k),
+            "coverage": float(inside_real.any(axis=1).mean())}
+
+
+def prdc(real_features: np.ndarray, fake_features: np.ndarray, k: int = PRDC_K) -> dict[str, float]:
+    """Precision, recall, density and coverage of fakes against reals, as Naeem et al. 2020 define
+    them (precision and recall after Kynkäänniemi et al. 2019, density and coverage their own).
+
+    With B(x, r) the ball of radius r around x and NND_k(x) the distance from x to its k-th
+    nearest neighbour in its own set:
+
+    * precision: the share of fakes inside at least one real's ball B(X_i, NND_k(X_i)) (fidelity);
+    * recall: the share of reals inside at least one fake's ball B(Y_j, NND_k(Y_j)) (diversity);
+    * density: (1 / kM) sum_j sum_i 1[Y_j in B(X_i, NND_k(X_i))], how many real balls hold a fake
+      on average, over k: about 1 when the fakes are distributed like the reals, above 1 when they
+      crowd where the reals are dense, unbounded (fidelity, robust to real outliers);
+    * coverage: the share of reals whose ball B(X_i, NND_k(X_i)) holds at least one fake
+      (diversity, robust to fake outliers).
+
+    The balls are closed (a point on the boundary counts). The authors' code
+    (clovaai/generative-evaluation-prdc) uses open ones; the two differ only on exact ties, that is
+    duplicate images, where a closed ball keeps two identical sets at precision, recall and
+    coverage 1 (their issue #7).
+    """
+    real = np.asarray(real_features, np.float64)
+    fake = np.asarray(fake_features, np.float64)
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"prdc needs two (N, D) feature matrices of one D; got {real.shape} and {fake.shape}")
+    return _prdc(real, knn_radii(real, k), fake, k)
+
+
+def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+    """The unbiased MMD² of Gretton et al. with the cubic kernel k(a, b) = (a·b / d + 1)³."""
+    dim = x.shape[1]
+    k_xx = (x @ x.T / dim + 1.0) ** 3
+    k_yy = (y @ y.T / dim + 1.0) ** 3
+    k_xy = (x @ y.T / dim + 1.0) ** 3
+    m, n = len(x), len(y)
+    return float((k_xx.sum() - np.trace(k_xx)) / (m * (m - 1)) + (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
+                 - 2.0 * k_xy.mean())
+
+
+def kid(real_features: np.ndarray, fake_features: np.ndarray, *, subsets: int = KID_SUBSETS,
+        subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> float:
+    """The kernel inception distance (Bińkowski et al. 2018, "Demystifying MMD GANs") on these features.
+
+    The unbiased estimate of the squared MMD with the polynomial kernel k(x, y) = (x·y / d + 1)³,
+    averaged over ``subsets`` draws (without replacement, from a generator seeded by ``seed``) of
+    ``subset_size`` points from each side; when both sets are no larger than ``subset_size`` it is
+    the estimate on the whole sets, once. 0 in expectation for two samples of one distribution, so
+    a single estimate can be slightly negative.
+    """
+    x = np.asarray(real_features, np.float64)
+    y = np.asarray(fake_features, np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"kid needs two (N, D) feature matrices of one D; got {x.shape} and {y.shape}")
+    if min(len(x), len(y)) < 2:
+        raise ValueError(f"kid needs at least 2 points a side; got {len(x)} and {len(y)}")
+    if len(x) <= subset_size and len(y) <= subset_size:
+        return _mmd2_unbiased(x, y)
+    size = min(subset_size, len(x), len(y))
+    rng = np.random.default_rng(seed)
+    values = [_mmd2_unbiased(x[rng.choice(len(x), size, replace=False)], y[rng.choice(len(y), size, replace=False)])
+              for _ in range(subsets)]
+    return float(np.mean(values))
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureReference:
+    """What :func:`prdc_kid_against_reals` needs of the reals, which does not change during a trial:
+    the features of the half fakes are compared with, their k-NN radii, and the real-vs-real
+    scores (``precision_real`` ... ``kid_real``)."""
+
+    features: np.ndarray
+    radii: np.ndarray | None
+    scores: dict[str, float | None]
+    k: int
+
+
+def feature_reference(reals: np.ndarray, *, seed: int = 0, k: int = PRDC_K) -> FeatureReference:
+    """The reals' two halves (:func:`split_reals`, as for SWD) embedded, and the second scored
+    against the first: the real-vs-real reference of precision, recall, density, coverage and KID.
+    Each is None when a half has too few images (k + 1 for PRDC, 2 for KID)."""
+    real_a, real_b = split_reals(reals, seed)
+    features_a, features_b = random_features(real_a), random_features(real_b)
+    radii = knn_radii(features_a, k) if len(features_a) > k else None
+    scores = _feature_scores(features_a, radii, features_b, k, seed)
+    return FeatureReference(features=features_a, radii=radii,
+                            scores={f"{key}_real": value for key, value in scores.items()}, k=k)
+
+
+def _feature_scores(real: np.ndarray, radii: np.ndarray | None, fake: np.ndarray, k: int,
+                    seed: int) -> dict[str, float | None]:
+    real64, fake64 = real.astype(np.float64), fake.astype(np.float64)
+    scores: dict[str, float | None] = dict.fromkeys(PRDC_KEYS)
+    if radii is not None and len(fake64) > k:
+        scores.update(_prdc(real64, radii, fake64, k))
+    if min(len(real64), len(fake64)) >= 2:
+        scores["kid"] = kid(real64, fake64, seed=seed)
+    return scores
+
+
+def prdc_kid_against_reals(fakes: np.ndarray, reals: np.ndarray, *, seed: int = 0, k: int = PRDC_K,
+                           reference: FeatureReference | None = None) -> dict[str, float | None]:
+    """Precision, recall, density, coverage and KID of fakes against one half of the reals, and
+    each between the two halves: {"precision", ..., "kid", "precision_real", ..., "kid_real"}.
+
+    Mirrors :func:`swd_against_reals`: the same halves, the fakes trimmed to the half's size (so
+    the score and its reference are taken on as many images a side, ``swd_count``). The reference
+    does not change during a trial: pass back :func:`feature_reference`'s result as ``reference``
+    to skip embedding the reals again.
+    """
+    if reference is None:
+        reference = feature_reference(reals, seed=seed, k=k)
+    fake = random_features(fakes[: len(reference.features)])
+    return {**_feature_scores(reference.features, reference.radii, fake, reference.k, seed), **reference.scores}
+
+
+def describe_prdc(scores: Mapping[str, Any] | None) -> str | None:
+    """One line of fidelity and diversity, each score with its real-vs-real reference:
+    ``fidelity: precision 0.71 (real 0.78), density 0.90 (real 1.02) · diversity: recall 0.42
+    (real 0.77), coverage 0.55 (real 0.96) · KID 0.012 (real 0.0001)``; None when none was measured."""
+    scores = scores or {}
+
+    def number(key: str) -> float | None:
+        value = scores.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            return None
+        return float(value)
+
+    def part(key: str, label: str, style: str) -> str | None:
+        value = number(key)
+        if value is None:
+            return None
+        real = number(f"{key}_real")
+        return f"{label} {value:{style}}" + (f" (real {real:{style}})" if real is not None else "")
+
+    groups = [("fidelity: ", [part("precision", "precision", ".2f"), part("density", "density", ".2f")]),
+              ("diversity: ", [part("recall", "recall", ".2f"), part("coverage", "coverage", ".2f")]),
+              ("", [part("kid", "KID", ".2g")])]
+    text = [head + ", ".join(p for p in parts if p) for head, parts in groups if any(parts)]
+    return " · ".join(text) or None
 
 
 # --- FID (optional) ---------------------------------------------------------------------------

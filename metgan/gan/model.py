@@ -9,12 +9,13 @@ The discriminator always outputs a logit; the losses in :mod:`metgan.gan.losses`
 With ``architecture: fastgan`` the builders are :mod:`metgan.gan.fastgan`'s: its discriminator
 returns [patch logits, two feature maps] and a decoder model rebuilds real images from those
 features; the same ``GAN`` trains both kinds (the reconstruction loss only where a decoder exists).
+With ``architecture: r3gan`` the builders are :mod:`metgan.gan.r3gan`'s (one logit, like DCGAN's).
 """
 
 from __future__ import annotations
 
 from metgan.gan import augment as augment_lib
-from metgan.gan import fastgan, losses
+from metgan.gan import fastgan, losses, r3gan
 from metgan.gan._tf import tensorflow
 from metgan.gan.config import GanConfig
 
@@ -85,6 +86,19 @@ def build_discriminator(config: GanConfig) -> keras.Model:
     return keras.Model(image, logit, name="discriminator")
 
 
+def build_models(config: GanConfig) -> tuple[keras.Model, keras.Model, keras.Model | None]:
+    """(generator, discriminator, decoder or None) of ``config``'s architecture."""
+    if config.architecture == "fastgan":
+        return fastgan.build_generator(config), fastgan.build_discriminator(config), fastgan.build_decoder(config)
+    if config.architecture == "r3gan":
+        return r3gan.build_generator(config), r3gan.build_discriminator(config), None
+    return build_generator(config), build_discriminator(config), None
+
+
+# Adaptive augmentation: steps between adjustments of p (StyleGAN2-ADA adjusts every 4 minibatches).
+ADA_INTERVAL = 4
+
+
 class GAN(keras.Model):
     """A generator and a discriminator trained adversarially by ``fit``.
 
@@ -92,10 +106,18 @@ class GAN(keras.Model):
     ``ema_generator`` (used for samples and metrics). Noise and augmentation draw from ``rng``,
     a ``tf.random.Generator`` whose state is checkpointed so a resumed trial continues the
     same random stream.
+
+    With ``ada_target > 0`` (adaptive augmentation, Karras et al. 2020) each augmentation policy
+    applies to a sample with probability ``ada_p``: every ``ADA_INTERVAL`` steps the mean of
+    r_t = E[sign(D(real))] (2 x ``d_acc_real`` - 1) over those steps is compared with the target,
+    and p moves up (D is overfitting) or down by the images of those steps over ``ada_images``.
+    ``ada_p`` is a variable of the model, so checkpoints save it and a resumed trial continues
+    with the same strength; it is in every step's logs.
     """
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, *, noise_dim: int,
-                 seed: int = 0, ema_decay: float = 0.0, decoder: keras.Model | None = None, **kwargs):
+                 seed: int = 0, ema_decay: float = 0.0, decoder: keras.Model | None = None,
+                 ada_target: float = 0.0, ada_images: int = 20_000, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
@@ -112,12 +134,19 @@ class GAN(keras.Model):
         self.d_acc_real_tracker = keras.metrics.Mean(name="d_acc_real")
         self.d_acc_fake_tracker = keras.metrics.Mean(name="d_acc_fake")
         self.recon_loss_tracker = keras.metrics.Mean(name="recon_loss") if decoder is not None else None
+        self.ada_target = float(ada_target)
+        self.ada_images = int(ada_images)
+        if self.ada_target > 0:
+            self.ada_p = keras.Variable(0.0, trainable=False, name="ada_p")
+            self.ada_rt_sum = keras.Variable(0.0, trainable=False, name="ada_rt_sum")
+            self.ada_steps = keras.Variable(0.0, trainable=False, name="ada_steps")
         # The GAN has no weights of its own and its parts are built by their builders; marked
         # built, Keras saves and loads the whole of it (G, D, EMA G, both optimizers) by name.
         self.built = True
 
     def compile(self, d_optimizer, g_optimizer, *, loss: str = "non-saturating",
-                diffaugment: tuple[str, ...] = (), r1_weight: float = 0.0, gp_weight: float = 10.0,
+                diffaugment: tuple[str, ...] = (), r1_weight: float = 0.0, r2_weight: float = 0.0,
+                gp_weight: float = 10.0, penalty_every: int = 1,
                 d_steps: int = 1, g_batch_factor: int = 1, recon_weight: float = 1.0, **kwargs):
         super().compile(**kwargs)
         self.d_optimizer = d_optimizer
@@ -125,6 +154,8 @@ class GAN(keras.Model):
         self.loss_kind = loss
         self.diffaugment = tuple(diffaugment)
         self.r1_weight = float(r1_weight)
+        self.r2_weight = float(r2_weight)
+        self.penalty_every = int(penalty_every)
         self.gp_weight = float(gp_weight)
         self.d_steps = int(d_steps)
         self.g_batch_factor = int(g_batch_factor)
@@ -158,7 +189,20 @@ class GAN(keras.Model):
     def _augment(self, images):
         if not self.diffaugment:
             return images
-        return augment_lib.diff_augment(images, self.diffaugment, self.rng)
+        probability = self.ada_p if self.ada_target > 0 else None
+        return augment_lib.diff_augment(images, self.diffaugment, self.rng, probability)
+
+    def _adapt_augmentation(self, acc_real, batch):
+        """ADA's update, without branches: every ADA_INTERVAL steps move p by the sign of the
+        interval's mean r_t minus the target, then start a new interval."""
+        self.ada_rt_sum.assign_add(2.0 * acc_real - 1.0)
+        self.ada_steps.assign_add(1.0)
+        due = tf.cast(self.ada_steps >= ADA_INTERVAL, tf.float32)
+        mean_rt = self.ada_rt_sum / self.ada_steps
+        step = tf.sign(mean_rt - self.ada_target) * tf.cast(batch, tf.float32) * ADA_INTERVAL / self.ada_images
+        self.ada_p.assign(tf.clip_by_value(self.ada_p + due * step, 0.0, 1.0))
+        self.ada_rt_sum.assign(self.ada_rt_sum * (1.0 - due))
+        self.ada_steps.assign(self.ada_steps * (1.0 - due))
 
     def _noise(self, count):
         return self.rng.normal([count, self.noise_dim])
@@ -181,7 +225,7 @@ class GAN(keras.Model):
                                             training=True)
                 real_logits, fake_logits = logits[:batch], logits[batch:]
             d_loss = losses.discriminator_loss(self.loss_kind, real_logits, fake_logits)
-            d_loss += self._penalties(real, fake)
+            d_loss += self._lazy_penalties(real, fake)
             scaled_loss = self._scaled(self.d_optimizer, d_loss)  # inside the tape: it must be recorded
         grads = tape.gradient(scaled_loss, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables, strict=True))
@@ -194,7 +238,21 @@ class GAN(keras.Model):
             penalty += self.gp_weight * losses.gradient_penalty(self.discriminator, real, fake, self.rng, augment)
         if self.r1_weight > 0:
             penalty += 0.5 * self.r1_weight * losses.r1_penalty(self.logits, real, augment)
+        if self.r2_weight > 0:
+            penalty += 0.5 * self.r2_weight * losses.r1_penalty(self.logits, tf.cast(fake, real.dtype), augment)
         return penalty
+
+    def _lazy_penalties(self, real, fake):
+        """The penalties every ``penalty_every`` D steps, weighted ``penalty_every`` times (0 between)."""
+        if self.penalty_every == 1 or not (self.r1_weight or self.r2_weight or self.loss_kind == "wgan-gp"):
+            return self._penalties(real, fake)
+        due = tf.equal(self.d_optimizer.iterations % self.penalty_every, 0)
+        return tf.cond(due, lambda: float(self.penalty_every) * self._penalties(real, fake), lambda: tf.constant(0.0))
+
+    def _generator_loss(self, real, fake):
+        """G's loss on D's logits for ``fake``; the relativistic loss pairs them with ``real``'s."""
+        real_logits = self.logits(self._augment(real)) if self.loss_kind == "relativistic" else None
+        return losses.generator_loss(self.loss_kind, self.logits(self._augment(fake)), real_logits)
 
     @staticmethod
     def _accuracies(real_logits, fake_logits):
@@ -219,7 +277,7 @@ class GAN(keras.Model):
                 d_loss = losses.hinge_soft_real_loss(real_logits, fake_logits, self.rng)
             else:
                 d_loss = losses.discriminator_loss(self.loss_kind, real_logits, fake_logits)
-            d_loss += self._penalties(real, fake)
+            d_loss += self._lazy_penalties(real, fake)
             recon = fastgan.reconstruction_loss(self.decoder, whole_features, part_features, real_seen, index)
             total = d_loss + self.recon_weight * recon
             scaled_loss = self._scaled(self.d_optimizer, total)
@@ -244,14 +302,14 @@ class GAN(keras.Model):
                 fake = self.generator(self._noise(batch), training=True)
                 with g_tape.stop_recording():
                     d_loss, acc_real, acc_fake, recon = self._d_step(real, tf.stop_gradient(fake))
-                g_loss = losses.generator_loss(self.loss_kind, self.logits(self._augment(fake)))
+                g_loss = self._generator_loss(real, fake)
                 scaled_loss = self._scaled(self.g_optimizer, g_loss)
         else:
             fake = self.generator(self._noise(batch), training=True)
             d_loss, acc_real, acc_fake, recon = self._d_step(real, tf.stop_gradient(fake))
             with tf.GradientTape() as g_tape:
                 fake = self.generator(self._noise(batch * self.g_batch_factor), training=True)
-                g_loss = losses.generator_loss(self.loss_kind, self.logits(self._augment(fake)))
+                g_loss = self._generator_loss(real, fake)
                 scaled_loss = self._scaled(self.g_optimizer, g_loss)
         grads = g_tape.gradient(scaled_loss, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables, strict=True))
@@ -263,7 +321,11 @@ class GAN(keras.Model):
         self.d_acc_fake_tracker.update_state(acc_fake)
         if recon is not None:
             self.recon_loss_tracker.update_state(recon)
-        return {m.name: m.result() for m in self.metrics}
+        logs = {m.name: m.result() for m in self.metrics}
+        if self.ada_target > 0:
+            self._adapt_augmentation(acc_real, batch)
+            logs["ada_p"] = tf.identity(self.ada_p)
+        return logs
 
     def _update_ema(self):
         # Warm-up (as tf.train.ExponentialMovingAverage with num_updates): early on the average
@@ -300,21 +362,16 @@ def build_gan(config: GanConfig, *, precision: str = "float32", jit_compile: boo
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
-        decoder = None
-        if config.architecture == "fastgan":
-            generator = fastgan.build_generator(config)
-            discriminator = fastgan.build_discriminator(config)
-            decoder = fastgan.build_decoder(config)
-        else:
-            generator = build_generator(config)
-            discriminator = build_discriminator(config)
+        generator, discriminator, decoder = build_models(config)
         gan = GAN(generator, discriminator, noise_dim=config.noise_dim, seed=config.seed,
-                  ema_decay=config.ema_decay, decoder=decoder, name="gan")
+                  ema_decay=config.ema_decay, decoder=decoder, ada_target=config.ada_target,
+                  ada_images=config.ada_images, name="gan")
     finally:
         keras.config.set_dtype_policy(previous_policy)
     d_opt, g_opt = make_optimizers(config, precision)
     gan.compile(d_optimizer=d_opt, g_optimizer=g_opt, loss=config.loss, diffaugment=config.diffaugment,
-                r1_weight=config.r1_weight, gp_weight=config.gp_weight, d_steps=config.d_steps,
+                r1_weight=config.r1_weight, r2_weight=config.r2_weight, gp_weight=config.gp_weight,
+                penalty_every=config.penalty_every, d_steps=config.d_steps,
                 g_batch_factor=config.g_batch_factor, recon_weight=config.recon_weight, jit_compile=jit_compile,
                 steps_per_execution=config.steps_per_execution)
     return gan

@@ -119,10 +119,10 @@ def summary_from_files(trial_dir: Path, objective: str = "swd") -> dict:
 
 
 def final_metrics(lines: list[dict]) -> dict:
-    """The last metrics line, with the periodic metrics taken from the last epoch that had them."""
+    """The last metrics line, with each value it lacks (the periodic scores) taken from the last
+    epoch that had one."""
     final = dict(lines[-1]) if lines else {}
-    for key in ("swd", "swd_real", "swd_levels", "swd_count", "diversity", "diversity_real", "color", "color_real",
-                "color_distance", "chroma", "chroma_real", "fid"):
+    for key in list(final):
         if final.get(key) is None:
             values = [line[key] for line in lines if line.get(key) is not None]
             final[key] = values[-1] if values else None

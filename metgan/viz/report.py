@@ -25,6 +25,7 @@ from PIL import Image
 from metgan import names, search_record, trialdir
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError, RenderError, TrialFolderError
+from metgan.gan.metrics import PRDC_LINE_KEYS, describe_prdc
 from metgan.viz.trial import SCORE_LABELS, TrialRun, format_value, load_trial
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def _entry(search_dir: Path, record: search_record.TrialRecord) -> Entry:
                      problem=str(exc))
     trial.info["status"] = record.status  # a running trial nobody trains reads interrupted
     best = record.best
+    best_metrics = best.get("metrics") if best and isinstance(best.get("metrics"), dict) else {}
     per_s = trial.info.get("images_per_s")
     values = {
         "trial_id": trial.trial_id,
@@ -112,8 +114,15 @@ def _entry(search_dir: Path, record: search_record.TrialRecord) -> Entry:
         "rungs": rung_history(trial.info.get("rungs")),
         "images_seen": trial.info.get("images_seen"),
         "best_epoch": best["epoch"] if best else None,
+        # the best snapshot's fidelity and diversity, each beside the data's own (real vs real)
+        "prdc_text": describe_prdc(best_metrics) or "",
+        **{key: _number(best_metrics.get(key)) for key in PRDC_LINE_KEYS},
     }
     return Entry(trial.trial_id, trial, values)
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def rung_history(rungs) -> str:
@@ -305,6 +314,7 @@ def _card(entry: Entry, search_dir: Path) -> dict:
                  if (folder / name).exists()],
         best=None if values.get("best_epoch") is None else {
             "epoch": values["best_epoch"], "value": values.get("score_text") or format_value(values.get("objective")),
+            "prdc": values.get("prdc_text") or "",
             "model": _link(entry.trial_id, f"{trialdir.BEST}/{trialdir.BEST_GENERATOR}"),
             "record": _link(entry.trial_id, f"{trialdir.BEST}/{trialdir.MODEL_RECORD}")},
         graphs=[{**_figure(entry.trial_id, name), "title": title} for name, title in GRAPH_FILES.items()
@@ -359,8 +369,8 @@ def _write_text(path: Path, text: str) -> Path:
 
 def _leaderboard_csv(ranked: list[Entry]) -> str:
     fields = ["rank", "trial_id", "label", "status", "stop_reason", "error", "epochs_done", "epochs",
-              "objective", "floor", "best_epoch", "swd_best", "d_loss", "g_loss", "diversity", "images_per_s",
-              "wall_s", "settings", "rung", "rungs", "images_seen"]
+              "objective", "floor", "best_epoch", "swd_best", *PRDC_LINE_KEYS, "d_loss", "g_loss", "diversity",
+              "images_per_s", "wall_s", "settings", "rung", "rungs", "images_seen"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -25,6 +25,7 @@ def _fastgan_tiny(**changes):
     ({"loss": "least-squares", "d_steps": 2, "preset": "origin"}, "float32"),
     ({}, "mixed_float16"),  # the GPU path (float16 compute, loss scaling) also runs on a CPU
     ({}, "mixed_bfloat16"),  # the CPU path of mixed_precision: on
+    ({"loss": "relativistic", "d_norm": "none", "r1_weight": 1.0, "r2_weight": 1.0, "penalty_every": 2}, "float32"),
 ])
 def test_train_step_runs_and_reports_losses_and_accuracies(changes, mixed):
     from metgan.gan.data import training_dataset
@@ -34,6 +35,7 @@ def test_train_step_runs_and_reports_losses_and_accuracies(changes, mixed):
     config = GanConfig.from_dict({**TINY, **changes})
     gan = build_gan(config, precision=mixed)
     assert gan.generator.get_layer("up_0").dtype_policy.name == mixed
+    assert gan.penalty_every == config.penalty_every
     dataset, steps = training_dataset(vase_images(32), batch_size=16, seed=0, first_epoch=0, epochs=1, x_flip=True)
     before = [w.copy() for w in gan.generator.get_weights()]
     history = gan.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0).history
@@ -109,3 +111,63 @@ def test_fastgan_decoders_are_trained_on_real_images_only():
     assert real_grad is not None and float(tf.reduce_sum(tf.abs(real_grad))) > 0
     # the features the decoders got are D's features of the real batch (batch 8), not of real + fake
     assert all(tensor.shape[0] == 8 for tensor in seen[0])
+
+
+def _r3gan_tiny(**changes):
+    return GanConfig.from_dict({**TINY, "preset": "r3gan", "g_filters": 16, "g_seed_filters": 16, "d_filters": 8,
+                                "group_size": 8, **changes})
+
+
+def test_r3gan_trains_both_networks_with_residual_blocks_that_start_as_the_identity():
+    from metgan.gan.data import training_dataset
+    from metgan.gan.model import build_gan
+    from tests.gan_support import vase_images
+
+    config = _r3gan_tiny(ada_target=0.0)
+    gan = build_gan(config)
+    narrow = gan.generator.get_layer("up_0_block0_narrow")
+    assert not np.any(narrow.get_weights()[0])  # zero-initialised: the block adds nothing at first
+    assert gan.discriminator.get_layer("down_0_block0_grouped").groups == 2  # 16 channels in groups of 8
+    assert not any("batch_normalization" in type(layer).__name__.lower() for layer in gan.generator.layers)
+    g_before = [w.copy() for w in gan.generator.get_weights()]
+    d_before = [w.copy() for w in gan.discriminator.get_weights()]
+    dataset, steps = training_dataset(vase_images(32), batch_size=16, seed=0, first_epoch=0, epochs=1, x_flip=True)
+    history = gan.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0).history
+    assert set(history) == {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"}
+    assert all(np.isfinite(values[0]) for values in history.values())
+    assert any(not np.array_equal(a, b) for a, b in zip(g_before, gan.generator.get_weights(), strict=True))
+    assert any(not np.array_equal(a, b) for a, b in zip(d_before, gan.discriminator.get_weights(), strict=True))
+    assert gan.generator.output_shape == (None, 40, 32, 3)
+
+
+def test_adaptive_augmentation_rises_while_d_wins_and_falls_while_it_loses(monkeypatch):
+    """ADA's rule: p rises by batch x interval / ada_images per interval while r_t (2 x the share of
+    reals scored positive - 1) is above the target, falls while below, and stays within [0, 1]."""
+    import tensorflow as tf
+
+    from metgan.gan.model import ADA_INTERVAL, build_gan
+
+    gan = build_gan(_r3gan_tiny(ada_target=0.6, ada_images=1000))
+    for _ in range(ADA_INTERVAL * 5):
+        gan._adapt_augmentation(tf.constant(1.0), tf.constant(16))  # D scores every real positive: r_t = 1
+    assert float(gan.ada_p.numpy()) == pytest.approx(5 * 16 * ADA_INTERVAL / 1000)
+    for _ in range(ADA_INTERVAL * 50):
+        gan._adapt_augmentation(tf.constant(0.5), tf.constant(16))  # r_t = 0, below the target
+    assert float(gan.ada_p.numpy()) == 0.0
+    assert float(gan.ada_steps.numpy()) == 0.0
+
+
+def test_relativistic_losses_pair_each_real_with_a_fake():
+    import tensorflow as tf
+
+    from metgan.gan import losses
+
+    real = tf.constant([[2.0], [0.0]])
+    fake = tf.constant([[0.0], [2.0]])
+    softplus = lambda x: np.log1p(np.exp(x))  # noqa: E731
+    d = float(losses.discriminator_loss("relativistic", real, fake))
+    g = float(losses.generator_loss("relativistic", fake, real))
+    assert d == pytest.approx((softplus(-2.0) + softplus(2.0)) / 2, rel=1e-5)
+    assert g == pytest.approx((softplus(2.0) + softplus(-2.0)) / 2, rel=1e-5)
+    swapped = float(losses.discriminator_loss("relativistic", real, tf.constant([[2.0], [0.0]])))
+    assert swapped == pytest.approx(softplus(0.0), rel=1e-5)  # pairs, not every real against every fake

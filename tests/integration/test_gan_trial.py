@@ -19,7 +19,8 @@ from metgan.gan import search
 from tests.gan_support import TINY, make_subset
 
 LINE_KEYS = {"epoch", "d_loss", "g_loss", "d_acc_real", "d_acc_fake", "swd", "swd_real", "swd_levels",
-             "diversity", "images_per_s", "wall_s"}
+             "diversity", "images_per_s", "wall_s", "precision", "precision_real", "recall", "recall_real",
+             "density", "density_real", "coverage", "coverage_real", "kid", "kid_real"}
 TRIAL_KEYS = {"search_name", "trial_id", "status", "stop_reason", "error", "error_summary", "epochs_done",
               "epochs", "started_at", "finished_at", "wall_s", "device", "hostname", "images_per_s", "overrides", "label"}
 
@@ -69,6 +70,8 @@ def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(
     assert all(LINE_KEYS <= set(line) for line in lines)
     assert lines[-1]["swd"] > 0 and lines[-1]["swd_real"] > 0 and set(lines[-1]["swd_levels"]) == {"40x32", "20x16"}
     assert len(lines[-1]["color"]["mean"]) == 3 and lines[-1]["fid"] is None
+    assert 0 <= lines[-1]["precision"] <= 1 and 0 < lines[-1]["coverage_real"] <= 1
+    assert isinstance(lines[-1]["kid"], float) and isinstance(lines[-1]["kid_real"], float)
     assert np.load(trial_dir / "latents.npy").shape == (9, 16)
     sizes = {Image.open(trial_dir / "samples" / f"epoch_{e:04d}.png").size for e in range(3)}
     assert len(sizes) == 1
@@ -346,6 +349,8 @@ def test_the_fid_network_is_built_once_per_trial_not_per_evaluation(tmp_path, ca
 
 FASTGAN_TINY = {**TINY, "preset": "fastgan", "g_blocks": 3, "d_blocks": 3, "g_filters": 16, "g_seed_filters": 16,
                 "d_filters": 8}
+R3GAN_TINY = {**TINY, "preset": "r3gan", "g_filters": 16, "g_seed_filters": 16, "d_filters": 8, "group_size": 8,
+              "ada_images": 64}
 
 
 @pytest.mark.parametrize("base", [TINY, FASTGAN_TINY], ids=["dcgan", "fastgan"])
@@ -405,11 +410,12 @@ def test_a_holdout_scores_against_images_never_trained_on(tmp_path):
     assert _lines(tmp_path / "t")[-1]["swd_count"] == 10
 
 
-@pytest.mark.parametrize(("base", "precision"), [(FASTGAN_TINY, "off"), (TINY, "on"), (FASTGAN_TINY, "on")],
-                         ids=["fastgan", "dcgan-bf16", "fastgan-bf16"])
+@pytest.mark.parametrize(("base", "precision"), [(FASTGAN_TINY, "off"), (TINY, "on"), (FASTGAN_TINY, "on"),
+                                                (R3GAN_TINY, "off")],
+                         ids=["fastgan", "dcgan-bf16", "fastgan-bf16", "r3gan"])
 def test_a_trials_best_snapshot_loads_in_a_fresh_process(tmp_path, base, precision):
-    """fastgan's custom layers, and a generator trained in bfloat16 (mixed_precision: on, on a
-    CPU), load in a process that has never built them, and give float32 images."""
+    """fastgan's and r3gan's custom layers, and a generator trained in bfloat16 (mixed_precision: on,
+    on a CPU), load in a process that has never built them, and give float32 images."""
     from metgan.gan.config import GanConfig
     from metgan.gan.trial import run_trial
     from tests.gan_support import vase_images
@@ -442,3 +448,26 @@ def test_a_trial_asked_for_no_gallery_images_completes_with_its_best_snapshot(tm
     assert trialdir.has_best_snapshot(tmp_path / "t")
     assert (tmp_path / "t" / trialdir.FINAL_GRID).is_file()
     assert not list((tmp_path / "t" / trialdir.GENERATED).glob("*.png"))
+
+
+def test_an_adaptive_augmentation_trial_records_p_per_epoch_and_checkpoints_it(tmp_path):
+    """ada_p is in every metrics line and moves while training; the checkpoint keeps it, so a
+    resumed trial starts from the strength it had (not from 0)."""
+    from metgan.gan.config import GanConfig
+    from metgan.gan.trial import run_trial
+    from tests.gan_support import vase_images
+
+    images = vase_images(64)
+    config = GanConfig.from_dict({**R3GAN_TINY, "epochs": 3, "swd_every": 3})
+    run_trial(tmp_path / "t", config, tmp_path / "unused", images=images)
+    first = [line["ada_p"] for line in _lines(tmp_path / "t")]
+    assert len(first) == 3 and all(p is not None and 0.0 <= p <= 1.0 for p in first)
+    assert any(p > 0 for p in first), first  # 4 steps an epoch, 64 images per unit of p: it moves
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["ada_target"] == 0.6
+    from metgan.gan.callbacks import load_latest_checkpoint
+    from metgan.gan.model import build_gan
+
+    gan = build_gan(config)
+    meta = load_latest_checkpoint(tmp_path / "t", gan)
+    assert meta is not None and meta["epoch"] == 3
+    assert float(gan.ada_p.numpy()) == pytest.approx(first[-1], abs=1e-6)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from metgan import trialdir
+from metgan.gan.metrics import PRDC_LINE_KEYS
 from tests.gan_support import TINY, vase_images
 
 
@@ -41,6 +42,9 @@ def test_the_trial_keeps_the_generator_of_its_best_swd_epoch(trial):
     assert record["epoch"] == best_line["epoch"] and record["objective"] == "swd"
     assert record["objective_value"] == pytest.approx(best_line["swd"])
     assert record["metrics"]["swd"] == pytest.approx(best_line["swd"])
+    # precision, recall, density, coverage and KID of that epoch, each with the data's own
+    for key in PRDC_LINE_KEYS:
+        assert record["metrics"][key] is not None and record["metrics"][key] == pytest.approx(best_line[key]), key
     assert record["ema"] is True and record["subset"] == "vases" and record["trial_id"] == "t1"
     assert (record["noise_dim"], record["height"], record["width"], record["channels"]) == (16, 40, 32, 3)
     assert record["value_range"] == [-1.0, 1.0] and record["latent"] == "gaussian"

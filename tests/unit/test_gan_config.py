@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -18,7 +19,9 @@ BAD_VALUES = [
     ("d_blocks", 7, "d_blocks"), ("d_filters", 0, "d_filters"), ("d_kernel", 0, "d_kernel"), ("d_dense", -1, "d_dense"),
     ("d_dense_units", 0, "d_dense_units"), ("d_norm", "group", "d_norm"), ("d_dropout", 1.0, "d_dropout"),
     ("d_leak", -0.1, "d_leak"), ("loss", "bce", "loss"), ("gp_weight", -1.0, "gp_weight"),
-    ("r1_weight", -1.0, "r1_weight"), ("diffaugment", ["zoom"], "diffaugment"),
+    ("r1_weight", -1.0, "r1_weight"), ("r2_weight", -1.0, "r2_weight"), ("penalty_every", 0, "penalty_every"),
+    ("res_blocks", 0, "res_blocks"), ("group_size", 0, "group_size"), ("ada_target", 1.0, "ada_target"),
+    ("ada_images", 0, "ada_images"), ("diffaugment", ["zoom"], "diffaugment"),
     ("diffaugment", ["color", "color"], "diffaugment"), ("ema_decay", 1.0, "ema_decay"), ("g_lr", 0.0, "g_lr"),
     ("g_beta1", 1.0, "g_beta1"), ("g_beta2", -0.1, "g_beta2"), ("d_lr", -1e-4, "d_lr"), ("d_beta1", 1.5, "d_beta1"),
     ("d_beta2", 1.0, "d_beta2"), ("batch_size", 0, "batch_size"), ("g_batch_factor", 0, "g_batch_factor"),
@@ -85,7 +88,29 @@ def test_origin_preset_reproduces_the_origin_settings():
     assert origin.g_batch_factor == 2 and origin.g_lr == origin.d_lr == 2e-4
     assert origin.diffaugment == () and origin.ema_decay == 0.0
     assert origin.label() == "origin"
-    assert set(PRESETS) == {"default", "origin", "fastgan"}
+    assert set(PRESETS) == {"default", "origin", "fastgan", "r3gan"}
+
+
+def test_fields_added_later_leave_the_ids_of_older_configs_unchanged():
+    """Trial ids issued before r2_weight, penalty_every, res_blocks, group_size and the ADA keys
+    existed stay the same: a field at its default is left out of the canonical JSON."""
+    assert preset("default").trial_id() == "4b837f259a1c"
+    assert preset("fastgan").trial_id() == "29aeb247c218"
+    assert preset("origin").trial_id() == "3616f26ee54e"
+    assert GanConfig.from_dict({"r2_weight": 1.0}).trial_id() != preset("default").trial_id()
+
+
+@pytest.mark.parametrize(("changes", "words"), [
+    ({"loss": "relativistic", "g_batch_factor": 2, "d_norm": "none"}, "g_batch_factor"),
+    ({"loss": "relativistic"}, "'loss'='relativistic' and 'd_norm'='batch'"),
+    ({"ada_target": 0.6, "diffaugment": []}, "ada_target"),
+    ({"preset": "r3gan", "d_dropout": 0.3}, "d_dropout"),
+    ({"preset": "r3gan", "g_dense": 1}, "g_dense"),
+    ({"loss": "wgan-gp", "d_norm": "none", "r2_weight": 1.0}, "r2_weight"),
+])
+def test_modern_baseline_combinations_that_cannot_train_are_refused_by_key(changes, words):
+    with pytest.raises(GanConfigError, match=re.escape(words)):
+        GanConfig.from_dict(changes)
 
 
 def test_trial_id_is_a_stable_hash_of_the_resolved_config():
