@@ -451,31 +451,27 @@ def _validate_fastgan(c: GanConfig) -> None:
     if c.d_blocks < 3:
         raise GanConfigError(f"GAN config key 'd_blocks'={c.d_blocks} is too few for 'architecture'='fastgan': "
                              "its decoders read the last two maps before the final one (need >= 3)")
-    for key in ("g_dense", "d_dense"):
-        if getattr(c, key):
-            raise GanConfigError(f"GAN config key {key!r} must be 0 with 'architecture'='fastgan' "
-                                 "(it has no dense layers)")
-    if c.d_dropout:
-        raise GanConfigError("GAN config key 'd_dropout' must be 0 with 'architecture'='fastgan' "
-                             "(its discriminator has no dropout)")
-    if c.seed_height * c.seed_width * c.g_seed_filters > 1 << 18:
-        raise GanConfigError(f"GAN config key 'g_blocks'={c.g_blocks} is too few for {c.height}x{c.width} with "
-                             f"'architecture'='fastgan': the seed grid {c.seed_height}x{c.seed_width}x"
-                             f"{c.g_seed_filters} would exceed 2**18 values; raise g_blocks")
+    _validate_dense_free(c)
 
 
 def _validate_r3gan(c: GanConfig) -> None:
     """What the R3GAN-style builders cannot do, refused by key."""
+    _validate_dense_free(c)
+
+
+def _validate_dense_free(c: GanConfig) -> None:
+    """fastgan and r3gan: no hidden dense layers, no dropout, a seed grid of at most 2**18 values."""
+    name = c.architecture
     for key in ("g_dense", "d_dense"):
         if getattr(c, key):
-            raise GanConfigError(f"GAN config key {key!r} must be 0 with 'architecture'='r3gan' "
+            raise GanConfigError(f"GAN config key {key!r} must be 0 with 'architecture'={name!r} "
                                  "(it has no hidden dense layers)")
     if c.d_dropout:
-        raise GanConfigError("GAN config key 'd_dropout' must be 0 with 'architecture'='r3gan' "
+        raise GanConfigError(f"GAN config key 'd_dropout' must be 0 with 'architecture'={name!r} "
                              "(its discriminator has no dropout)")
     if c.seed_height * c.seed_width * c.g_seed_filters > 1 << 18:
         raise GanConfigError(f"GAN config key 'g_blocks'={c.g_blocks} is too few for {c.height}x{c.width} with "
-                             f"'architecture'='r3gan': the seed grid {c.seed_height}x{c.seed_width}x"
+                             f"'architecture'={name!r}: the seed grid {c.seed_height}x{c.seed_width}x"
                              f"{c.g_seed_filters} would exceed 2**18 values; raise g_blocks")
 
 
