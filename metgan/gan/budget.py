@@ -101,7 +101,7 @@ def _layer_flops(layer, wrapper=None) -> float:
     if isinstance(layer, keras.Model):
         return model_flops(layer)
     name = type(layer).__name__
-    if name == "GroupedConv2D":  # metgan.gan.r3gan's: a Conv2D whose kernel is (kh, kw, in / groups, out)
+    if isinstance(layer, keras.layers.Conv2D):  # and its subclasses (r3gan's GroupedConv2D)
         name = "Conv2D"
     if name == "DepthwiseConv2D":  # kernel (kh, kw, channels, multiplier)
         out_shape = (wrapper or layer).output.shape
