@@ -17,6 +17,7 @@ USER airflow
 WORKDIR /opt/metgan
 COPY --chown=airflow:root pyproject.toml README.md requirements.lock ./
 COPY --chown=airflow:root metgan ./metgan
+COPY --chown=airflow:root sql ./sql
 # A regular (non-editable) install: the SQL ships inside the package. Airflow stays pinned in the
 # same command so pip cannot move it; the lock pins the rest.
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -c requirements.lock . \

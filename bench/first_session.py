@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["METGAN_DATA_DIR"] = str(root / "data")
     os.environ["METGAN_RESULTS_DIR"] = str(root / "results")
 
-    from metgan import demo, search_record
+    from metgan import demo
     from metgan.config import get_settings
+    from metgan.gan import search_record
     from metgan.testing.fakemet import run_in_thread
 
     fake = run_in_thread(seed=args.seed, objects=objects)

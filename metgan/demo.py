@@ -212,7 +212,8 @@ def first_session(env: dict, *, objects: int, search: dict) -> dict[str, float]:
 def print_best_model(search: Path) -> None:
     """The best trial's score against the data's floor, its exported model, the newest generated
     contact sheet, and its latent walk."""
-    from metgan import search_record, trialdir
+    from metgan import trialdir
+    from metgan.gan import search_record
 
     best = search_record.best_trial(search)
     if best is None:

@@ -27,11 +27,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from metgan import search_record, trialdir
+from metgan import trialdir
 from metgan.config import Settings, get_settings
 from metgan.db import get_engine
 from metgan.db import met as repository
 from metgan.errors import ConfigError, MetRetryableError, TrainingError
+from metgan.gan import search_record
 from metgan.met.ingest import (
     create_run,
     discover_object_ids,
@@ -174,7 +175,7 @@ def publish_search(search_name: str, trial_ids: list[str] | None = None, *,
     """Write the search's report, then raise when none of ``trial_ids`` finished.
 
     ``trial_ids`` defaults to every trial in search.json. A trial that reads ``running`` while
-    nobody trains it is first recorded ``interrupted`` (:func:`metgan.search_record.settle`). A
+    nobody trains it is first recorded ``interrupted`` (:func:`metgan.gan.search_record.settle`). A
     search whose trials all failed has nothing to compare: its report says why each failed, and
     the DAG's last task, which calls this, fails with the first error instead of ending the run
     green. Returns publish_report's paths and counts plus ``"statuses"`` (status -> count).
@@ -211,7 +212,7 @@ def _publish_search(search_name: str, trial_ids: list[str] | None, settings: Set
 
 
 def best_model(search_name: str, *, settings: Settings | None = None) -> dict | None:
-    """The search's best exported generator (:func:`metgan.search_record.best_trial`), as an asset
+    """The search's best exported generator (:func:`metgan.gan.search_record.best_trial`), as an asset
     event's extra: {"search_name", "trial_id", "epoch", "model"}; None when no trial has a best snapshot."""
     folder = search_record.search_folder(search_name, settings or get_settings())
     best = search_record.best_trial(folder)

@@ -73,7 +73,7 @@ def _refresh_from_store(path: str = "") -> None:
     it: one file (``path``) or every search's records and pictures (no checkpoints, and the
     gallery's own thumbnails stay). On a local folder: nothing to do."""
     from metgan.errors import MetganError
-    from metgan.search_record import HEAVY_PARTS
+    from metgan.gan.search_record import HEAVY_PARTS
 
     store = results_store()
     if not store.is_remote:
@@ -211,7 +211,7 @@ def _picture(trial) -> str | None:
 
 def _trial_card(search_dir: Path, record) -> dict:
     """One trial's card; its status, label, score and best snapshot are the search record's
-    (:class:`metgan.search_record.TrialRecord`)."""
+    (:class:`metgan.gan.search_record.TrialRecord`)."""
     from metgan.errors import RenderError
     from metgan.viz.trial import load_trial
 
@@ -300,9 +300,10 @@ def _airflow_run(search: dict, ui_root: str) -> str | None:
 
 def searches(root: Path, ui_root: str = "") -> list[dict]:
     """Every readable search under ``root``, newest first, each with its trials best first
-    (:func:`metgan.search_record.ranked_trials`), ready for the page."""
-    from metgan import search_record, trialdir
+    (:func:`metgan.gan.search_record.ranked_trials`), ready for the page."""
+    from metgan import trialdir
     from metgan.errors import TrialFolderError
+    from metgan.gan import search_record
 
     found = []
     for search_file in trialdir.search_files(root):

@@ -17,7 +17,7 @@ def db() -> None:
 @click.option("--create-database", is_flag=True,
               help="Create the database METGAN_DATABASE_URL names if it does not exist.")
 def migrate(create_database: bool) -> None:
-    """Apply pending migrations (metgan/sql/, safe to run from several processes at once)."""
+    """Apply pending migrations (sql/, safe to run from several processes at once)."""
     if create_database and engine.create_database_if_missing(engine.database_url()):
         click.echo("created the database")
     applied = migrations.migrate(engine.get_engine())

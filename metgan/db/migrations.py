@@ -1,6 +1,6 @@
 """Numbered plain-SQL migrations, applied in order by one runner.
 
-Files are ``metgan/sql/NNNN_name.sql`` (package data, so an installed wheel carries them). Each
+Files are ``sql/NNNN_name.sql`` (installed as the package metgan.sql, so a wheel carries them). Each
 one runs in its own transaction together with the row that records it in ``schema_migrations``
 (version, name, sha256 of the file). A session-level advisory lock makes concurrent runners take
 turns: the second one finds everything applied and does nothing. An applied file whose checksum
@@ -23,7 +23,7 @@ from metgan.errors import MigrationError
 log = logging.getLogger(__name__)
 
 # Package data: the same files in a checkout, an editable install and an installed wheel.
-SQL_DIR = Path(str(resources.files("metgan").joinpath("sql")))
+SQL_DIR = Path(str(resources.files("metgan.sql")))
 _LOCK_KEY = 0x6D657467616E  # "metgan"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 

@@ -1,6 +1,6 @@
 """The searches repository: ``searches``, ``trials`` and ``trial_epochs`` rows, and the trial locks.
 
-The rows are an index of the search folders for SQL queries: :mod:`metgan.search_record` alone
+The rows are an index of the search folders for SQL queries: :mod:`metgan.gan.search_record` alone
 writes them, always after the folder, and rebuilds a trial's row from its folder; nothing in
 metgan reads a search's state from them. The trial lock is PostgreSQL's session advisory lock,
 held by the one process that trains a trial, whichever host it runs on (every host shares the

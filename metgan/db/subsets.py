@@ -2,7 +2,7 @@
 an injected engine.
 
 The selection rule (which objects a subset can take) is the named query
-``metgan/sql/queries/subset_candidates.sql``; ``subset_images.sql`` reads the downloaded images of
+``sql/queries/subset_candidates.sql``; ``subset_images.sql`` reads the downloaded images of
 those candidates, composed on top of the rule as a CTE so that both uses run the same text. This
 module runs them with the bound parameters :meth:`metgan.images.selection.Selection.query_params`
 gives; what the parameters mean is the images package's. Nothing here reads settings or migrates
@@ -24,14 +24,14 @@ from sqlalchemy.exc import DataError, ProgrammingError
 
 from metgan.errors import SubsetError
 
-QUERIES_DIR = Path(str(resources.files("metgan").joinpath("sql", "queries")))
+QUERIES_DIR = Path(str(resources.files("metgan.sql").joinpath("queries")))
 _LOCK_CLASS = 0x5342  # "SB": subset builds
 
 
 # -- the named selection query -------------------------------------------------------------------
 
 def load_query(name: str) -> str:
-    """The SQL of ``metgan/sql/queries/<name>.sql``, without its comment lines.
+    """The SQL of ``sql/queries/<name>.sql``, without its comment lines.
 
     psycopg2 binds parameters into the text client-side, comments included; dropping comment
     lines means no placeholder can ever sit where a value's newline would end a comment.

@@ -181,7 +181,7 @@ def generate_for_search(search_name: str, *, trial_id: str | None = None, seeds:
     """Generate from a search's trial (its best trial when ``trial_id`` is None) into
     ``<search>/generations/<trial>-<hash>/``; a folder already complete is kept as it is."""
     from metgan.config import get_settings
-    from metgan.search_record import synced
+    from metgan.gan.search_record import synced
 
     settings = settings or get_settings()
     with synced(search_name, settings=settings):  # on an object store: pulled, then pushed
@@ -190,7 +190,7 @@ def generate_for_search(search_name: str, *, trial_id: str | None = None, seeds:
 
 def _generate_for_search(search_name: str, trial_id: str | None, seeds: list[int], truncation: float,
                          upscale: int, settings) -> dict:
-    from metgan.search_record import best_trial, read_search, search_folder
+    from metgan.gan.search_record import best_trial, read_search, search_folder
 
     folder = search_folder(search_name, settings)
     if read_search(folder) is None:

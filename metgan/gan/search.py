@@ -2,7 +2,7 @@
 
 The grid itself (parsing, expansion, labels) is :mod:`metgan.gan.param_grid`, the strategies'
 arithmetic :mod:`metgan.gan.strategy`, and the search's record (status, ranking, best snapshot,
-the database index and the object-store sync) :mod:`metgan.search_record`. A trial's id is the
+the database index and the object-store sync) :mod:`metgan.gan.search_record`. A trial's id is the
 hash of its resolved config (plus the schema version), so a rerun skips finished trials and a
 changed grid never shifts results into the wrong folder.
 
@@ -17,7 +17,7 @@ import logging
 import re
 from pathlib import Path
 
-from metgan import names, search_record, trialdir
+from metgan import names, trialdir
 from metgan.config import Settings, get_settings
 from metgan.errors import (
     GanConfigError,
@@ -26,6 +26,7 @@ from metgan.errors import (
     TrainingError,
     TrialFolderError,
 )
+from metgan.gan import search_record
 from metgan.gan.config import GanConfig
 from metgan.gan.param_grid import candidates, grid_labels, grid_parts, parse_grid_text, resolve_grid
 from metgan.gan.strategy import (
@@ -388,7 +389,7 @@ def _rung_result(trial_dir: Path, rung: int) -> dict | None:
 
 def _ranked_at(folder: Path, search: dict, rung: int, members: list[str]) -> list[tuple[str, float]]:
     """The members that can be promoted from ``rung`` with their score there, best first by
-    :func:`metgan.search_record.rank` (ties keep the plan order)."""
+    :func:`metgan.gan.search_record.rank` (ties keep the plan order)."""
     scored = []
     for trial_id in members:
         result = _rung_result(folder / trial_id, rung)
@@ -524,10 +525,10 @@ def search_summary(search_name: str, *, settings: Settings | None = None) -> dic
 
 
 def leaderboard(search_name: str, *, settings: Settings | None = None) -> list[dict]:
-    """The search's trials best first (:func:`metgan.search_record.rank`), from its folder.
+    """The search's trials best first (:func:`metgan.gan.search_record.rank`), from its folder.
 
     A trial that reads ``running`` while nobody holds its lock is first recorded ``interrupted``
-    (:func:`metgan.search_record.settle`), so the board never shows a dead trainer at work.
+    (:func:`metgan.gan.search_record.settle`), so the board never shows a dead trainer at work.
     """
     settings = settings or get_settings()
     _checked(search_name, "search name")

@@ -1,6 +1,6 @@
 """Which objects and images go into a training subset: the parameters, and the selection run.
 
-The rule itself is the named query ``metgan/sql/queries/subset_candidates.sql``, which
+The rule itself is the named query ``sql/queries/subset_candidates.sql``, which
 :mod:`metgan.db.subsets` runs with the bound parameters :meth:`Selection.query_params` builds.
 
 Patterns are matched against the object name, case-insensitively and word-aware. By default a

@@ -22,9 +22,10 @@ import jinja2
 import numpy as np
 from PIL import Image
 
-from metgan import names, search_record, trialdir
+from metgan import names, trialdir
 from metgan.config import Settings, get_settings
 from metgan.errors import ConfigError, RenderError, TrialFolderError
+from metgan.gan import search_record
 from metgan.gan.metrics import PRDC_LINE_KEYS, describe_prdc
 from metgan.viz.trial import SCORE_LABELS, TrialRun, format_value, load_trial
 
@@ -78,7 +79,7 @@ def _min(trial: TrialRun, name: str) -> float | None:
 
 def _entry(search_dir: Path, record: search_record.TrialRecord) -> Entry:
     """The leaderboard row and card of a trial; its status, label, score and best snapshot are
-    the search record's (:mod:`metgan.search_record`), the rest comes from its files."""
+    the search record's (:mod:`metgan.gan.search_record`), the rest comes from its files."""
     trial_id = record.trial_id
     try:
         trial = load_trial(search_dir / trial_id)
@@ -156,7 +157,7 @@ def strategy_line(search: dict, entries: list[Entry]) -> str:
 
 
 def _ranked(entries: list[Entry], direction: str) -> list[Entry]:
-    """The entries in :func:`metgan.search_record.rank`'s order, numbered."""
+    """The entries in :func:`metgan.gan.search_record.rank`'s order, numbered."""
     ranked = search_record.rank(entries, direction, score=lambda entry: entry.values.get("objective"),
                                 rung=lambda entry: entry.values.get("rung"))
     for rank, entry in enumerate(ranked, 1):

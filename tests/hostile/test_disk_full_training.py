@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from metgan import search_record, trialdir
-from metgan.gan import search
+from metgan import trialdir
+from metgan.gan import search, search_record
 from tests.gan_support import TINY, make_subset
 from tests.hostile.disk import fill, small_disk
 

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from metgan import search_record, trialdir
+from metgan import trialdir
 from metgan.db.searches import trial_lock
-from metgan.gan import search
+from metgan.gan import search, search_record
 from tests.gan_support import TINY, make_subset
 from tests.trialfolders import make_search
 

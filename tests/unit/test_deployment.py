@@ -2,6 +2,7 @@
 valid YAML, and every command, env var, pool, queue and path consistent with the code."""
 
 import re
+import tomllib
 
 import pytest
 import yaml
@@ -110,8 +111,11 @@ def test_dockerfile_matches_the_pinned_airflow_and_installs_metgan():
     airflow_pin = re.search(r'apache-airflow\[[^\]]*\]==([\d.]+)', pyproject).group(1)
     assert f"ARG AIRFLOW_VERSION={airflow_pin}" in dockerfile
     assert "FROM apache/airflow:${AIRFLOW_VERSION}-python3.11" in dockerfile
-    # A regular install: the SQL is package data, so no source tree is needed at run time.
+    # A regular install: the SQL installs as metgan.sql, so no source tree is needed at run time;
+    # the build needs every folder a package comes from (pyproject's package-dir: sql/).
     assert re.search(r"-c requirements\.lock \. ", dockerfile) and " -e " not in dockerfile
-    for copied in ("metgan", "requirements.lock", "pyproject.toml"):
+    folders = set(tomllib.loads(pyproject)["tool"]["setuptools"]["package-dir"].values())
+    assert "sql" in folders
+    for copied in ("metgan", *sorted(folders), "requirements.lock", "pyproject.toml"):
         assert re.search(rf"COPY .*\b{re.escape(copied)}\b", dockerfile), copied
     assert 'TENSORFLOW}" = "cuda"' in dockerfile
