@@ -14,16 +14,15 @@ Gaussian latent towards the mean (1 = none, 0 = the mean image for every seed).
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import AssetAlias, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
+from metgan import assets
 from metgan.names import NAME_PATTERN
-
-MODELS_ALIAS = AssetAlias("metgan-models")
 
 
 @dag(
     dag_id="gan_generate",
-    schedule=[MODELS_ALIAS],
+    schedule=[assets.MODELS],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["metgan", "gan"],

@@ -25,8 +25,6 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import (
-    Asset,
-    AssetAlias,
     ExceptionRetryPolicy,
     Param,
     RetryAction,
@@ -38,14 +36,11 @@ from airflow.sdk import (
     task,
 )
 
+from metgan import assets
 from metgan.gan.budget import DEFAULT_SEARCH_BUDGET_S
 from metgan.gan.search import OBJECTIVES
 from metgan.gan.strategy import MAX_RUNGS, STRATEGIES
 from metgan.names import NAME_PATTERN
-
-# publish_report adds metgan://models/<search> through this alias once a trial has a best
-# snapshot; gan_generate is scheduled on it.
-MODELS_ALIAS = AssetAlias("metgan-models")
 
 # The setting the small-data literature disagrees on most, two trials: the budget then buys each
 # of them enough training to draw (bench/first_session.py measures this default).
@@ -161,7 +156,7 @@ def gan_search():
     # Once every rendering is done and at least one succeeded, so a failed or stopped trial is
     # still reported; when plan_trials failed nothing was rendered and this reads upstream_failed,
     # not a second failure. It fails the run when no trial finished: the run would read green.
-    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, outlets=[MODELS_ALIAS])
+    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, outlets=[assets.MODELS])
     def publish_report(rendered, params: dict | None = None, outlet_events=None) -> dict:
         from metgan.pipeline import best_model, publish_search
 
@@ -169,7 +164,7 @@ def gan_search():
         written = publish_search(params["search_name"], trial_ids)
         model = best_model(params["search_name"])  # None when no trial has a best snapshot: no event
         if model is not None:
-            outlet_events[MODELS_ALIAS].add(Asset(f"metgan://models/{params['search_name']}"), extra=model)
+            outlet_events[assets.MODELS].add(assets.model(params["search_name"]), extra=model)
         return {"trials": len(trial_ids), "model": model,
                 **{k: v if k == "statuses" else str(v) for k, v in written.items()}}
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Asset, Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
-IMAGES_ASSET = Asset("metgan://met/images")
+from metgan import assets
 
 API_RETRIES = {
     "retries": 4,
@@ -112,7 +112,7 @@ def met_ingest():
     # this one too, leaving the scrape run 'running' for ever. A run whose objects have no image
     # closes its scrape run, then skips, so it announces no images (no vase_subset run on nothing).
     # The run's counts come from the database, which every batch wrote; no batch result is read.
-    @task(outlets=[IMAGES_ASSET], trigger_rule=TriggerRule.NONE_FAILED)
+    @task(outlets=[assets.IMAGES], trigger_rule=TriggerRule.NONE_FAILED)
     def summarize(scrape_run_id: int) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 

@@ -13,17 +13,15 @@ classifications) and the ratio accept null, which the trigger form sends for an 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, AssetAlias, Param, dag, task
+from airflow.sdk import Param, dag, task
 
+from metgan import assets
 from metgan.names import NAME_PATTERN
-
-IMAGES_ASSET = Asset("metgan://met/images")
-SUBSETS_ALIAS = AssetAlias("metgan-subsets")
 
 
 @dag(
     dag_id="vase_subset",
-    schedule=[IMAGES_ASSET],
+    schedule=[assets.IMAGES],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -48,7 +46,7 @@ SUBSETS_ALIAS = AssetAlias("metgan-subsets")
     },
 )
 def vase_subset():
-    @task(outlets=[SUBSETS_ALIAS])
+    @task(outlets=[assets.SUBSETS])
     def build_subset(params: dict | None = None, outlet_events=None) -> dict:
         from metgan.images.subset import build_subset as build
 
@@ -58,7 +56,7 @@ def vase_subset():
         given = {"exclude": [], "classifications": [], **{key: params[key] for key in keys
                                                            if params.get(key) is not None}}
         summary = build(name, given)      # raises SubsetError when nothing was built: no asset event
-        outlet_events[SUBSETS_ALIAS].add(Asset(f"metgan://subsets/{name}"))
+        outlet_events[assets.SUBSETS].add(assets.subset(name))
         return summary
 
     build_subset()
