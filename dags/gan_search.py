@@ -38,7 +38,7 @@ from airflow.sdk import (
 
 from metgan import assets
 from metgan.gan.budget import DEFAULT_SEARCH_BUDGET_S
-from metgan.gan.search import OBJECTIVES
+from metgan.gan.request import OBJECTIVES
 from metgan.gan.strategy import MAX_RUNGS, STRATEGIES
 from metgan.names import NAME_PATTERN
 
@@ -96,19 +96,13 @@ DEFAULT_GRID = {"loss": ["non-saturating", "hinge"]}
 def gan_search():
     @task
     def plan_trials(params: dict | None = None) -> list[dict]:
-        from metgan.gan.search import plan_trials as plan
+        from metgan.gan.request import SearchRequest
+        from metgan.gan.search import plan_request
 
         context = get_current_context()
-        base = dict(params["base"])
-        if params["epochs"] is not None:
-            base["epochs"] = int(params["epochs"])
-        strategy = {"strategy": params["strategy"], "seed": params["seed"], "factor": params["factor"],
-                    "n_iter": params["n_iter"] if params["strategy"] != "grid" else None,
-                    "min_epochs": params["min_epochs"] if params["strategy"] == "halving" else None}
-        return plan(params["search_name"], params["grid"], subset=params["subset"], base=base,
-                    objective=params["objective"], direction=params["direction"], strategy=strategy,
-                    airflow_dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"],
-                    budget_s=params["budget_s"])
+        request = SearchRequest.from_form(params, airflow_dag_id=context["dag"].dag_id,
+                                          airflow_run_id=context["run_id"])
+        return plan_request(request)["trials"]
 
     @task(
         pool="gpu",

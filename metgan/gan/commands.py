@@ -12,31 +12,6 @@ from metgan.errors import GanConfigError
 from metgan.gan.budget import DEFAULT_SEARCH_BUDGET_S
 
 
-def _parse_param(text: str) -> tuple[str, list]:
-    """``key=v1,v2`` -> (key, [v1, v2]); values parsed as YAML scalars (``1e-3`` is a float, as in
-    Python and YAML 1.2); diffaugment items use '+'."""
-    import yaml
-
-    from metgan.files import load_yaml
-
-    if "=" not in text:
-        raise GanConfigError(f"--param {text!r} must look like key=value1,value2")
-    key, _, raw = text.partition("=")
-    key = key.strip()
-    values: list = []
-    for item in raw.split(","):
-        item = item.strip()
-        if key == "diffaugment":
-            values.append([] if item in ("", "none") else item.split("+"))
-            continue
-        try:
-            values.append(load_yaml(item))
-        except yaml.YAMLError:
-            raise GanConfigError(f"{text!r}: value {item!r} is not a YAML scalar; write key=value or "
-                                 "key=value1,value2 (quote a string that starts with [ or {)") from None
-    return key, values
-
-
 def _read_config(path: Path) -> dict:
     from metgan.files import check_input_file
     from metgan.gan.param_grid import read_yaml_file
@@ -60,13 +35,14 @@ def _read_config(path: Path) -> dict:
 def train(config_path: Path, subset: str, out: Path | None, overrides: tuple[str, ...]) -> None:
     """Train one GAN trial from a config file (files only; no database rows)."""
     from metgan.gan.config import GanConfig
+    from metgan.gan.request import parse_param
     from metgan.gan.search import check_subset
     from metgan.gan.trial import run_trial
 
     settings = get_settings()
     data = _read_config(config_path)
     for item in overrides:
-        key, values = _parse_param(item)
+        key, values = parse_param(item)
         data[key] = values[0] if len(values) == 1 else values
     config = GanConfig.from_dict(data)
     subset_dir = check_subset(subset, settings)["path"]
@@ -101,30 +77,15 @@ def run_command(grid_path, params, preset, subset, search_name, objective, direc
     The grid file's ``strategy`` (grid, random with n_iter and seed, halving with factor,
     min_epochs, max_epochs) decides which trials train and for how long.
     """
-    from metgan.gan import param_grid
     from metgan.gan import search as search_lib
+    from metgan.gan.request import SearchRequest
     from metgan.progress import Progress
 
     settings = get_settings()
-    if grid_path:
-        from metgan.files import check_input_file
-
-        check_input_file(grid_path, "grid file", error=GanConfigError)
-    spec = param_grid.load_grid_file(grid_path) if grid_path else {"grid": {}, "base": {}, "objective": "swd",
-                                                               "direction": "min"}
-    grid = spec["grid"]
-    if params:
-        extra = dict(_parse_param(p) for p in params)
-        grid = [{**part, **extra} for part in (grid if isinstance(grid, list) else [grid or {}])]
-    base = dict(spec["base"])
-    if preset:
-        base["preset"] = preset
-    objective = objective or spec["objective"]
-    direction = direction or spec["direction"]
+    request = SearchRequest.from_command_line(search_name, subset, grid_path, params=params, preset=preset,
+                                              objective=objective, direction=direction, budget_s=budget_s)
     # Planned once: a dry run stops after validating; a real run writes the plan it printed and trains it.
-    overview = search_lib.plan_search(search_name, grid, subset=subset, base=base, objective=objective,
-                                      direction=direction, settings=settings, dry_run=dry_run,
-                                      strategy=spec.get("strategy"), budget_s=budget_s or None)
+    overview = search_lib.plan_request(request, settings=settings, dry_run=dry_run)
     plan = overview["trials"]
     for item in plan:
         click.echo(f"{item['trial_id']}  {item['label']}")

@@ -29,6 +29,7 @@ from metgan.errors import (
 from metgan.gan import search_record
 from metgan.gan.config import GanConfig
 from metgan.gan.param_grid import candidates, grid_labels, grid_parts, parse_grid_text, resolve_grid
+from metgan.gan.request import SearchRequest
 from metgan.gan.strategy import (
     Strategy,
     epochs_trained,
@@ -36,8 +37,6 @@ from metgan.gan.strategy import (
 )
 
 log = logging.getLogger(__name__)
-
-OBJECTIVES = ("swd", "color_distance", "diversity", "fid", "d_loss", "g_loss")
 
 
 # --- folders ----------------------------------------------------------------------------------
@@ -107,35 +106,27 @@ def check_subset(subset: str, settings: Settings | None = None) -> dict:
 
 # --- planning ---------------------------------------------------------------------------------
 
-def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str, base: dict | None = None,
-                objective: str = "swd", direction: str = "min", settings: Settings | None = None,
-                dry_run: bool = False, airflow_dag_id: str | None = None,
-                airflow_run_id: str | None = None, strategy: dict | Strategy | None = None,
-                budget_s: float | None = None) -> list[dict]:
-    """:func:`plan_search`'s trials: what the DAG maps its first training stage over."""
-    return plan_search(search_name, grid, subset=subset, base=base, objective=objective, direction=direction,
-                       settings=settings, dry_run=dry_run, airflow_dag_id=airflow_dag_id,
-                       airflow_run_id=airflow_run_id, strategy=strategy, budget_s=budget_s)["trials"]
-
-
-def plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str, base: dict | None = None,
-                objective: str = "swd", direction: str = "min", settings: Settings | None = None,
-                dry_run: bool = False, airflow_dag_id: str | None = None,
-                airflow_run_id: str | None = None, strategy: dict | Strategy | None = None,
-                budget_s: float | None = None) -> dict:
-    """:func:`_plan_search` on the search folder, synced with the results store around it."""
+def plan_request(request: SearchRequest, *, settings: Settings | None = None, dry_run: bool = False) -> dict:
+    """:func:`_plan` on the search folder, synced with the results store around it."""
     settings = settings or get_settings()
-    with search_record.synced(search_name, settings=settings):
-        return _plan_search(search_name, grid, subset=subset, base=base, objective=objective,
-                            direction=direction, settings=settings, dry_run=dry_run, airflow_dag_id=airflow_dag_id,
-                            airflow_run_id=airflow_run_id, strategy=strategy, budget_s=budget_s)
+    with search_record.synced(request.search_name, settings=settings):
+        return _plan(request, settings=settings, dry_run=dry_run)
 
 
-def _plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str, base: dict | None = None,
-                 objective: str = "swd", direction: str = "min", settings: Settings | None = None,
-                 dry_run: bool = False, airflow_dag_id: str | None = None,
-                 airflow_run_id: str | None = None, strategy: dict | Strategy | None = None,
-                 budget_s: float | None = None) -> dict:
+def plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str, settings: Settings | None = None,
+                dry_run: bool = False, **request) -> dict:
+    """:func:`plan_request` from keywords: ``request`` holds :class:`SearchRequest`'s other fields."""
+    return plan_request(SearchRequest(search_name=search_name, subset=subset, grid=grid, **request),
+                        settings=settings, dry_run=dry_run)
+
+
+def plan_trials(search_name: str, grid: dict | list[dict] | str, *, subset: str, settings: Settings | None = None,
+                **request) -> list[dict]:
+    """:func:`plan_search`'s trials."""
+    return plan_search(search_name, grid, subset=subset, settings=settings, **request)["trials"]
+
+
+def _plan(request: SearchRequest, *, settings: Settings, dry_run: bool) -> dict:
     """Validate the whole grid and the subset, then write the search folder, trial folders and DB rows.
 
     ``budget_s`` (seconds for the whole search) decides the training when neither the base nor the
@@ -161,22 +152,12 @@ def _plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str
     again changes nothing; planning a grown grid adds the new trials. ``dry_run`` validates and
     returns the plan without writing anything.
     """
-    settings = settings or get_settings()
-    if not isinstance(strategy, Strategy):
-        strategy = Strategy.from_dict(strategy)
-    if objective not in OBJECTIVES:
-        raise GanConfigError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
-    if direction not in ("min", "max"):
-        raise GanConfigError(f"direction {direction!r} must be 'min' or 'max'")
-    if base is not None and not isinstance(base, dict):
-        raise GanConfigError(f"base settings must be a mapping of GAN config keys (e.g. {{\"epochs\": 5}}); "
-                             f"got {type(base).__name__}")
+    search_name, subset, strategy, budget_s = request.search_name, request.subset, request.strategy, request.budget_s
     folder = search_dir(search_name, settings)
-    if isinstance(grid, str):
-        grid = parse_grid_text(grid)
+    grid = parse_grid_text(request.grid) if isinstance(request.grid, str) else request.grid
     combos = candidates(grid, strategy)
     found = check_subset(subset, settings)
-    base = dict(base or {})
+    base = dict(request.base)
     grid_keys = {key for keys, _ in grid_parts(grid) for key in keys}
     # The budget decides what the user left to it: the epochs (and, unless set, the size). Set
     # epochs, or successive halving's rungs, decide the training themselves and the budget is unused.
@@ -240,14 +221,14 @@ def _plan_search(search_name: str, grid: dict | list[dict] | str, *, subset: str
     previous = trialdir.read_search(folder) or {}
     trial_ids = list(dict.fromkeys(list(previous.get("trials", [])) + [p["trial_id"] for p in plan]))
     record = trialdir.SearchRecord(name=search_name, subset=subset, subset_dir=str(found["path"]), grid=grid,
-                                   base=base, objective=objective, direction=direction,
+                                   base=base, objective=request.objective, direction=request.direction,
                                    created_at=previous.get("created_at", trialdir.utc_now()), trials=trial_ids,
                                    strategy=overview["strategy"], rungs=overview["rungs"],
                                    candidates=[p["trial_id"] for p in plan], max_epochs=max_epochs,
                                    planned_images=planned_images, full_grid_images=overview["full_grid_images"],
                                    budget_s=overview["budget_s"])
-    if airflow_dag_id or airflow_run_id:
-        record["airflow"] = trialdir.AirflowLink(dag_id=airflow_dag_id, run_id=airflow_run_id)
+    if request.airflow_dag_id or request.airflow_run_id:
+        record["airflow"] = trialdir.AirflowLink(dag_id=request.airflow_dag_id, run_id=request.airflow_run_id)
     elif previous.get("airflow"):
         record["airflow"] = previous["airflow"]  # a CLI replan keeps the link to the run that made it
     trialdir.write_search(folder, record)

@@ -116,3 +116,15 @@ def test_gan_search_publishes_models_that_schedule_gan_generate(dagbag):
     generate = dagbag.dags["gan_generate"]
     assert "metgan-models" in str(generate.timetable.asset_condition)
     assert [t.task_id for t in generate.tasks] == ["generate"]
+
+
+def test_the_gan_search_form_defaults_are_the_command_lines(dagbag):
+    # One request builder: the form left at its defaults asks what `metgan search run` asks with
+    # the same grid (the form's default grid) and its default budget.
+    from metgan.gan.request import SearchRequest
+
+    form = dict(dagbag.dags["gan_search"].params.dump())
+    grid = form["grid"]
+    axes = tuple(f"{key}={','.join(map(str, values))}" for key, values in grid.items())
+    cli = SearchRequest.from_command_line(form["search_name"], form["subset"], params=axes)
+    assert SearchRequest.from_form(form) == cli

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from metgan.cli import cli
 from metgan.errors import GanConfigError
 from metgan.files import MAX_INPUT_BYTES, load_yaml, read_bounded_file
-from metgan.gan.commands import _parse_param
 from metgan.gan.config import UPPER_BOUNDS, GanConfig
+from metgan.gan.request import parse_param
 
 
 @pytest.mark.parametrize(("overrides", "named"), [
@@ -59,7 +59,7 @@ def test_the_largest_seed_is_one_numpy_and_the_trainer_accept():
 @pytest.mark.parametrize("spelling", ["1e-3", "1E-3", "1.0e-3", "0.001", "+1e-3", "1_0e-4", " 1e-3"])
 def test_a_float_is_read_in_every_spelling(spelling):
     assert GanConfig.from_dict({"g_lr": spelling}).g_lr == pytest.approx(0.001)
-    key, values = _parse_param(f"g_lr={spelling.strip()},2e-4")
+    key, values = parse_param(f"g_lr={spelling.strip()},2e-4")
     assert key == "g_lr" and values == [pytest.approx(0.001), pytest.approx(2e-4)]
     assert all(isinstance(v, float) for v in values)
 
