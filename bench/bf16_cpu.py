@@ -1,6 +1,6 @@
 """Measure: does ``mixed_bfloat16`` speed up training on this CPU (issue #15, point 4)?
 
-For each preset (default = DCGAN, fastgan) at 80x64 (HxW), builds the GAN once in float32 and
+For each preset (default = DCGAN, fastgan) at 64x80 (width x height), builds the GAN once in float32 and
 once under Keras' ``mixed_bfloat16`` policy (bf16 compute, float32 variables; bf16 needs no loss
 scaling), warms both up, then times them in interleaved rounds so machine load hits both alike.
 Prints images/s per policy and the median per-round ratio, and ends with ``speedup: Nx``, the
@@ -9,7 +9,7 @@ default preset's bf16 over float32 ratio. These are bare train steps; whole tria
 there bf16 trained fewer images than float32 and ended no better, so auto stays float32 on a CPU.
 
     python bench/bf16_cpu.py                 # 4 rounds of 4 steps, batch 32
-    python bench/bf16_cpu.py --quick         # 40x32, 1 round: checks the script runs
+    python bench/bf16_cpu.py --quick         # 32x40, 1 round: checks the script runs
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main() -> None:
                 rates[policy].append(run(args.steps))
         ratios = sorted(b / f for f, b in zip(rates["float32"], rates["mixed_bfloat16"], strict=True))
         median = medians[preset] = ratios[len(ratios) // 2]
-        print(f"{preset} {height}x{width} batch {config.batch_size}: float32 "
+        print(f"{preset} {width}x{height} batch {config.batch_size}: float32 "
               f"{sum(rates['float32']) / rounds:.1f} images/s, mixed_bfloat16 "
               f"{sum(rates['mixed_bfloat16']) / rounds:.1f} images/s; bf16/fp32 median {median:.2f}x", flush=True)
     print(f"speedup: {medians['default']:.2f}x")

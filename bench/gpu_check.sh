@@ -4,30 +4,30 @@
 # utilisation (nvidia-smi sampled every 0.5 s during that trial).
 #
 #   bash bench/gpu_check.sh                                  # on a GPU machine: default and fastgan
-#                                                            # at 160x128 and 320x256, 400 steps, batch 64
-#   bash bench/gpu_check.sh --quick                          # seconds: 40x32, 2 steps, batch 8
+#                                                            # at 128x160 and 256x320, 400 steps, batch 64
+#   bash bench/gpu_check.sh --quick                          # seconds: 32x40, 2 steps, batch 8
 #   REQUIRE_GPU=0 bash bench/gpu_check.sh --quick            # the same on a CPU (the smoke test's run)
 #
 # Without a GPU it says so on stderr and exits 2 (unless REQUIRE_GPU=0); any other failure exits 1.
 # There is no baseline to beat here, so it prints no speedup line: it ends with
 # "gpu check: N of N trials completed".
 #
-# Environment: STEPS (default 400), SIZES HxW list ("160x128 320x256"; the issue's 128x160 and
-# 256x320), PRESETS ("default fastgan"), BATCH (64), MIXED and XLA (auto|on|off; auto = on with a
+# Environment: STEPS (default 400), SIZES as width x height ("128x160 256x320"), PRESETS
+# ("default fastgan"), BATCH (64), MIXED and XLA (auto|on|off; auto = on with a
 # GPU), REQUIRE_GPU (1: exit 2 when TensorFlow sees no GPU), OUT (folder for the trials; default a
-# temp folder). fastgan's blocks grow with the size (seed grid 5x4 at 5:4 sizes); the DCGAN presets
+# temp folder). fastgan's blocks grow with the size (seed grid 4x5 at 4:5 sizes); the DCGAN presets
 # keep theirs. Run from the repository root with the project's venv active or at .venv/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--quick" ]; then
-  export SIZES="${SIZES:-40x32}" STEPS="${STEPS:-2}" BATCH="${BATCH:-8}"
+  export SIZES="${SIZES:-32x40}" STEPS="${STEPS:-2}" BATCH="${BATCH:-8}"
 elif [ $# -gt 0 ]; then
   echo "usage: bash bench/gpu_check.sh [--quick]  (settings come from the environment: see the header)" >&2
   exit 1
 fi
 PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-export STEPS="${STEPS:-400}" SIZES="${SIZES:-${SIZE:-160x128 320x256}}" PRESETS="${PRESETS:-default fastgan}" BATCH="${BATCH:-64}" MIXED="${MIXED:-auto}" XLA="${XLA:-auto}"
+export STEPS="${STEPS:-400}" SIZES="${SIZES:-${SIZE:-128x160 256x320}}" PRESETS="${PRESETS:-default fastgan}" BATCH="${BATCH:-64}" MIXED="${MIXED:-auto}" XLA="${XLA:-auto}"
 export REQUIRE_GPU="${REQUIRE_GPU:-1}"
 
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -100,19 +100,19 @@ def check(preset, height, width):
     rates = [line["images_per_s"] for line in lines if line.get("images_per_s")]
     steady = statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
     print(json.dumps({"preset": preset, "device": info["device"], "mixed_precision": info["mixed_precision"],
-                      "xla": info["xla"], "size": f"{height}x{width}", "batch": batch,
+                      "xla": info["xla"], "size": f"{width}x{height}", "batch": batch,
                       "steps": epochs * steps_per_epoch, "status": summary["status"],
                       "first_epoch_images_per_s": rates[0], "steady_images_per_s": steady,
                       "gpu_utilisation_pct": utilisation, "final_swd": lines[-1]["swd"], "wall_s": round(wall, 1),
                       "trial_dir": str(out)}, indent=2))
-    print(f"{preset} {height}x{width}: images/s {steady:.1f} (steady, median of epochs 2..{len(rates)}; first "
+    print(f"{preset} {width}x{height}: images/s {steady:.1f} (steady, median of epochs 2..{len(rates)}; first "
           f"epoch with compilation {rates[0]:.1f}); mixed precision: {'on' if info['mixed_precision'] else 'off'}; "
           f"XLA: {'on' if info['xla'] else 'off'}; GPU utilisation: "
           f"{'n/a' if utilisation is None else f'{utilisation}%'}; device: {info['device']}", flush=True)
     return summary["status"] == "completed"
 
 
-results = [check(preset, *(int(v) for v in size.lower().split("x")))
+results = [check(preset, *reversed([int(v) for v in size.lower().split("x")]))
            for preset in os.environ["PRESETS"].split() for size in os.environ["SIZES"].split()]
 print(f"gpu check: {sum(results)} of {len(results)} trials completed")
 if not all(results):

@@ -3,8 +3,8 @@
 By default the baseline ``default`` and the candidate ``r3gan`` each train ``--seeds`` 3 times
 (seeds 0, 1, 2), and the table gives each variant's mean and spread (min to max) over its seeds:
 single runs of one seed differ by ~10%, so close variants cannot be ranked from one run. Each run trains as a real trial (the code path a search takes) for the same ``--budget-s`` on the
-same generated vase subset (the fake Met's vase drawer, ``metgan.testing.vases``), at 80x64 (HxW;
-the issue's "64x80") by default. A ``--holdout`` share of the images is never trained on: the SWD
+same generated vase subset (the fake Met's vase drawer, ``metgan.testing.vases``), at 64x80 (width x height)
+by default. A ``--holdout`` share of the images is never trained on: the SWD
 (x1e3) and its real-vs-real floor are measured on those images only, every ``--swd-every``
 epochs and at the end, with the image count per side printed beside them. The collapse breaker
 is off (a stopped preset would leave the comparison); everything else is the preset's own.
@@ -20,8 +20,8 @@ over the seeds ("not reached" when a candidate run never did). A variant is a pr
 overrides, ``default+mixed_precision=on`` (bf16 on a CPU); its overrides win over the bench's own
 settings (``+checkpoint_every=1`` pays a search's per-epoch checkpoints, which the bench skips). Wall-clock time includes the periodic scoring, which each preset pays per scored epoch.
 
-    python bench/quality.py                       # 600 s per run, 3 seeds, default and r3gan, 1280 vases, 80x64
-    python bench/quality.py --quick               # seconds: 96 vases at 40x32, default and r3gan, 3 s, 1 seed
+    python bench/quality.py                       # 600 s per run, 3 seeds, default and r3gan, 1280 vases, 64x80
+    python bench/quality.py --quick               # seconds: 96 vases at 32x40, default and r3gan, 3 s, 1 seed
     python bench/quality.py --budget-s 300 --presets default,default+mixed_precision=on \
         --candidate default+mixed_precision=on   # float32 against bf16 at equal time
     python bench/quality.py --subset .demo/data/subsets/vases --height 40 --width 32 --holdout 0 \
@@ -141,7 +141,7 @@ def side_by_side(reals: np.ndarray, runs: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes (96 vases at 40x32, 3 s each for default and fastgan): checks the "
+                        help="tiny sizes (96 vases at 32x40, 3 s each for default and fastgan): checks the "
                              "script runs, not the numbers; any option given explicitly wins")
     parser.add_argument("--budget-s", type=float, default=600.0, help="training seconds per run")
     parser.add_argument("--seeds", type=int, default=3, help="runs per variant, seeds --seed, --seed + 1, ...")
@@ -195,7 +195,7 @@ def main() -> None:
             print(f"training {preset} seed {seed} for {args.budget_s:.0f} s ...", flush=True)
             runs.append(train_preset(preset, images, args, args.out, seed))
 
-    print(f"\n{args.height}x{args.width}, {args.images} vases, {args.holdout:.0%} held out, "
+    print(f"\n{args.width}x{args.height}, {args.images} vases, {args.holdout:.0%} held out, "
           f"{args.budget_s:.0f} s per run, seeds {args.seed}-{args.seed + args.seeds - 1}; SWD x1e3 on held-out images")
     print_table(runs)
     print()

@@ -1,6 +1,6 @@
 """Benchmark: GAN training throughput and quality, ours vs the origin project's loop.
 
-1. Throughput. Training images per second at 80x64 (HxW; the issue's "64x80"), batch 64, with
+1. Throughput. Training images per second at 64x80 (width x height), batch 64, with
    the origin's architecture on both sides (noise 62, dense to a 20x16x64 seed grid,
    transposed-conv blocks of 256 and 128 filters with batch norm, tanh; D conv blocks of 64 and
    128 filters with batch norm and LeakyReLU(0.1), dense sigmoid):
@@ -28,8 +28,8 @@
 
 Ends with ``speedup: <ratio>x`` of the throughput comparison.
 
-    python bench/train.py            # 80x64, 4 rounds of 2 timed steps, 300 s per preset
-    python bench/train.py --quick    # 40x32, small filters, short budget: checks the script runs
+    python bench/train.py            # 64x80, 4 rounds of 2 timed steps, 300 s per preset
+    python bench/train.py --quick    # 32x40, small filters, short budget: checks the script runs
 """
 
 from __future__ import annotations
@@ -251,9 +251,9 @@ def main() -> None:
     reduction = 1 - q_default["swd"] / q_origin["swd"]
     rows = [
         ("measurement", "origin-style", "ours", "ours vs origin"),
-        (f"train images/s, {height}x{width}, batch 64, origin architecture ({rounds} interleaved rounds)",
+        (f"train images/s, {width}x{height}, batch 64, origin architecture ({rounds} interleaved rounds)",
          f"{origin_rate:.2f}", f"{ours:.2f}", f"{speedup:.2f}x (median)"),
-        (f"SWD x1e3 after {budget:.0f} s (preset origin vs default), {quality['height']}x{quality['width']}",
+        (f"SWD x1e3 after {budget:.0f} s (preset origin vs default), {quality['width']}x{quality['height']}",
          f"{q_origin['swd']:.1f}", f"{q_default['swd']:.1f}", f"{100 * reduction:.0f}% lower"),
         ("  real-vs-real SWD floor (same halves)", f"{q_origin['swd_real']:.1f}", f"{q_default['swd_real']:.1f}", ""),
         ("  epochs / images trained in the budget", f"{q_origin['epochs']} / {q_origin['images']}",

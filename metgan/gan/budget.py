@@ -13,7 +13,7 @@ stays the hard stop, so a wrong estimate costs quality, never time.
 
 Which size: the largest of the requested size halved 0, 1, 2 ... times whose images seen in the
 budget reach ``IMAGES_PER_PIXEL`` per pixel of the image: a GAN needs more images seen to draw a
-larger image well, and on our measurements a 40x32 DCGAN needs ~20k images seen to draw vases
+larger image well, and on our measurements a 32x40 DCGAN needs ~20k images seen to draw vases
 at about 2x the data's floor; sizes here are width x height, as in the subset form (docs/searching.md, "Time budgets"). A smaller size trained well
 beats a larger one trained briefly: the trial's size is recorded in its config.json and the
 reason in trial.json's ``fitted`` entry, so nothing about it is silent.
@@ -49,7 +49,7 @@ STEP_EFFICIENCY = {"CPU": 0.45, "GPU": 0.05}
 # misjudged the step rate by up to 1.6x on the shared 2-core machine (a trial ended its epochs
 # with 40% of its budget unspent); the time budget, not the cap, ends the trial.
 EPOCH_HEADROOM = 1.5
-# Images seen per pixel of one image that the chosen size must afford (20k images at 40x32).
+# Images seen per pixel of one image that the chosen size must afford (20k images at 32x40).
 IMAGES_PER_PIXEL = 20_000 / (40 * 32)
 
 

@@ -470,8 +470,8 @@ def _validate_dense_free(c: GanConfig) -> None:
         raise GanConfigError(f"GAN config key 'd_dropout' must be 0 with 'architecture'={name!r} "
                              "(its discriminator has no dropout)")
     if c.seed_height * c.seed_width * c.g_seed_filters > 1 << 18:
-        raise GanConfigError(f"GAN config key 'g_blocks'={c.g_blocks} is too few for {c.height}x{c.width} with "
-                             f"'architecture'={name!r}: the seed grid {c.seed_height}x{c.seed_width}x"
+        raise GanConfigError(f"GAN config key 'g_blocks'={c.g_blocks} is too few for {c.width}x{c.height} with "
+                             f"'architecture'={name!r}: the seed grid {c.seed_width}x{c.seed_height}x"
                              f"{c.g_seed_filters} would exceed 2**18 values; raise g_blocks")
 
 

@@ -12,7 +12,7 @@ Written from the paper's description, sized for CPUs and for our non-square subs
   blocks to the same grid; each scale ends in a patch-logit map, and the logits of both are
   concatenated (shape ``(batch, patches)``). The model also returns its features at the last
   two block outputs before the final one (the "8 px" and "16 px" maps of the paper at 32x40 and
-  3 blocks: 10x8 and 20x16), for the self-supervised decoders.
+  3 blocks: 8x10 and 16x20), for the self-supervised decoders.
 * Decoders: two small upsampling stacks (x2 nearest, 3x3 conv, batch norm, GLU) that rebuild,
   from the "8 px" map, the whole (augmented) real image at half size, and, from one random
   quarter of the "16 px" map, the matching quarter of the image at half size. Their MSE is added to D's loss
@@ -96,7 +96,7 @@ def excitation_pairs(g_blocks: int) -> list[tuple[int, int]]:
 
 def _excitation(source, target_channels: int, name: str):
     # The paper pools to 4x4 and convolves 4x4 to one pixel; TensorFlow's area resize has no
-    # gradient and our grids (5x4, 10x8, ...) do not pool evenly to 4x4, so we pool globally.
+    # gradient and our grids (5x4, 8x10, ...) do not pool evenly to 4x4, so we pool globally.
     x = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(source)
     x = layers.Conv2D(target_channels, 1, name=f"{name}_conv_a")(x)
     x = layers.Activation("swish", name=f"{name}_swish")(x)
@@ -149,7 +149,7 @@ def decoder_doublings(config: GanConfig) -> tuple[int, int]:
 
     The reconstructions stay at half the resolution of what they rebuild (FastGAN rebuilds
     128 px from 1024 px images): at full size the decoders cost more than G and D together on a
-    CPU (measured at 80x64: about 1 s a batch of 32, against 0.4 s for G).
+    CPU (measured at 64x80: about 1 s a batch of 32, against 0.4 s for G).
     """
     whole_level, part_level = feature_levels(config)
     return min(DECODER_DOUBLINGS, whole_level - 1), min(DECODER_DOUBLINGS, part_level - 1)

@@ -16,14 +16,14 @@ never downloads. Here it is a small network whose weights are drawn, never train
   then at least 1x1).
 
 Pooling three scales, not only the last map, is what lets the features see sharpness. On the
-synthetic vases (80x64, 384 a side), with only the last map a blurred copy of real vases kept a
+synthetic vases (64x80, 384 a side), with only the last map a blurred copy of real vases kept a
 precision of 1.0 and a density of 2 (blur pulls the features into the dense middle of the reals'
 cloud); with the three maps one 5-tap binomial blur lowers precision from 0.95 to 0.69 and three
 blurs to 0.01, while eight sharp vases repeated 48 times each keep precision 1.0 and fall to
 coverage 0.07: "varied but blurry" and "sharp but all alike" read apart.
 
 Each convolution is one im2col and one matrix product, in batches of :data:`BATCH` images: 512
-images at 80x64 take under 2 s on two CPU cores shared with another job. The weights depend on
+images at 64x80 take under 2 s on two CPU cores shared with another job. The weights depend on
 :data:`SEED` alone (their own generator, never NumPy's global state): every process, every
 trial, every machine embeds an image the same way (up to float32 rounding in the matrix products).
 
@@ -32,7 +32,7 @@ Metrics for Generative Models", ICML 2020) treat the embedding as part of the me
 an ImageNet-trained network carry ImageNet's dataset bias, so they propose embeddings from a
 randomly initialised CNN and report that these give more sensible evaluations when the data's
 distribution differs much from ImageNet's statistics (their introduction and section 5, where
-random embeddings are evaluated). Photographs of vases on studio backgrounds at 80x64 px are far
+random embeddings are evaluated). Photographs of vases on studio backgrounds at 64x80 px are far
 from ImageNet's scenes, and a downloaded classifier is ruled out here anyway. Lee, Kim and Lee
 ("Demystifying Randomly Initialized Networks for Evaluating Generative Models", AAAI 2023) study
 such features further and find that random networks can evaluate generative models similarly to
@@ -58,7 +58,7 @@ CHANNELS = (32, 64, 128, 256)
 LEAK = 0.2
 POOLED = (1, 2, 3)  # the layers whose maps are pooled into the features
 FEATURE_DIM = 2 * sum(CHANNELS[layer] for layer in POOLED)  # global average and global max of each
-BATCH = 64  # images per pass: at 80x64 the largest im2col buffer is about 24 MB
+BATCH = 64  # images per pass: at 64x80 the largest im2col buffer is about 24 MB
 
 
 @functools.cache

@@ -88,7 +88,7 @@ def _descriptors(level: np.ndarray, per_image: int, size: int, rng: np.random.Ge
     count, height, width, channels = level.shape
     half = size // 2
     if height < size or width < size:
-        raise ValueError(f"pyramid level {height}x{width} is smaller than the {size}x{size} neighbourhood")
+        raise ValueError(f"pyramid level {width}x{height} is smaller than the {size}x{size} neighbourhood")
     ys = rng.integers(half, height - half, size=(count, per_image))
     xs = rng.integers(half, width - half, size=(count, per_image))
     offsets = np.arange(-half, half + 1)
@@ -120,7 +120,7 @@ def _swd(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, repeats: int, d
 def sliced_wasserstein(images_a: np.ndarray, images_b: np.ndarray, *, seed: int = 0, nhoods_per_image: int = 128,
                        nhood_size: int = 7, repeats: int = 4, directions: int = 128,
                        min_size: int = 16) -> dict:
-    """SWD x1e3 between two uint8 NHWC image sets of equal count: {"levels": {"HxW": v}, "avg": v}."""
+    """SWD x1e3 between two uint8 NHWC image sets of equal count: {"levels": {"WxH": v}, "avg": v}."""
     if images_a.shape != images_b.shape:
         raise ValueError(f"SWD needs two sets of the same shape; got {images_a.shape} and {images_b.shape}")
     height, width = images_a.shape[1:3]
@@ -136,7 +136,7 @@ def sliced_wasserstein(images_a: np.ndarray, images_b: np.ndarray, *, seed: int 
         desc_b = _normalise(_descriptors(level_b, nhoods_per_image, nhood_size,
                                          np.random.default_rng([seed, index])))
         rng = np.random.default_rng([seed, index, 1])
-        key = f"{level_a.shape[1]}x{level_a.shape[2]}"
+        key = f"{level_a.shape[2]}x{level_a.shape[1]}"
         results[key] = _swd(desc_a, desc_b, rng, repeats, directions) * 1e3
     return {"levels": results, "avg": float(np.mean(list(results.values())))}
 

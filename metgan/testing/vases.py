@@ -276,7 +276,7 @@ def render_jpeg(kind: str, seed: int, scene: int, width: int, height: int, quali
 def vase_image(seed: int = 0, scene: int = 0, *, width: int = 32, height: int = 40, background: Colour | None = None,
                colour: Colour | None = None, mode: str = "RGB") -> Image.Image:
     """One vase photograph as a Pillow image. Small tiles (under 128 px) are drawn at twice the size and
-    reduced, as the subset builder reduces the Met's photographs, so a 40x32 vase is still a vase."""
+    reduced, as the subset builder reduces the Met's photographs, so a 32x40 vase is still a vase."""
     if mode not in MODES:
         raise ValueError(f"unknown image mode {mode!r}: expected one of {', '.join(MODES)}")
     if width < 8 or height < 8:

@@ -30,8 +30,8 @@ def test_the_candidate_sizes_halve_the_subsets_size_while_the_models_can_be_buil
 
 
 def test_the_flop_count_matches_the_layers_arithmetic():
-    # default G at 80x64: dense to 10x8x128, then 4x4 transposed convs 128->128 (20x16), ->64 (40x32),
-    # ->32 (80x64), ->3 (stride 1); each multiply-add is two FLOPs
+    # default G at 64x80: dense to 10x8x128, then 4x4 transposed convs 128->128 (16x20), ->64 (32x40),
+    # ->32 (64x80), ->3 (stride 1); each multiply-add is two FLOPs
     config = GanConfig.from_dict({"height": 80, "width": 64})
     from metgan.gan.model import build_generator
 

@@ -68,7 +68,7 @@ def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(
     lines = _lines(trial_dir)
     assert [line["epoch"] for line in lines] == [1, 2]
     assert all(LINE_KEYS <= set(line) for line in lines)
-    assert lines[-1]["swd"] > 0 and lines[-1]["swd_real"] > 0 and set(lines[-1]["swd_levels"]) == {"40x32", "20x16"}
+    assert lines[-1]["swd"] > 0 and lines[-1]["swd_real"] > 0 and set(lines[-1]["swd_levels"]) == {"32x40", "16x20"}
     assert len(lines[-1]["color"]["mean"]) == 3 and lines[-1]["fid"] is None
     assert 0 <= lines[-1]["precision"] <= 1 and 0 < lines[-1]["coverage_real"] <= 1
     assert isinstance(lines[-1]["kid"], float) and isinstance(lines[-1]["kid_real"], float)

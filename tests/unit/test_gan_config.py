@@ -83,7 +83,7 @@ def test_rectangular_sizes_and_json_spellings_are_accepted():
 def test_origin_preset_reproduces_the_origin_settings():
     origin = preset("origin")
     assert origin.noise_dim == 62 and origin.g_seed_filters == 64 and origin.g_blocks == 2
-    assert (origin.seed_height, origin.seed_width) == (20, 16)  # dense to 20x16x64 at 80x64
+    assert (origin.seed_height, origin.seed_width) == (20, 16)  # dense to 20x16x64 at 64x80
     assert origin.d_norm == "batch" and origin.d_leak == 0.1 and origin.loss == "non-saturating"
     assert origin.g_batch_factor == 2 and origin.g_lr == origin.d_lr == 2e-4
     assert origin.diffaugment == () and origin.ema_decay == 0.0

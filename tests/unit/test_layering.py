@@ -4,6 +4,7 @@ body counts as much as one at the top of a file."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "metgan"
@@ -271,3 +272,16 @@ def test_assets_are_defined_once_and_only_dags_use_them():
     hits = [hit for package in PRODUCT for hit in imports_from(package, "airflow")]
     hits += [hit for package in PRODUCT for hit in imports_from(package, "metgan.assets")]
     assert hits == [], "\n".join(hits)
+
+
+def test_every_size_printed_is_width_x_height():
+    # The subset form, the CLI's --size and the README write sizes as width x height; a size
+    # printed the other way round (the SWD levels, bench tables, errors once did) gets swapped by a reader.
+    height_first = re.compile(r"\{[^{}]*height[^{}]*\}x\{[^{}]*width[^{}]*\}")
+    roots = [PACKAGE, PACKAGE.parent / "dags", PACKAGE.parent / "plugins", PACKAGE.parent / "bench"]
+    paths = [path for root in roots for path in sorted(root.rglob("*")) if path.suffix in (".py", ".sh", ".j2")]
+    assert height_first.search('f"{config.height}x{config.width}"'), "the pattern would catch nothing"
+    hits = [f"{path.relative_to(PACKAGE.parent)}:{number}" for path in paths
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+            if height_first.search(line)]
+    assert hits == [], "print sizes as {width}x{height}:\n" + "\n".join(hits)

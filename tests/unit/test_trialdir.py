@@ -60,7 +60,7 @@ def test_each_record_round_trips(tmp_path):
     trialdir.write_search(trial.parent, search)
     assert trialdir.read_search(trial.parent) == search
 
-    lines = [trialdir.MetricsLine(epoch=e, d_loss=0.5 + e, swd=None if e % 2 else 3.0, swd_levels={"40x32": 1.0},
+    lines = [trialdir.MetricsLine(epoch=e, d_loss=0.5 + e, swd=None if e % 2 else 3.0, swd_levels={"32x40": 1.0},
                                   wall_s=e * 2.0) for e in (1, 2, 3)]
     for line in lines:
         trialdir.append_metrics(trial, line)
