@@ -199,7 +199,7 @@ def die_on_negative(value: int) -> int:
 
 
 def test_a_worker_crash_costs_one_task_not_the_run():
-    from metgan.images.resize import pooled
+    from metgan.images.pool import pooled
 
     tasks = [1, 2, -1, 3, -2, 4]
     results = list(pooled(die_on_negative, tasks, workers=2, crashed="crashed"))
@@ -207,7 +207,7 @@ def test_a_worker_crash_costs_one_task_not_the_run():
 
 
 def test_stopping_early_cancels_the_queued_tasks(tmp_path):
-    from metgan.images.resize import pooled
+    from metgan.images.pool import pooled
 
     tasks = [(str(tmp_path), n) for n in range(200)]
     results = pooled(touch_slowly, tasks, workers=2, crashed=None)
@@ -262,7 +262,7 @@ def shout(task: int) -> int:
 
 
 def test_what_a_worker_writes_to_stderr_reaches_the_callers_stderr(capfd):
-    from metgan.images.resize import pooled
+    from metgan.images.pool import pooled
 
     assert list(pooled(shout, [1, 2, 3], workers=2, crashed=None)) == [1, 2, 3]
     err = capfd.readouterr().err
