@@ -69,7 +69,8 @@ def search_once(name: str, strategy: dict, base: dict, settings) -> dict:
     from metgan.gan import search
 
     started = time.perf_counter()
-    search.run_search(name, GRID, subset="vases", base=base, settings=settings, strategy=strategy)
+    plan = search.plan_trials(name, GRID, subset="vases", base=base, settings=settings, strategy=strategy)
+    search.train_planned(name, plan, settings=settings)
     seconds = time.perf_counter() - started
     board = search.leaderboard(name, settings=settings)
     best = next(row for row in board if row["objective"] is not None)

@@ -58,8 +58,9 @@ def run(kind: str, env: dict, objects: int, epochs: int) -> dict:
     built = build_subset("vases", {"size": "32x40"}, settings=settings, workers=2)
     times["subset"] = time.perf_counter() - started
     started = time.perf_counter()
-    search.run_search("bench", {"loss": ["non-saturating"]}, subset="vases",
-                      base={**TRAIN, "epochs": epochs}, settings=settings)
+    plan = search.plan_trials("bench", {"loss": ["non-saturating"]}, subset="vases",
+                              base={**TRAIN, "epochs": epochs}, settings=settings)
+    search.train_planned("bench", plan, settings=settings)
     times["training"] = time.perf_counter() - started
     [row] = search.leaderboard("bench", settings=settings)
     trial_key = f"bench/{row['trial_id']}/trial.json"

@@ -294,11 +294,6 @@ class Settings:
         return self.data_dir / "subsets"
 
     @property
-    def import_dir(self) -> Path:
-        """The first import folder: where a relative CSV path is looked up."""
-        return self.import_dirs[0]
-
-    @property
     def task_rate(self) -> float:
         """The request rate one ingest task may use: the deployment's rate shared by its workers."""
         return self.met_rate / self.met_workers

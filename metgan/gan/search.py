@@ -31,7 +31,6 @@ from metgan.gan.config import GanConfig
 from metgan.gan.param_grid import candidates, grid_labels, grid_parts, parse_grid_text, resolve_grid
 from metgan.gan.request import SearchRequest
 from metgan.gan.strategy import (
-    Strategy,
     epochs_trained,
     plan_rungs,
 )
@@ -447,16 +446,6 @@ def _readable_info(trial_dir: Path) -> trialdir.TrialInfo | None:
 
 def _planned_search(search_name: str, folder: Path) -> trialdir.SearchRecord:
     return search_record.planned_search(search_name, folder)
-
-
-def run_search(search_name: str, grid: dict | list[dict], *, subset: str, base: dict | None = None,
-               objective: str = "swd", direction: str = "min", settings: Settings | None = None,
-               progress=None, strategy: dict | Strategy | None = None) -> list[dict]:
-    """Plan the search, then train every rung's trials in order (finished ones are skipped)."""
-    settings = settings or get_settings()
-    plan = plan_trials(search_name, grid, subset=subset, base=base, objective=objective, direction=direction,
-                       settings=settings, strategy=strategy)
-    return train_planned(search_name, plan, settings=settings, progress=progress)
 
 
 def train_planned(search_name: str, plan: list[dict], *, settings: Settings | None = None,

@@ -61,8 +61,8 @@ def test_a_csv_bootstrap_then_a_targeted_scrape_of_its_vases(airflow_db, db, fak
     with open(sample, encoding="utf-8-sig", newline="") as handle:
         header = next(csv.reader(handle))
     objects = fake_met.fake.collection.objects
-    settings.import_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.import_dir / "MetObjects.csv", "w", encoding="utf-8", newline="") as handle:
+    settings.import_dirs[0].mkdir(parents=True, exist_ok=True)
+    with open(settings.import_dirs[0] / "MetObjects.csv", "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for object_id, item in objects.items():

@@ -48,7 +48,8 @@ def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(
 
     monkeypatch.setattr(data, "training_dataset", out_of_memory_at_32)
     grid = {"batch_size": [16, 32]}
-    results = search.run_search("tiny", grid, subset=subset, base=TINY, settings=settings)
+    results = search.train_planned("tiny", search.plan_trials("tiny", grid, subset=subset, base=TINY, settings=settings),
+                                   settings=settings)
     by_status = {r["status"]: r for r in results}
     assert set(by_status) == {"completed", "failed"}
     good, bad = by_status["completed"], by_status["failed"]
@@ -97,7 +98,8 @@ def test_tiny_search_writes_trial_folders_and_rows_and_isolates_a_failing_trial(
 
     # Rerun: the completed trial is skipped (nothing rewritten), the failed one is retried.
     before = (trial_dir / "metrics.jsonl").read_text()
-    again = search.run_search("tiny", grid, subset=subset, base=TINY, settings=settings)
+    again = search.train_planned("tiny", search.plan_trials("tiny", grid, subset=subset, base=TINY, settings=settings),
+                                 settings=settings)
     assert (trial_dir / "metrics.jsonl").read_text() == before
     assert {r["trial_id"]: r["status"] for r in again} == {good["trial_id"]: "completed", bad["trial_id"]: "failed"}
 

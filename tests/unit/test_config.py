@@ -118,7 +118,7 @@ def test_import_dir_follows_the_data_dir_unless_set(tmp_path):
     chosen = Settings.from_env({"METGAN_DATA_DIR": str(tmp_path),
                                 "METGAN_IMPORT_DIR": f"{tmp_path / 'in'}:{tmp_path / 'more'}"})
     assert chosen.import_dirs == (tmp_path / "in", tmp_path / "more")
-    assert chosen.import_dir == tmp_path / "in"
+    assert chosen.import_dirs[0] == tmp_path / "in"
     with pytest.raises(ConfigError, match="METGAN_IMPORT_DIR must not be the root folder"):
         Settings.from_env({"METGAN_IMPORT_DIR": "/"})
 
