@@ -158,7 +158,7 @@ def _draw(rng: random.Random, value: Any) -> Any:
     return min(max(math.exp(rng.uniform(math.log(low), math.log(high))), low), high)
 
 
-def grid_parts(grid: Any) -> list[dict]:
+def _part_dicts(grid: Any) -> list[dict]:
     """The grid as a list of dicts (a dict is one part); anything else is refused."""
     if grid is None or grid == {}:
         return [{}]
@@ -170,7 +170,7 @@ def grid_parts(grid: Any) -> list[dict]:
 
 def has_distributions(grid: Any) -> str | None:
     """The first key written as a distribution (only random draws can use it), or None."""
-    for part in grid_parts(grid):
+    for part in _part_dicts(grid):
         for key in sorted(part, key=str):
             if isinstance(part[key], dict):
                 return str(key)
@@ -184,7 +184,7 @@ def sample(grid: Any, n_iter: int, seed: int) -> list[dict]:
     draw depends only on the file and the seed. A duplicate is drawn again (so a discrete space is
     sampled without replacement, as scikit-learn's ``ParameterSampler`` does).
     """
-    parts = grid_parts(grid)
+    parts = _part_dicts(grid)
     for part in parts:
         for key, value in part.items():
             if isinstance(value, dict):
