@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from metgan.met.parse import CSV_ARTIST_COLUMNS, CSV_TAG_COLUMNS, csv_columns
+from metgan.db.columns import CSV_ARTIST_COLUMNS, CSV_TAG_COLUMNS, csv_columns
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import psycopg2
 from psycopg2.extras import Json, execute_values
 from sqlalchemy import Engine
 
-from metgan.met.parse import OBJECT_COLUMNS, ParsedObject, storable_text
+from metgan.db.columns import OBJECT_COLUMNS, ParsedObject, storable_text
 
 log = logging.getLogger(__name__)
 

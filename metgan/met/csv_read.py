@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from metgan.config import Settings
+from metgan.db.columns import CSV_ARTIST_COLUMNS, CSV_TAG_COLUMNS, csv_columns
 from metgan.errors import ConfigError, MetRetryableError
-from metgan.met.parse import CSV_ARTIST_COLUMNS, CSV_TAG_COLUMNS, csv_columns
 from metgan.urlpolicy import excerpt, redact_url
 
 log = logging.getLogger(__name__)

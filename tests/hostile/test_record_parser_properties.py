@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from metgan.db import columns
 from metgan.errors import MetApiError
 from metgan.met import parse
 
@@ -23,7 +24,7 @@ SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_val
                     TEXT)
 JSONISH = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
                        max_leaves=30)
-FIELDS = [*parse.TEXT_FIELDS, *parse.BOOL_FIELDS, *parse.INT_FIELDS, "additionalImages", "measurements",
+FIELDS = [*columns.TEXT_FIELDS, *columns.BOOL_FIELDS, *columns.INT_FIELDS, "additionalImages", "measurements",
           "metadataDate", "tags", "constituents", "artistDisplayName", "message"]
 RECORDS = st.one_of(
     st.fixed_dictionaries({"objectID": st.integers(min_value=1, max_value=2**31 - 1) | JSONISH},
@@ -70,14 +71,14 @@ def test_any_record_parses_into_storable_rows_or_is_refused_in_one_line(record):
     if parsed is None:
         return
     assert isinstance(parsed.object_id, int) and 0 < parsed.object_id <= 2**31 - 1
-    assert set(parsed.columns) == set(parse.OBJECT_COLUMNS)
+    assert set(parsed.columns) == set(columns.OBJECT_COLUMNS)
     rows = {"columns": parsed.columns, "constituents": parsed.constituents, "tags": parsed.tags,
             "image_urls": parsed.image_urls}
     assert storable_problems(rows) == []
     for column in ("raw", "measurements"):
         if parsed.columns[column] is not None:
             json.dumps(parsed.columns[column], allow_nan=False, ensure_ascii=False).encode("utf-8")
-    for column in parse.INT_FIELDS.values():
+    for column in columns.INT_FIELDS.values():
         value = parsed.columns[column]
         assert value is None or -(2**31) < value < 2**31
 

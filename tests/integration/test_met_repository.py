@@ -136,7 +136,9 @@ def test_a_record_postgresql_refuses_is_an_error_on_its_object_and_the_chunk_is_
     # own isolation. NUL and a lone surrogate fail in psycopg2, NaN in PostgreSQL's jsonb input.
     import dataclasses
 
-    def parsed(object_id: int, **columns) -> parse.ParsedObject:
+    from metgan.db.columns import ParsedObject
+
+    def parsed(object_id: int, **columns) -> ParsedObject:
         base = parse.parse_record({"objectID": object_id, "title": f"object {object_id}",
                                    "tags": [{"term": "Flowers"}], "primaryImage": f"http://h/{object_id}.jpg"})
         return dataclasses.replace(base, columns={**base.columns, **columns})

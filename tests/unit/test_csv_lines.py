@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from metgan.met import parse
+from metgan.db import columns
 from metgan.met.csv_read import (
     ARTIST_COLUMNS,
     BOOL_COLUMNS,
@@ -105,8 +105,8 @@ def test_a_bad_value_rejects_the_row_naming_the_column(column, value, reason):
 
 def test_the_csv_and_the_api_fill_met_objects_columns_from_one_map():
     by_kind = {"text": TEXT_COLUMNS, "bool": BOOL_COLUMNS, "int": INT_COLUMNS}
-    api_by_kind = {"text": parse.TEXT_FIELDS, "bool": parse.BOOL_FIELDS, "int": parse.INT_FIELDS}
-    for source in parse.SOURCE_COLUMNS:
+    api_by_kind = {"text": columns.TEXT_FIELDS, "bool": columns.BOOL_FIELDS, "int": columns.INT_FIELDS}
+    for source in columns.SOURCE_COLUMNS:
         assert api_by_kind[source.kind][source.api_field] == source.column
         if source.csv_column is not None:
             assert by_kind[source.kind][source.csv_column] == source.column

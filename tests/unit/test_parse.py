@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from metgan.db import columns
 from metgan.errors import MetApiError
 from metgan.met import parse
 
@@ -33,7 +34,7 @@ def test_every_sample_record_parses(path):
     record = load(path)
     parsed = parse.parse_record(record)
     assert parsed.object_id == record["objectID"]
-    assert set(parsed.columns) == set(parse.OBJECT_COLUMNS)
+    assert set(parsed.columns) == set(columns.OBJECT_COLUMNS)
     assert parsed.columns["raw"] is record
     for column, value in parsed.columns.items():
         assert value != "", f"{column} kept an empty string"
