@@ -55,6 +55,9 @@ SCHEMA_VERSION = 1
 
 LOSSES = ("non-saturating", "hinge", "wgan-gp", "least-squares", "relativistic")
 G_NORMS = ("batch", "none")
+# How the DCGAN generator doubles its maps: a stride-2 transposed convolution, or nearest-neighbour
+# resizing then a stride-1 convolution (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts")
+G_UPSAMPLES = ("transpose", "resize")
 D_NORMS = ("batch", "spectral", "none")
 AUGMENTATIONS = ("translation", "cutout", "color")
 SWITCHES = ("auto", "on", "off")
@@ -82,6 +85,7 @@ class GanConfig:
     g_dense: int = 0
     g_dense_units: int = 256
     g_norm: str = "batch"
+    g_upsample: str = "transpose"
     g_bn_momentum: float = 0.9
     # discriminator
     d_blocks: int = 3
@@ -224,7 +228,8 @@ class GanConfig:
 # Fields added after trial ids were first issued, with their defaults: a config that leaves them at
 # the default has the id it had before they existed.
 LATER_FIELDS: dict[str, Any] = {"size_by_budget": False, "r2_weight": 0.0, "res_blocks": 1, "group_size": 16,
-                                "ada_target": 0.0, "ada_images": 20_000, "penalty_every": 1}
+                                "ada_target": 0.0, "ada_images": 20_000, "penalty_every": 1,
+                                "g_upsample": "transpose"}
 
 # Settings that do not change what is trained, left out of labels.
 _LABEL_SKIP = {"epochs", "seed", "swd_every", "swd_images", "checkpoint_every", "keep_checkpoints",
@@ -363,6 +368,10 @@ def _validate(c: GanConfig) -> None:
     if c.channels not in (1, 3):
         raise GanConfigError(f"GAN config key 'channels' must be 1 (grayscale) or 3 (RGB); got {c.channels!r}")
     _one_of(c, "g_norm", G_NORMS)
+    _one_of(c, "g_upsample", G_UPSAMPLES)
+    if c.g_upsample != "transpose" and c.architecture != "dcgan":
+        raise GanConfigError(f"GAN config key 'g_upsample'={c.g_upsample!r} is for 'architecture'='dcgan'; "
+                             f"{c.architecture} upsamples its own way")
     _one_of(c, "d_norm", D_NORMS)
     _one_of(c, "loss", LOSSES)
     _one_of(c, "mixed_precision", SWITCHES)

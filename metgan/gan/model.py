@@ -44,8 +44,13 @@ def build_generator(config: GanConfig) -> keras.Model:
     x = layers.Reshape((config.seed_height, config.seed_width, config.g_seed_filters), name="seed_grid")(x)
     filters = config.g_filters
     for block in range(config.g_blocks):
-        x = layers.Conv2DTranspose(filters, config.g_kernel, strides=2, padding="same",
-                                   use_bias=not batch_norm, name=f"up_{block}")(x)
+        if config.g_upsample == "resize":
+            x = layers.UpSampling2D(2, interpolation="nearest", name=f"up_{block}_resize")(x)
+            x = layers.Conv2D(filters, config.g_kernel, padding="same", use_bias=not batch_norm,
+                              name=f"up_{block}")(x)
+        else:
+            x = layers.Conv2DTranspose(filters, config.g_kernel, strides=2, padding="same",
+                                       use_bias=not batch_norm, name=f"up_{block}")(x)
         if batch_norm:
             x = layers.BatchNormalization(momentum=config.g_bn_momentum, name=f"up_{block}_bn")(x)
         x = layers.ReLU(name=f"up_{block}_relu")(x)

@@ -38,6 +38,10 @@ def test_the_flop_count_matches_the_layers_arithmetic():
     expected = 2 * (128 * 10 * 8 * 128 + 10 * 8 * 16 * 128 * 128 + 20 * 16 * 16 * 128 * 64
                     + 40 * 32 * 16 * 64 * 32 + 80 * 64 * 16 * 32 * 3)
     assert budget.model_flops(build_generator(config)) == pytest.approx(expected)
+    # resizing first: each 4x4 convolution runs at its output size, 4x the transposed one's FLOPs
+    resized = GanConfig.from_dict({"height": 80, "width": 64, "g_upsample": "resize"})
+    upsampling = 2 * (10 * 8 * 16 * 128 * 128 + 20 * 16 * 16 * 128 * 64 + 40 * 32 * 16 * 64 * 32)
+    assert budget.model_flops(build_generator(resized)) == pytest.approx(expected + 3 * upsampling)
 
 
 def test_a_slow_cpu_trains_below_the_subsets_size_and_a_gpu_at_it_and_both_say_why():

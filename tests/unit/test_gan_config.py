@@ -15,7 +15,7 @@ BAD_VALUES = [
     ("x_flip", "yes", "x_flip"), ("noise_dim", 0, "noise_dim"), ("g_blocks", 0, "g_blocks"),
     ("g_blocks", 6, "g_blocks"), ("g_filters", 0, "g_filters"), ("g_seed_filters", 0, "g_seed_filters"),
     ("g_kernel", 0, "g_kernel"), ("g_dense", -1, "g_dense"), ("g_dense_units", 0, "g_dense_units"),
-    ("g_norm", "spectral", "g_norm"), ("g_bn_momentum", 1.0, "g_bn_momentum"), ("d_blocks", 0, "d_blocks"),
+    ("g_norm", "spectral", "g_norm"), ("g_upsample", "bilinear", "g_upsample"), ("g_bn_momentum", 1.0, "g_bn_momentum"), ("d_blocks", 0, "d_blocks"),
     ("d_blocks", 7, "d_blocks"), ("d_filters", 0, "d_filters"), ("d_kernel", 0, "d_kernel"), ("d_dense", -1, "d_dense"),
     ("d_dense_units", 0, "d_dense_units"), ("d_norm", "group", "d_norm"), ("d_dropout", 1.0, "d_dropout"),
     ("d_leak", -0.1, "d_leak"), ("loss", "bce", "loss"), ("gp_weight", -1.0, "gp_weight"),
@@ -98,6 +98,7 @@ def test_fields_added_later_leave_the_ids_of_older_configs_unchanged():
     assert preset("fastgan").trial_id() == "29aeb247c218"
     assert preset("origin").trial_id() == "3616f26ee54e"
     assert GanConfig.from_dict({"r2_weight": 1.0}).trial_id() != preset("default").trial_id()
+    assert GanConfig.from_dict({"g_upsample": "resize"}).trial_id() != preset("default").trial_id()
 
 
 @pytest.mark.parametrize(("changes", "words"), [
@@ -106,6 +107,7 @@ def test_fields_added_later_leave_the_ids_of_older_configs_unchanged():
     ({"ada_target": 0.6, "diffaugment": []}, "ada_target"),
     ({"preset": "r3gan", "d_dropout": 0.3}, "d_dropout"),
     ({"preset": "r3gan", "g_dense": 1}, "g_dense"),
+    ({"preset": "fastgan", "g_upsample": "resize"}, "'g_upsample'='resize' is for 'architecture'='dcgan'"),
     ({"loss": "wgan-gp", "d_norm": "none", "r2_weight": 1.0}, "r2_weight"),
 ])
 def test_modern_baseline_combinations_that_cannot_train_are_refused_by_key(changes, words):

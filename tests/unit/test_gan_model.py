@@ -24,6 +24,17 @@ def test_builders_output_shapes_for_square_and_5_4_sizes(height, width, preset):
     assert discriminator(images, training=False).shape == (2, 1)
 
 
+def test_a_resizing_generator_upsamples_without_transposed_convolutions():
+    from metgan.gan.model import build_generator
+
+    config = tiny(g_upsample="resize", g_kernel=3)
+    generator = build_generator(config)
+    kinds = {type(layer).__name__ for layer in generator.layers}
+    assert "UpSampling2D" in kinds and "Conv2DTranspose" in kinds  # only the stride-1 layer to the image
+    assert sum(type(layer).__name__ == "Conv2DTranspose" for layer in generator.layers) == 1
+    assert generator(np.zeros((2, config.noise_dim), np.float32), training=False).shape == (2, 40, 32, 3)
+
+
 def test_grayscale_and_spectral_norm_and_dense_layers_build():
     from metgan.gan.model import build_discriminator, build_generator
 
