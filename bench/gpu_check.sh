@@ -3,7 +3,7 @@
 # steps and print images/s with the mixed-precision and XLA state actually used, and the mean GPU
 # utilisation (nvidia-smi sampled every 0.5 s during that trial).
 #
-#   bash bench/gpu_check.sh                                  # on a GPU machine: default and fastgan
+#   bash bench/gpu_check.sh                                  # on a GPU machine: default, fastgan, r3gan-gpu
 #                                                            # at 128x160 and 256x320, 400 steps, batch 64
 #   bash bench/gpu_check.sh --quick                          # seconds: 32x40, 2 steps, batch 8
 #   REQUIRE_GPU=0 bash bench/gpu_check.sh --quick            # the same on a CPU (the smoke test's run)
@@ -13,9 +13,9 @@
 # "gpu check: N of N trials completed".
 #
 # Environment: STEPS (default 400), SIZES as width x height ("128x160 256x320"), PRESETS
-# ("default fastgan"), BATCH (64), MIXED and XLA (auto|on|off; auto = on with a
+# ("default fastgan r3gan-gpu"), BATCH (64), MIXED and XLA (auto|on|off; auto = on with a
 # GPU), REQUIRE_GPU (1: exit 2 when TensorFlow sees no GPU), OUT (folder for the trials; default a
-# temp folder). fastgan's blocks grow with the size (seed grid 4x5 at 4:5 sizes); the DCGAN presets
+# temp folder). fastgan's and r3gan's blocks grow with the size (seed grid 4x5 at 4:5 sizes); the DCGAN presets
 # keep theirs. Run from the repository root with the project's venv active or at .venv/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ elif [ $# -gt 0 ]; then
 fi
 PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-export STEPS="${STEPS:-400}" SIZES="${SIZES:-${SIZE:-128x160 256x320}}" PRESETS="${PRESETS:-default fastgan}" BATCH="${BATCH:-64}" MIXED="${MIXED:-auto}" XLA="${XLA:-auto}"
+export STEPS="${STEPS:-400}" SIZES="${SIZES:-${SIZE:-128x160 256x320}}" PRESETS="${PRESETS:-default fastgan r3gan-gpu}" BATCH="${BATCH:-64}" MIXED="${MIXED:-auto}" XLA="${XLA:-auto}"
 export REQUIRE_GPU="${REQUIRE_GPU:-1}"
 
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -60,7 +60,8 @@ import shutil
 import subprocess
 
 
-def fastgan_blocks(height, width):
+def grown_blocks(height, width):
+    # fastgan and r3gan keep a seed grid of at least 4 pixels wide: more blocks at larger sizes
     blocks = 3
     while height % 2 ** (blocks + 1) == 0 and width % 2 ** (blocks + 1) == 0 and width // 2 ** (blocks + 1) >= 4:
         blocks += 1
@@ -72,8 +73,8 @@ def check(preset, height, width):
     steps_per_epoch = max(1, min(8, steps))
     epochs = max(2, math.ceil(steps / steps_per_epoch))
     blocks = {}
-    if GanConfig.from_dict({"preset": preset}).architecture == "fastgan":
-        blocks = {"g_blocks": fastgan_blocks(height, width), "d_blocks": fastgan_blocks(height, width)}
+    if GanConfig.from_dict({"preset": preset}).architecture in ("fastgan", "r3gan"):
+        blocks = {"g_blocks": grown_blocks(height, width), "d_blocks": grown_blocks(height, width)}
     config = GanConfig.from_dict({
         "preset": preset, "height": height, "width": width, "batch_size": batch, "epochs": epochs,
         "mixed_precision": os.environ["MIXED"], "xla": os.environ["XLA"], "swd_every": 10**6,

@@ -562,6 +562,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 16,
     },
 }
+# R3GAN's network at a GPU's width: grouped 3x3 convolutions (16 channels a group, which GPUs run
+# fast and TensorFlow's CPU kernels slowly), two residual blocks a stage, 4x the CPU preset's
+# channels, a batch of 64 and the penalties every 4th step. Built and trained in tests on the CPU
+# at tiny sizes; no GPU was available to measure its speed (bench/gpu_check.sh includes it).
+PRESETS["r3gan-gpu"] = {**PRESETS["r3gan"], "group_size": 16, "res_blocks": 2, "g_filters": 256,
+                        "g_seed_filters": 256, "d_filters": 64, "batch_size": 64, "penalty_every": 4}
 
 
 def preset(name: str) -> GanConfig:

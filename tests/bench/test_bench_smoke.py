@@ -72,7 +72,8 @@ def test_gpu_check_runs_to_its_end_on_the_cpu_when_told_to():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert re.search(r"^default 32x40: images/s \d", result.stdout, re.M)
     assert re.search(r"^fastgan 32x40: images/s \d", result.stdout, re.M)
-    assert "gpu check: 2 of 2 trials completed" in result.stdout
+    assert re.search(r"^r3gan-gpu 32x40: images/s \d", result.stdout, re.M)
+    assert "gpu check: 3 of 3 trials completed" in result.stdout
 
 
 def test_gpu_check_refuses_an_unknown_argument():

@@ -140,6 +140,21 @@ def test_r3gan_trains_both_networks_with_residual_blocks_that_start_as_the_ident
     assert gan.generator.output_shape == (None, 40, 32, 3)
 
 
+def test_the_gpu_preset_of_r3gan_is_the_cpu_one_wider_with_groups_of_16():
+    from metgan.gan.model import build_gan
+    from metgan.gan.r3gan import GroupedConv2D
+
+    cpu, gpu = GanConfig.from_dict({"preset": "r3gan"}), GanConfig.from_dict({"preset": "r3gan-gpu", "height": 40,
+                                                                              "width": 32})
+    assert (gpu.group_size, gpu.res_blocks, gpu.batch_size) == (16, 2, 64)
+    assert gpu.g_filters == 4 * cpu.g_filters and gpu.d_filters == 4 * cpu.d_filters and gpu.loss == cpu.loss
+    gan = build_gan(gpu)
+    grouped = [layer for layer in gan.discriminator.layers if isinstance(layer, GroupedConv2D)]
+    assert grouped and all(layer.groups > 1 for layer in grouped)
+    images = gan.generator(np.zeros((2, gpu.noise_dim), np.float32), training=False)
+    assert images.shape == (2, 40, 32, 3) and gan.discriminator(images, training=False).shape == (2, 1)
+
+
 def test_adaptive_augmentation_rises_while_d_wins_and_falls_while_it_loses(monkeypatch):
     """ADA's rule: p rises by batch x interval / ada_images per interval while r_t (2 x the share of
     reals scored positive - 1) is above the target, falls while below, and stays within [0, 1]."""

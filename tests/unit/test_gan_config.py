@@ -88,7 +88,7 @@ def test_origin_preset_reproduces_the_origin_settings():
     assert origin.g_batch_factor == 2 and origin.g_lr == origin.d_lr == 2e-4
     assert origin.diffaugment == () and origin.ema_decay == 0.0
     assert origin.label() == "origin"
-    assert set(PRESETS) == {"default", "origin", "fastgan", "r3gan"}
+    assert set(PRESETS) == {"default", "origin", "fastgan", "r3gan", "r3gan-gpu"}
 
 
 def test_fields_added_later_leave_the_ids_of_older_configs_unchanged():
