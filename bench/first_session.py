@@ -9,6 +9,7 @@ target on the 2-core CPU: the best trial at most 2.5x its floor, gan_search with
 
     python bench/first_session.py            # the scenario (about 10 minutes on 2 cores)
     python bench/first_session.py --quick    # 150 objects, one trial, a 110 s budget (a smoke run)
+    python bench/first_session.py --base '{"preset": "r3gan"}'   # the same with a candidate default
 """
 
 from __future__ import annotations
@@ -30,9 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0, help="seed of the fake collection")
     parser.add_argument("--root", type=Path, default=None, help="work folder (default: a new temporary one)")
+    parser.add_argument("--base", type=json.loads, default=None, metavar="JSON",
+                        help="gan_search's Base settings field instead of its default, e.g. '{\"preset\": \"r3gan\"}' "
+                             "(to measure a candidate default)")
     args = parser.parse_args(argv)
     objects = 150 if args.quick else args.objects
     search = {"grid": {"loss": ["hinge"]}, "budget_s": 110} if args.quick else {}
+    if args.base is not None:
+        search["base"] = args.base
     root = args.root or Path(tempfile.mkdtemp(prefix="metgan-first-session-"))
     os.environ["METGAN_DATA_DIR"] = str(root / "data")
     os.environ["METGAN_RESULTS_DIR"] = str(root / "results")
@@ -61,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     best = ranked[0]
     fitted = best.info.get("fitted") or {}
     ratio = best.score / best.floor if best.score and best.floor else float("nan")
-    print(f"\nfirst session (fake Met seed {args.seed}, {objects} objects, every form at its default"
+    changed = f" but Base settings {json.dumps(args.base)}" if args.base is not None else ""
+    print(f"\nfirst session (fake Met seed {args.seed}, {objects} objects, every form at its default{changed}"
           f"{', quick' if args.quick else ''}) in {root}")
     for trial in ranked:
         print(f"  {trial.label:<28} {trial.status:<10} epochs {trial.epochs_done:>4}  {trial.describe()}")
