@@ -30,9 +30,11 @@ API_RETRIES = {
     # Daily at 03:00 over the day before (the data interval). Unpausing the DAG (the trigger form's
     # "unpause" box) queues no scheduled scrape, so a person's own run never waits behind a run they
     # did not ask for (max_active_runs=1): the first runs at the next 03:00. That needs both
-    # run_immediately=False and no start_date (a start date makes the timetable schedule the latest
-    # past 03:00 at once).
-    schedule=CronTriggerTimetable("0 3 * * *", timezone="UTC", interval=timedelta(days=1), run_immediately=False),
+    # run_immediately=timedelta(0) and no start_date (a start date makes the timetable schedule the
+    # latest past 03:00 at once). run_immediately=False is not "never" in Airflow 3.3: it schedules
+    # the past 03:00 when unpaused within a tenth of a day after it (03:00 to 05:24 UTC).
+    schedule=CronTriggerTimetable("0 3 * * *", timezone="UTC", interval=timedelta(days=1),
+                                  run_immediately=timedelta(0)),
     catchup=False,
     max_active_runs=1,
     tags=["metgan", "ingest"],

@@ -128,3 +128,22 @@ def test_the_gan_search_form_defaults_are_the_command_lines(dagbag):
     axes = tuple(f"{key}={','.join(map(str, values))}" for key, values in grid.items())
     cli = SearchRequest.from_command_line(form["search_name"], form["subset"], params=axes)
     assert SearchRequest.from_form(form) == cli
+
+
+@pytest.mark.parametrize("now", ["2026-12-07T02:59:00", "2026-12-07T03:00:30", "2026-12-07T03:30:00",
+                                 "2026-12-07T05:00:00", "2026-12-07T12:00:00"])
+def test_unpausing_met_ingest_at_any_hour_schedules_nothing_before_the_next_3am(dagbag, monkeypatch, now):
+    # A scheduled run queued on unpause would make the user's own run wait behind it
+    # (max_active_runs=1); run_immediately=False did that from 03:00 to 05:24 UTC.
+    import pendulum
+    from airflow.timetables import trigger
+    from airflow.timetables.base import TimeRestriction
+
+    moment = pendulum.parse(now, tz="UTC")
+    monkeypatch.setattr(trigger, "utcnow", lambda: moment)
+    timetable = dagbag.dags["met_ingest"].timetable
+    info = timetable.next_dagrun_info(last_automated_data_interval=None,
+                                      restriction=TimeRestriction(earliest=None, latest=None, catchup=False))
+    next_3am = moment.replace(hour=3, minute=0, second=0) if moment.hour < 3 else \
+        moment.add(days=1).replace(hour=3, minute=0, second=0)
+    assert info.run_after == next_3am, (now, info)
