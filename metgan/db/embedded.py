@@ -1,9 +1,10 @@
 """The embedded PostgreSQL server: used when ``METGAN_DATABASE_URL`` is unset.
 
 It comes from the ``pgserver`` wheel (PostgreSQL 16 binaries in site-packages), keeps its data
-under ``<data_dir>/postgres`` and listens on a Unix socket only. Starting is guarded by an
+under ``<data_dir>/postgres`` and listens on a Unix socket only. Starting is guarded by pgserver's
 inter-process lock and reads the running server's ``postmaster.pid``, so two processes asking at
-once get one server. It keeps running after the process that started it exits (Airflow runs each
+once get one server; the data folder is created here, before that lock, in a way that cannot fail
+when another process creates it first. It keeps running after the process that started it exits (Airflow runs each
 task in its own process; restarting per task would cost seconds); ``metgan db stop`` shuts it
 down cleanly.
 """
@@ -46,7 +47,9 @@ def ensure_server(data_dir: Path, database: str = "postgres") -> str:
     except ImportError as exc:  # pragma: no cover - pgserver is a hard dependency
         raise DatabaseError("the embedded PostgreSQL needs the 'pgserver' package") from exc
     pgdata = pgdata_dir(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # pgserver checks exists() and then mkdir(exist_ok=False) outside its lock: of two processes
+    # starting at once, the one that loses that race fails. Created here, pgserver never makes it.
+    pgdata.mkdir(parents=True, exist_ok=True)
     try:
         server = pgserver.get_server(pgdata, cleanup_mode=None)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:

@@ -81,3 +81,27 @@ def test_unmigrated_embedded_database_is_one_line_saying_run_migrate(embedded_en
     assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
     assert "has no metgan schema; run `metgan db migrate`" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_process_that_loses_the_race_to_create_the_data_folder_still_gets_the_server(monkeypatch, embedded_env):
+    """Two processes starting the embedded server at once: the other one creates <data>/postgres
+    between this one's check and its mkdir. Modelled by creating the folder inside mkdir itself."""
+    import pathlib
+
+    _, data_dir = embedded_env
+    pgdata = embedded.pgdata_dir(data_dir)
+    real_mkdir = pathlib.Path.mkdir
+
+    def other_process_first(self, *args, **kwargs):
+        if self == pgdata.resolve() or self == pgdata:
+            real_mkdir(self, parents=True, exist_ok=True)  # the other process wins
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", other_process_first)
+    url = embedded.ensure_server(data_dir)
+    monkeypatch.undo()
+    conn = psycopg2.connect(url)
+    cur = conn.cursor()
+    cur.execute("SELECT 1")
+    assert cur.fetchone() == (1,)
+    conn.close()
