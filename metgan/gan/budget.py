@@ -8,7 +8,8 @@ knows how fast it trains (a GPU worker affords a larger size than a 2-core CPU i
 How much a trial affords is estimated, not probed by training: the floating-point work of one
 training image is counted from the models' layers (:func:`train_flops_per_image`) and divided
 into this device's measured matmul rate times the share of it a GAN step reaches
-(``STEP_EFFICIENCY``, measured with ``bench/first_session.py``'s calibration). The time budget
+(``STEP_EFFICIENCY``, measured with ``bench/first_session.py``'s calibration, scaled per
+architecture by ``ARCHITECTURE_EFFICIENCY`` from ``bench/train.py``'s efficiency table). The time budget
 stays the hard stop, so a wrong estimate costs quality, never time.
 
 Which size: the largest of the requested size halved 0, 1, 2 ... times whose images seen in the
@@ -43,8 +44,14 @@ SEARCH_OVERHEAD_S = 15.0
 RENDER_S_PER_TRIAL = 20.0
 # A trial's share below this trains too little to draw anything; planning refuses it.
 MIN_TRIAL_S = 30.0
-# Share of the device's large-matmul rate a GAN training step reaches (per device kind).
+# Share of the device's large-matmul rate a GAN training step of the default (DCGAN) reaches, per
+# device kind, with a trial's evaluations and data pipeline included.
 STEP_EFFICIENCY = {"CPU": 0.45, "GPU": 0.05}
+# Each architecture's training step against the default's, in share of the matmul rate
+# (bench/train.py's efficiency table at 64x80 on the 2-core CPU: default 75%, fastgan 84-96%, r3gan
+# 36-37%): r3gan's grouped 3x3 convolutions and blurs do little arithmetic per byte moved. Measured
+# on CPUs only, so a GPU uses 1 for every architecture.
+ARCHITECTURE_EFFICIENCY = {"CPU": {"dcgan": 1.0, "fastgan": 1.1, "r3gan": 0.5}}
 # A fitted trial's epoch cap over the epochs its budget is expected to afford: the matmul probe
 # misjudged the step rate by up to 1.6x on the shared 2-core machine (a trial ended its epochs
 # with 40% of its budget unspent); the time budget, not the cap, ends the trial.
@@ -164,6 +171,12 @@ def device_rate(size: int = 1024, repeats: int = 8) -> tuple[str, float]:
     return kind, 2.0 * size ** 3 * repeats / best
 
 
+def step_efficiency(kind: str, architecture: str) -> float:
+    """Share of a ``kind`` device's matmul rate that ``architecture``'s training step reaches."""
+    relative = ARCHITECTURE_EFFICIENCY.get(kind, {}).get(architecture, 1.0)
+    return STEP_EFFICIENCY.get(kind, STEP_EFFICIENCY["CPU"]) * relative
+
+
 def fit_to_budget(config: GanConfig, images: int, *, rate: tuple[str, float] | None = None) -> tuple[GanConfig, dict]:
     """The config this worker trains for ``config``'s ``time_budget_s`` on ``images`` images, and
     a record of why (trial.json's ``fitted``).
@@ -175,7 +188,7 @@ def fit_to_budget(config: GanConfig, images: int, *, rate: tuple[str, float] | N
     if not needs_fitting(config):
         return config, {}
     kind, flops = rate or device_rate()
-    per_s = flops * STEP_EFFICIENCY.get(kind, STEP_EFFICIENCY["CPU"])
+    per_s = flops * step_efficiency(kind, config.architecture)
     budget = config.time_budget_s
     sizes = candidate_sizes(config) if config.size_by_budget else [(config.height, config.width)]
     estimates = []

@@ -59,6 +59,24 @@ def test_a_slow_cpu_trains_below_the_subsets_size_and_a_gpu_at_it_and_both_say_w
     assert budget.fit_to_budget(fixed, 135, rate=("CPU", 1e9)) == (fixed, {})
 
 
+def test_the_estimate_uses_each_architectures_measured_share_of_the_matmul_rate():
+    """r3gan's step reaches about half the default's share of the matmul rate on a CPU: its
+    estimate of images/s is FLOPs-per-image and that share, not FLOPs alone."""
+    rate = ("CPU", 200e9)
+    estimates = {}
+    for preset in ("default", "r3gan"):
+        config = GanConfig.from_dict({"preset": preset, "height": 80, "width": 64, "epochs": 0,
+                                      "time_budget_s": 200})
+        _, why = budget.fit_to_budget(config, 1000, rate=rate)
+        by_flops = 200e9 * budget.STEP_EFFICIENCY["CPU"] / budget.train_flops_per_image(config)
+        estimates[preset] = why["estimated_images_per_s"] / by_flops
+    assert estimates["default"] == pytest.approx(1.0, rel=0.01)
+    assert estimates["r3gan"] == pytest.approx(budget.ARCHITECTURE_EFFICIENCY["CPU"]["r3gan"], rel=0.01)
+    assert estimates["r3gan"] < 0.6
+    # no measurement on a GPU: every architecture is estimated alike there
+    assert budget.step_efficiency("GPU", "r3gan") == budget.step_efficiency("GPU", "dcgan")
+
+
 def test_planning_with_a_budget_gives_each_trial_its_share_and_leaves_size_and_epochs_to_the_worker(db, settings):
     make_subset(settings.subsets_dir / "vases", count=40, height=160, width=128)
     overview = search.plan_search("budgeted", {"loss": ["hinge", "non-saturating"]}, subset="vases",
