@@ -6,6 +6,7 @@ its real run; here it must say plainly that it has none, and run to its end on t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -48,11 +49,17 @@ def test_every_benchmark_is_smoke_tested():
 @pytest.mark.parametrize("script", PYTHON_BENCHMARKS)
 def test_quick_mode_runs_to_its_speedup_line(script, tmp_path):
     extra = ["--out", str(tmp_path / "out")] if script == "quality.py" else []
+    if script == "first_session.py":  # with a candidate default in the form's Base settings
+        extra = ["--root", str(tmp_path / "session"), "--base", '{"seed": 7}']
     # the first session runs three DAGs through Airflow, a 110 s search among them
     result = run([sys.executable, str(BENCH / script), "--quick", *extra],
                  timeout=900 if script == "first_session.py" else 300)
     assert result.returncode == 0, f"{script} --quick failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     assert SPEEDUP.search(result.stdout), f"{script} printed no speedup line:\n{result.stdout[-3000:]}"
+    if script == "first_session.py":
+        assert 'but Base settings {"seed": 7}' in result.stdout
+        configs = list((tmp_path / "session" / "results" / "vases-search").glob("*/config.json"))
+        assert configs and all(json.loads(path.read_text())["seed"] == 7 for path in configs)
 
 
 def test_gpu_check_is_valid_bash():
