@@ -101,7 +101,7 @@ def train_preset(variant: str, images: np.ndarray, args, out: Path, seed: int) -
     scored = [(line["wall_s"], line["swd"], line["swd_real"], line["swd_count"]) for line in lines
               if line.get("swd") is not None]
     last = next(line for line in reversed(lines) if line.get("swd") is not None)
-    return {"preset": variant, "seed": seed, "dtype": info.get("precision"), "curve": scored,
+    return {"preset": variant, "seed": seed, "dtype": info.get("dtype_policy"), "curve": scored,
             "epochs": summary["epochs"], "images": info["images_seen"], "wall_s": info["wall_s"],
             "grid": trial_dir / trialdir.FINAL_GRID, "chroma": last.get("chroma"),
             "scores": {key: last.get(key) for key in SCORES},

@@ -97,7 +97,8 @@ class TrialInfo(TypedDict, total=False):
     hostname: str | None
     pid: int | None  # the trainer's process on ``hostname``: a running trial whose process is gone was interrupted
     mixed_precision: bool
-    precision: str  # the Keras dtype policy: float32 | mixed_float16 | mixed_bfloat16
+    # the Keras dtype policy: float32 | mixed_float16 | mixed_bfloat16 (not metrics.jsonl's PRDC precision)
+    dtype_policy: str
     xla: bool
     train_images: int  # images trained on (the subset less any holdout)
     eval_images: int  # real images the scores compare against

@@ -333,7 +333,7 @@ def _train_epochs(trial_dir: Path, config: GanConfig, subset_dir, info: dict, re
 
     device, has_gpu = device_info()
     precision, xla = resolve_switches(config, has_gpu)
-    info.update(device=device, mixed_precision=precision != "float32", precision=precision, xla=xla)
+    info.update(device=device, mixed_precision=precision != "float32", dtype_policy=precision, xla=xla)
     (trial_dir / trialdir.SAMPLES).mkdir(exist_ok=True)
 
     latents_path = trial_dir / trialdir.LATENTS

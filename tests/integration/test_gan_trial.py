@@ -426,7 +426,7 @@ def test_a_trials_best_snapshot_loads_in_a_fresh_process(tmp_path, base, precisi
     run_trial(tmp_path / "t", config, tmp_path / "unused", images=vase_images(32))
     info = trialdir.read_trial_info(tmp_path / "t")
     assert info["status"] == "completed"
-    assert info["precision"] == ("mixed_bfloat16" if precision == "on" else "float32")
+    assert info["dtype_policy"] == ("mixed_bfloat16" if precision == "on" else "float32")
     assert all(line["swd"] is None or np.isfinite(line["swd"]) for line in trialdir.read_metrics(tmp_path / "t"))
     code = ("import sys, numpy as np; from metgan.gan.export import load_generator;"
             "g = load_generator(sys.argv[1]); x = np.asarray(g(np.zeros((2, 16), np.float32)));"
