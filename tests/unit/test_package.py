@@ -22,3 +22,17 @@ def test_cli_help_lists_commands_and_user_errors_have_no_traceback():
     assert "METGAN_MET_RATE" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_met_parser_and_the_fake_met_import_no_database_driver():
+    """metgan.db.columns is the parser's column schema; importing it runs no database code."""
+    code = (
+        "import json, sys, metgan.met.parse, metgan.db.columns, metgan.testing.fakemet;"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'psycopg2', 'pgserver'})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+    # the package's names still resolve on use
+    names = subprocess.run([sys.executable, "-c", "from metgan.db import database_url, get_engine, migrate"],
+                           capture_output=True, text=True)
+    assert names.returncode == 0, names.stderr
