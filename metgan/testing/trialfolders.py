@@ -129,7 +129,7 @@ def make_trial(trial_dir: str | Path, *, epochs: int = 10, epochs_done: int | No
     info.update(status=status, stop_reason=stop_reason, error=error, epochs_done=done,
                 started_at="2026-11-28T18:00:00+00:00", finished_at="2026-11-28T18:30:00+00:00",
                 wall_s=2.0 * done, device="CPU (2 cores)", hostname="test", pid=None, images_per_s=120.0,
-                images_seen=done * 64, mixed_precision=False, precision="float32", xla=False,
+                images_seen=done * 64, mixed_precision=False, dtype_policy="float32", xla=False,
                 train_images=64, eval_images=64, eval_held_out=config.holdout > 0)
     trialdir.write_trial_info(trial_dir, info)
     rng = np.random.default_rng(seed)
