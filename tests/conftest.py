@@ -15,6 +15,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from tests.e2e.ui import CHROMIUM
+
 TEST_SERVER_MODE = os.environ.pop("METGAN_TEST_SERVER", "auto")
 for _name in [n for n in os.environ if n.startswith("METGAN_")]:
     del os.environ[_name]
@@ -157,9 +159,8 @@ def embedded_env():
 # What a run could not test, said where a developer looks: the last lines before pytest's own
 # count. Each prerequisite: its name, how to tell it is missing, the test files that need it, and
 # how to install it.
-CHROMIUM_PATH = Path("/usr/bin/chromium")
 PREREQUISITES = (
-    ("Chromium", lambda: not CHROMIUM_PATH.exists(), ("tests/e2e/",),
+    ("Chromium", lambda: not CHROMIUM.exists(), ("tests/e2e/",),
      "apt-get install -y --no-install-recommends chromium fonts-dejavu-core"),
     ("Redis at 127.0.0.1:6379", lambda: not redis_answers(), ("tests/e2e/test_celery.py",),
      "apt-get install -y redis-server redis-tools && redis-server --daemonize yes --bind 127.0.0.1 --save ''"),

@@ -24,11 +24,9 @@ from PIL import Image
 from tests.conftest import create_database, drop_database
 from tests.e2e.cluster import Deployment
 from tests.e2e.conftest import POOLS
-from tests.e2e.ui import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, AirflowUI, Screenshots
+from tests.e2e.ui import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, AirflowUI, Screenshots, needs_chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
-                                    reason="Debian's chromium is not installed (.ci/run installs it)")
 
 DAG_IDS = ("met_ingest", "vase_subset", "gan_search")
 INGEST_LIMIT = 40

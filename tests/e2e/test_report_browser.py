@@ -14,16 +14,9 @@ import pytest
 
 from metgan.viz.report import publish_report
 from tests import trialfolders
+from tests.e2e.ui import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="Debian's chromium is not installed (apt-get install -y chromium; .ci/run does)"),
-]
+pytestmark = [pytest.mark.e2e, needs_chromium]
 search_folder = trialfolders.search_folder
 
 
@@ -31,7 +24,7 @@ search_folder = trialfolders.search_folder
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
